@@ -1,0 +1,98 @@
+package app
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+)
+
+// Options are the manager's command-line settings. The flag names are a
+// contract: manifests, kubevirtci scripts and users rely on them.
+type Options struct {
+	WebhookPort             int
+	WebhookCertDir          string
+	WebhookHost             string
+	EnableHTTP2             bool
+	MetricsBindAddress      string
+	HealthProbeBindAddress  string
+	LeaderElect             bool
+	LeaderElectionNamespace string
+	GracefulShutdownTimeout time.Duration
+	EnableWebhook           bool
+	ShowVersion             bool
+}
+
+// NewOptions returns the defaults a Deployment runs with.
+func NewOptions() *Options {
+	return &Options{
+		WebhookPort:             9443,
+		WebhookCertDir:          "/tmp/k8s-webhook-server/serving-certs",
+		MetricsBindAddress:      ":8080",
+		HealthProbeBindAddress:  ":8081",
+		GracefulShutdownTimeout: 30 * time.Second,
+		EnableWebhook:           true,
+	}
+}
+
+// AddFlags registers every option on fs. The --kubeconfig flag is registered
+// by controller-runtime itself on the default flag set.
+func (o *Options) AddFlags(fs *flag.FlagSet) {
+	fs.IntVar(&o.WebhookPort, "webhook-port", o.WebhookPort, "Port the mutating webhook server listens on.")
+	fs.StringVar(&o.WebhookCertDir, "webhook-cert-dir", o.WebhookCertDir,
+		"Directory holding the webhook serving certificate as tls.crt and tls.key; reloaded when the files change.")
+	fs.StringVar(&o.WebhookHost, "webhook-host", o.WebhookHost, "Address the webhook server binds to (empty: all addresses).")
+	fs.BoolVar(&o.EnableHTTP2, "enable-http2", o.EnableHTTP2,
+		"Serve the webhook over HTTP/2 as well as HTTP/1.1. Off by default (HTTP/2 Rapid Reset, CVE-2023-44487).")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress,
+		`Address the Prometheus metrics endpoint binds to; "0" disables it.`)
+	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress,
+		`Address the /healthz and /readyz endpoints bind to; "0" disables them.`)
+	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect,
+		"Run the controllers only in the replica holding the leader lease. The webhook is served by every replica.")
+	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", o.LeaderElectionNamespace,
+		"Namespace of the leader lease (default: the pod's own namespace; required outside a cluster).")
+	fs.DurationVar(&o.GracefulShutdownTimeout, "graceful-shutdown-timeout", o.GracefulShutdownTimeout,
+		"How long to wait for in-flight requests and reconciles when stopping.")
+	fs.BoolVar(&o.EnableWebhook, "enable-webhook", o.EnableWebhook, "Serve the VMI mutating webhook.")
+	fs.BoolVar(&o.ShowVersion, "version", o.ShowVersion, "Print the version and exit.")
+}
+
+// Validate reports every invalid option at once, so a bad Deployment fails
+// fast with a message that names each flag to fix.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.WebhookPort < 1 || o.WebhookPort > 65535 {
+		errs = append(errs, fmt.Errorf("--webhook-port must be between 1 and 65535, got %d", o.WebhookPort))
+	}
+	if o.EnableWebhook && o.WebhookCertDir == "" {
+		errs = append(errs, errors.New("--webhook-cert-dir must not be empty while the webhook is enabled"))
+	}
+	if err := validateBindAddress("--metrics-bind-address", o.MetricsBindAddress); err != nil {
+		errs = append(errs, err)
+	}
+	if err := validateBindAddress("--health-probe-bind-address", o.HealthProbeBindAddress); err != nil {
+		errs = append(errs, err)
+	}
+	if o.GracefulShutdownTimeout < 0 {
+		errs = append(errs, fmt.Errorf("--graceful-shutdown-timeout must not be negative, got %s", o.GracefulShutdownTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// validateBindAddress accepts "0" (disabled), "" (disabled) or host:port.
+func validateBindAddress(flagName, addr string) error {
+	if addr == "" || addr == "0" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s must be host:port or \"0\", got %q: %w", flagName, addr, err)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%s has an invalid port in %q", flagName, addr)
+	}
+	return nil
+}

@@ -1,0 +1,81 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"k8s.io/client-go/rest"
+
+	"github.com/virtmesh/virtmesh/internal/app"
+)
+
+// runningManager is a virtmesh manager started through app.Run, the same entry
+// point cmd/virtmesh uses.
+type runningManager struct {
+	opts   *app.Options
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startManager runs virtmesh with cfg, serving the webhook where the control
+// plane's webhook configurations point, and waits until it reports ready.
+func startManager(cfg *rest.Config) *runningManager {
+	GinkgoHelper()
+	host, port, certDir := cp.WebhookServing()
+	o := app.NewOptions()
+	o.WebhookHost, o.WebhookPort, o.WebhookCertDir = host, port, certDir
+	o.MetricsBindAddress = freeAddress()
+	o.HealthProbeBindAddress = freeAddress()
+	o.LeaderElect = true
+	o.LeaderElectionNamespace = managerNamespace
+	o.GracefulShutdownTimeout = 10 * time.Second
+
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &runningManager{opts: o, cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		defer GinkgoRecover()
+		m.done <- app.Run(ctx, cfg, o)
+	}()
+	Eventually(m.probe).WithArguments("/readyz").WithTimeout(30 * time.Second).Should(Equal(http.StatusOK))
+	return m
+}
+
+// probe returns the HTTP status of a health endpoint, or an error.
+func (m *runningManager) probe(path string) (int, error) {
+	return httpStatus("http://" + m.opts.HealthProbeBindAddress + path)
+}
+
+// stop cancels the manager and waits for Run to return.
+func (m *runningManager) stop(ctx context.Context) error {
+	m.cancel()
+	select {
+	case err := <-m.done:
+		return err
+	case <-ctx.Done():
+		return errors.New("manager did not stop in time")
+	}
+}
+
+func httpStatus(url string) (int, error) {
+	resp, err := (&http.Client{Timeout: 2 * time.Second}).Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	return resp.StatusCode, nil
+}
+
+// freeAddress returns a loopback address with a port nobody listens on.
+func freeAddress() string {
+	GinkgoHelper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	Expect(err).NotTo(HaveOccurred())
+	defer func() { _ = l.Close() }()
+	return fmt.Sprintf("127.0.0.1:%d", l.Addr().(*net.TCPAddr).Port)
+}
