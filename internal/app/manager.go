@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/virtmesh/virtmesh/internal/version"
+	vmwebhook "github.com/virtmesh/virtmesh/webhook"
 )
 
 // LeaderElectionID names the Lease the replicas compete for.
@@ -67,6 +68,11 @@ func Run(ctx context.Context, cfg *rest.Config, o *Options) error {
 	mgr, err := NewManager(cfg, o)
 	if err != nil {
 		return err
+	}
+	if o.EnableWebhook {
+		if err := vmwebhook.SetupWithManager(mgr, o.Mesh); err != nil {
+			return fmt.Errorf("setting up the VMI webhook: %w", err)
+		}
 	}
 	ctrl.Log.WithName("setup").Info("starting manager", "version", version.String(),
 		"webhook", o.EnableWebhook, "leaderElection", o.LeaderElect)

@@ -6,7 +6,11 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/virtmesh/virtmesh/internal/mesh"
+	"github.com/virtmesh/virtmesh/webhook"
 )
 
 // Options are the manager's command-line settings. The flag names are a
@@ -23,6 +27,8 @@ type Options struct {
 	GracefulShutdownTimeout time.Duration
 	EnableWebhook           bool
 	ShowVersion             bool
+	// Mesh is the webhook's (and the controllers') mesh configuration.
+	Mesh webhook.Config
 }
 
 // NewOptions returns the defaults a Deployment runs with.
@@ -34,6 +40,7 @@ func NewOptions() *Options {
 		HealthProbeBindAddress:  ":8081",
 		GracefulShutdownTimeout: 30 * time.Second,
 		EnableWebhook:           true,
+		Mesh:                    webhook.DefaultConfig(),
 	}
 }
 
@@ -58,6 +65,26 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 		"How long to wait for in-flight requests and reconciles when stopping.")
 	fs.BoolVar(&o.EnableWebhook, "enable-webhook", o.EnableWebhook, "Serve the VMI mutating webhook.")
 	fs.BoolVar(&o.ShowVersion, "version", o.ShowVersion, "Print the version and exit.")
+	fs.Func("excluded-namespaces", "Comma-separated namespaces never meshed (default "+
+		strings.Join(o.Mesh.ExcludedNamespaces, ",")+"); keep in sync with the webhook's namespaceSelector.",
+		func(v string) error {
+			o.Mesh.ExcludedNamespaces = splitList(v)
+			return nil
+		})
+	fs.Func("bridge-policy", `What to do with a bridge binding on the pod network: "masquerade" (switch it, default) or "deny".`,
+		func(v string) error { o.Mesh.BridgePolicy = webhook.BridgePolicy(v); return nil })
+	fs.Func("ambient-policy", `What to do with VMIs in ambient namespaces: "sidecar" (give them a sidecar, default) or "ignore".`,
+		func(v string) error { o.Mesh.AmbientPolicy = mesh.AmbientPolicy(v); return nil })
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // Validate reports every invalid option at once, so a bad Deployment fails
@@ -74,6 +101,9 @@ func (o *Options) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := validateBindAddress("--health-probe-bind-address", o.HealthProbeBindAddress); err != nil {
+		errs = append(errs, err)
+	}
+	if err := o.Mesh.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if o.GracefulShutdownTimeout < 0 {

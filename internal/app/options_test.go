@@ -21,6 +21,7 @@ func TestFlagsParse(t *testing.T) {
 		"--webhook-port=8443", "--webhook-cert-dir=/certs", "--metrics-bind-address=0",
 		"--health-probe-bind-address=:9000", "--leader-elect", "--enable-webhook=false",
 		"--graceful-shutdown-timeout=5s", "--enable-http2",
+		"--excluded-namespaces= a, b ,,", "--bridge-policy=deny", "--ambient-policy=ignore",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -29,6 +30,9 @@ func TestFlagsParse(t *testing.T) {
 		o.HealthProbeBindAddress != ":9000" || !o.LeaderElect || o.EnableWebhook ||
 		o.GracefulShutdownTimeout != 5*time.Second || !o.EnableHTTP2 {
 		t.Fatalf("flags not applied: %+v", o)
+	}
+	if got := strings.Join(o.Mesh.ExcludedNamespaces, ","); got != "a,b" || o.Mesh.BridgePolicy != "deny" || o.Mesh.AmbientPolicy != "ignore" {
+		t.Fatalf("mesh flags not applied: %+v", o.Mesh)
 	}
 }
 
@@ -39,6 +43,8 @@ func TestValidateNamesEveryBadFlag(t *testing.T) {
 		"--metrics-bind-address":      func(o *Options) { o.MetricsBindAddress = "8080" },
 		"--health-probe-bind-address": func(o *Options) { o.HealthProbeBindAddress = ":99999" },
 		"--graceful-shutdown-timeout": func(o *Options) { o.GracefulShutdownTimeout = -time.Second },
+		"--bridge-policy":             func(o *Options) { o.Mesh.BridgePolicy = "nope" },
+		"--ambient-policy":            func(o *Options) { o.Mesh.AmbientPolicy = "nope" },
 	}
 	for flagName, breakIt := range cases {
 		t.Run(flagName, func(t *testing.T) {

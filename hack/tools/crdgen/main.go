@@ -31,10 +31,10 @@ func main() {
 
 func run(out string) error {
 	generators := map[string]func() (*extv1.CustomResourceDefinition, error){
-		"kubevirt.io_virtualmachineinstances.yaml":          components.NewVirtualMachineInstanceCrd,
-		"kubevirt.io_virtualmachines.yaml":                  components.NewVirtualMachineCrd,
+		"kubevirt.io_virtualmachineinstances.yaml":           components.NewVirtualMachineInstanceCrd,
+		"kubevirt.io_virtualmachines.yaml":                   components.NewVirtualMachineCrd,
 		"kubevirt.io_virtualmachineinstancereplicasets.yaml": components.NewReplicaSetCrd,
-		"pool.kubevirt.io_virtualmachinepools.yaml":         components.NewVirtualMachinePoolCrd,
+		"pool.kubevirt.io_virtualmachinepools.yaml":          components.NewVirtualMachinePoolCrd,
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", out, err)

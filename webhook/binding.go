@@ -1,0 +1,81 @@
+package webhook
+
+import (
+	kubevirtv1 "kubevirt.io/api/core/v1"
+)
+
+// defaultNetworkName is the name KubeVirt itself gives the pod network.
+const defaultNetworkName = "default"
+
+// istioReservedPorts are the ports Istio's proxy takes in the launcher pod
+// (KubeVirt pkg/network/istio/ports.go); a VM cannot serve on them in the mesh.
+var istioReservedPorts = map[int32]bool{
+	15000: true, 15001: true, 15004: true, 15006: true, 15008: true,
+	15009: true, 15020: true, 15021: true, 15053: true, 15090: true,
+}
+
+// ensurePodNetwork makes the pod network's binding one Istio works with. It
+// returns false, leaving the VMI untouched, when the VMI cannot join the mesh
+// (m.denied is then set if it must be refused).
+func (m *mutator) ensurePodNetwork(policy BridgePolicy) bool {
+	spec := &m.vmi.Spec
+	if len(spec.Networks) == 0 && len(spec.Domain.Devices.Interfaces) == 0 {
+		if a := spec.Domain.Devices.AutoattachPodInterface; a != nil && !*a {
+			m.warn("the VMI has no pod network (autoattachPodInterface: false), so it cannot join the Istio mesh; " +
+				"Istio only captures traffic on the pod network")
+			return false
+		}
+		spec.Networks = []kubevirtv1.Network{{Name: defaultNetworkName, NetworkSource: kubevirtv1.NetworkSource{Pod: &kubevirtv1.PodNetwork{}}}}
+		spec.Domain.Devices.Interfaces = []kubevirtv1.Interface{{
+			Name: defaultNetworkName, InterfaceBindingMethod: kubevirtv1.InterfaceBindingMethod{Masquerade: &kubevirtv1.InterfaceMasquerade{}},
+		}}
+		m.changed(ChangeBinding, "added pod network %q with masquerade binding (Istio needs masquerade; KubeVirt's default is bridge)", defaultNetworkName)
+		return true
+	}
+	iface := podInterface(m.vmi)
+	if iface == nil {
+		m.warn("the VMI has no interface on the pod network, so it cannot join the Istio mesh; " +
+			"Istio only captures traffic on the pod network")
+		return false
+	}
+	switch b := &iface.InterfaceBindingMethod; {
+	case b.Masquerade != nil, b.PasstBinding != nil, iface.Binding != nil && iface.Binding.Name == "passt":
+		// Bindings Istio works with: keep.
+	case b.Bridge != nil && policy == BridgeDeny:
+		m.denied = "virtmesh: interface \"" + iface.Name + "\" on the pod network uses bridge binding, which Istio does not support, " +
+			"and virtmesh runs with --bridge-policy=deny: use masquerade: {} instead"
+		return false
+	case b.Bridge != nil:
+		b.Bridge = nil
+		b.Masquerade = &kubevirtv1.InterfaceMasquerade{}
+		m.changed(ChangeBinding, "interface %q switched from bridge to masquerade (Istio needs masquerade)", iface.Name)
+	case iface.Binding == nil && *b == (kubevirtv1.InterfaceBindingMethod{}):
+		b.Masquerade = &kubevirtv1.InterfaceMasquerade{}
+		m.changed(ChangeBinding, "interface %q set to masquerade binding (Istio needs masquerade; KubeVirt's default is bridge)", iface.Name)
+	default:
+		m.warn("interface %q on the pod network uses a binding Istio does not support, so the VMI cannot join the Istio mesh; "+
+			"use masquerade or passt", iface.Name)
+		return false
+	}
+	for _, p := range iface.Ports {
+		if istioReservedPorts[p.Port] {
+			m.warn("port %d on interface %q is reserved by Istio's proxy; the VM cannot serve on it inside the mesh", p.Port, iface.Name)
+		}
+	}
+	return true
+}
+
+// podInterface returns the interface bound to the pod network, if any.
+func podInterface(vmi *kubevirtv1.VirtualMachineInstance) *kubevirtv1.Interface {
+	for _, n := range vmi.Spec.Networks {
+		if n.Pod == nil {
+			continue
+		}
+		for i := range vmi.Spec.Domain.Devices.Interfaces {
+			if vmi.Spec.Domain.Devices.Interfaces[i].Name == n.Name {
+				return &vmi.Spec.Domain.Devices.Interfaces[i]
+			}
+		}
+	}
+	return nil
+}
