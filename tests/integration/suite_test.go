@@ -91,7 +91,13 @@ func managerConfig() *rest.Config {
 // newNamespace creates a namespace for one spec and deletes it afterwards.
 func newNamespace(ctx context.Context) string {
 	GinkgoHelper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "spec-"}}
+	return newLabelledNamespace(ctx, nil)
+}
+
+// newLabelledNamespace creates a namespace with labels for one spec and deletes it afterwards.
+func newLabelledNamespace(ctx context.Context, labels map[string]string) string {
+	GinkgoHelper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "spec-", Labels: labels}}
 	Expect(adminClient.Create(ctx, ns)).To(Succeed())
 	DeferCleanup(func(ctx SpecContext) {
 		Expect(client.IgnoreNotFound(adminClient.Delete(ctx, ns))).To(Succeed())
