@@ -126,4 +126,3 @@ func combinations(options map[string][]string) []map[string]string {
 	}
 	return out
 }
-

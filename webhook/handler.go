@@ -29,12 +29,13 @@ var _ admission.Handler = &Handler{}
 
 // Handle mutates VMIs on CREATE; everything else passes untouched.
 func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
+	if req.Resource.Group != kubevirtv1.SchemeGroupVersion.Group || req.Resource.Resource != "virtualmachineinstances" {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf(
+			"virtmesh mutates kubevirt.io virtualmachineinstances only, got resource %q in group %q (is the body an AdmissionReview?)",
+			req.Resource.Resource, req.Resource.Group))
+	}
 	if req.Operation != admissionv1.Create {
 		return admission.Allowed("")
-	}
-	if req.Resource.Group != kubevirtv1.SchemeGroupVersion.Group || req.Resource.Resource != "virtualmachineinstances" {
-		return admission.Errored(http.StatusBadRequest,
-			fmt.Errorf("virtmesh mutates kubevirt.io virtualmachineinstances only, got %s/%s", req.Resource.Group, req.Resource.Resource))
 	}
 	if len(req.Object.Raw) == 0 {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("admission request %s has no object", req.UID))

@@ -1,0 +1,96 @@
+package webhook
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	"sigs.k8s.io/yaml"
+)
+
+// addGoldenSeeds seeds a fuzzer with every golden input VMI.
+func addGoldenSeeds(f *testing.F, add func(raw []byte)) {
+	inputs, _ := filepath.Glob(filepath.Join("testdata", "*.yaml"))
+	for _, in := range inputs {
+		if strings.HasSuffix(in, ".mutated.yaml") {
+			continue
+		}
+		data, err := os.ReadFile(in)
+		if err != nil {
+			f.Fatal(err)
+		}
+		docs := strings.SplitN(string(data), "\n---\n", 2)
+		raw, err := yaml.YAMLToJSON([]byte(docs[1]))
+		if err != nil {
+			f.Fatal(err)
+		}
+		add(raw)
+	}
+}
+
+// FuzzMutateVMI: no panic; mutating twice equals mutating once; the result
+// still encodes and decodes as a VMI.
+func FuzzMutateVMI(f *testing.F) {
+	addGoldenSeeds(f, func(raw []byte) {
+		f.Add(raw, "enabled", "", "ambient", false)
+		f.Add(raw, "", "canary", "", true)
+	})
+	f.Fuzz(func(t *testing.T, raw []byte, injection, rev, dataplane string, deny bool) {
+		vmi := &kubevirtv1.VirtualMachineInstance{}
+		if json.Unmarshal(raw, vmi) != nil {
+			return
+		}
+		ns := Namespace{Name: "vms", Labels: map[string]string{}}
+		for k, v := range map[string]string{"istio-injection": injection, "istio.io/rev": rev, "istio.io/dataplane-mode": dataplane} {
+			if v != "" {
+				ns.Labels[k] = v
+			}
+		}
+		cfg := DefaultConfig()
+		if deny {
+			cfg.BridgePolicy = BridgeDeny
+		}
+		first := MutateVMI(vmi, ns, cfg)
+		once := vmi.DeepCopy()
+		second := MutateVMI(vmi, ns, cfg)
+		if first.Denied != second.Denied {
+			t.Fatalf("verdict changed on the second run: %+v then %+v", first, second)
+		}
+		if len(second.Changes) != 0 || !reflect.DeepEqual(once, vmi) {
+			t.Fatalf("second run changed the VMI: %v", second.Changes)
+		}
+		out, err := json.Marshal(vmi)
+		if err != nil {
+			t.Fatalf("mutated VMI does not encode: %v", err)
+		}
+		if err := json.Unmarshal(out, &kubevirtv1.VirtualMachineInstance{}); err != nil {
+			t.Fatalf("mutated VMI does not decode: %v", err)
+		}
+	})
+}
+
+// FuzzServeHTTP: any body gets an AdmissionReview answer, never a panic.
+func FuzzServeHTTP(f *testing.F) {
+	addGoldenSeeds(f, func(raw []byte) { f.Add(reviewBody(f, raw)) })
+	f.Add([]byte("{{{"))
+	f.Add([]byte(`{"request":{"object":null}}`))
+	wh := &admission.Webhook{Handler: &Handler{Config: DefaultConfig(), NamespaceLabels: meshedNamespace}}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		rec := httptest.NewRecorder()
+		wh.ServeHTTP(rec, httptest.NewRequest("POST", "/", bytes.NewReader(body)))
+		if rec.Code != 200 {
+			t.Fatalf("status %d", rec.Code)
+		}
+		var out map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+			t.Fatalf("response is not JSON: %v", err)
+		}
+	})
+}

@@ -1,0 +1,116 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+)
+
+var vmiResource = metav1.GroupVersionResource{Group: "kubevirt.io", Version: "v1", Resource: "virtualmachineinstances"}
+
+func meshedNamespace(context.Context, string) (map[string]string, error) {
+	return map[string]string{"istio-injection": "enabled"}, nil
+}
+
+func TestHandleRequests(t *testing.T) {
+	bare := []byte(`{"apiVersion":"kubevirt.io/v1","kind":"VirtualMachineInstance","metadata":{"name":"a","namespace":"vms"},"spec":{"domain":{"devices":{}}}}`)
+	cases := []struct {
+		name       string
+		req        admissionv1.AdmissionRequest
+		nsErr      error
+		wantCode   int32
+		wantPatch  bool
+		wantReason string
+	}{
+		{name: "create is mutated", req: admissionv1.AdmissionRequest{Operation: admissionv1.Create, Resource: vmiResource, Object: runtime.RawExtension{Raw: bare}}, wantCode: http.StatusOK, wantPatch: true},
+		{name: "update passes untouched", req: admissionv1.AdmissionRequest{Operation: admissionv1.Update, Resource: vmiResource, Object: runtime.RawExtension{Raw: bare}}, wantCode: http.StatusOK},
+		{name: "delete passes untouched", req: admissionv1.AdmissionRequest{Operation: admissionv1.Delete, Resource: vmiResource}, wantCode: http.StatusOK},
+		{name: "connect passes untouched", req: admissionv1.AdmissionRequest{Operation: admissionv1.Connect, Resource: vmiResource}, wantCode: http.StatusOK},
+		{name: "wrong resource", req: admissionv1.AdmissionRequest{Operation: admissionv1.Create, Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, Object: runtime.RawExtension{Raw: bare}}, wantCode: http.StatusBadRequest, wantReason: "virtualmachineinstances only"},
+		{name: "missing object", req: admissionv1.AdmissionRequest{Operation: admissionv1.Create, Resource: vmiResource}, wantCode: http.StatusBadRequest, wantReason: "has no object"},
+		{name: "object is not a VMI", req: admissionv1.AdmissionRequest{Operation: admissionv1.Create, Resource: vmiResource, Object: runtime.RawExtension{Raw: []byte(`{"spec":"nope"}`)}}, wantCode: http.StatusBadRequest, wantReason: "decoding VirtualMachineInstance"},
+		{name: "namespace unreadable", req: admissionv1.AdmissionRequest{Operation: admissionv1.Create, Resource: vmiResource, Object: runtime.RawExtension{Raw: bare}}, nsErr: errors.New("boom"), wantCode: http.StatusInternalServerError, wantReason: "boom"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &Handler{Config: DefaultConfig(), NamespaceLabels: func(ctx context.Context, n string) (map[string]string, error) {
+				if tc.nsErr != nil {
+					return nil, tc.nsErr
+				}
+				return meshedNamespace(ctx, n)
+			}}
+			resp := h.Handle(context.Background(), admission.Request{AdmissionRequest: tc.req})
+			if resp.Result == nil || resp.Result.Code != tc.wantCode {
+				t.Fatalf("code: want %d, got %+v", tc.wantCode, resp.Result)
+			}
+			if got := len(resp.Patches) > 0; got != tc.wantPatch {
+				t.Fatalf("patch: want %v, got %v", tc.wantPatch, resp.Patches)
+			}
+			if !strings.Contains(resp.Result.Message, tc.wantReason) {
+				t.Fatalf("message %q does not say %q", resp.Result.Message, tc.wantReason)
+			}
+		})
+	}
+}
+
+// TestServeHTTPBadBodies sends what no API server would and checks that each
+// gets a clear error and that the server goes on serving.
+func TestServeHTTPBadBodies(t *testing.T) {
+	srv := httptest.NewServer(&admission.Webhook{Handler: &Handler{Config: DefaultConfig(), NamespaceLabels: meshedNamespace}})
+	defer srv.Close()
+	good := reviewBody(t, []byte(`{"apiVersion":"kubevirt.io/v1","kind":"VirtualMachineInstance","metadata":{"name":"a","namespace":"vms"}}`))
+	bodies := map[string][]byte{
+		"not JSON":               []byte("{{{"),
+		"not an AdmissionReview": []byte(`{"kind":"Pod","apiVersion":"v1"}`),
+		"too large":              bytes.Repeat([]byte("x"), 8<<20),
+		"empty":                  nil,
+	}
+	for name, body := range bodies {
+		t.Run(name, func(t *testing.T) {
+			resp := post(t, srv.URL, body)
+			if resp.Response == nil || resp.Response.Allowed || resp.Response.Result == nil || resp.Response.Result.Message == "" {
+				t.Fatalf("want a clear error, got %+v", resp.Response)
+			}
+			if ok := post(t, srv.URL, good); ok.Response == nil || !ok.Response.Allowed || len(ok.Response.Patch) == 0 {
+				t.Fatalf("server stopped serving good requests after %s: %+v", name, ok.Response)
+			}
+		})
+	}
+}
+
+func reviewBody(t testing.TB, obj []byte) []byte {
+	t.Helper()
+	b, err := json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{UID: "u1", Operation: admissionv1.Create, Namespace: "vms",
+			Resource: vmiResource, Object: runtime.RawExtension{Raw: obj}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func post(t testing.TB, url string, body []byte) admissionv1.AdmissionReview {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var review admissionv1.AdmissionReview
+	if err := json.NewDecoder(resp.Body).Decode(&review); err != nil {
+		t.Fatalf("response is not an AdmissionReview: %v", err)
+	}
+	return review
+}
