@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -12,7 +11,6 @@ import (
 
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
-	"sigs.k8s.io/yaml"
 )
 
 // addGoldenSeeds seeds a fuzzer with every golden input VMI.
@@ -22,15 +20,7 @@ func addGoldenSeeds(f *testing.F, add func(raw []byte)) {
 		if strings.HasSuffix(in, ".mutated.yaml") {
 			continue
 		}
-		data, err := os.ReadFile(in)
-		if err != nil {
-			f.Fatal(err)
-		}
-		docs := strings.SplitN(string(data), "\n---\n", 2)
-		raw, err := yaml.YAMLToJSON([]byte(docs[1]))
-		if err != nil {
-			f.Fatal(err)
-		}
+		_, raw := readCase(f, in)
 		add(raw)
 	}
 }

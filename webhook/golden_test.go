@@ -104,7 +104,7 @@ func admit(t *testing.T, h *Handler, ns string, raw []byte) ([]byte, string) {
 	return out, report.String()
 }
 
-func readCase(t *testing.T, path string) (*corev1.Namespace, []byte) {
+func readCase(t testing.TB, path string) (*corev1.Namespace, []byte) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
