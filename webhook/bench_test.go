@@ -1,13 +1,18 @@
 package webhook
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
 
+	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	kubevirtv1 "kubevirt.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
 // benchVMIs are a bare VMI, seed 004's istio-vmi as its owner would write it
@@ -64,6 +69,28 @@ func BenchmarkMutateVMI(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				MutateVMI(vmi.DeepCopy(), ns, cfg)
+			}
+		})
+	}
+}
+
+// BenchmarkHandle measures one admission as the handler sees it: decoding the
+// VMI, the mutation, and the JSON diff that becomes the patch.
+func BenchmarkHandle(b *testing.B) {
+	h := &Handler{Config: DefaultConfig(), NamespaceLabels: meshedNamespace}
+	for name, vmi := range benchVMIs() {
+		raw, err := json.Marshal(vmi)
+		if err != nil {
+			b.Fatal(err)
+		}
+		req := admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+			Operation: admissionv1.Create, Namespace: "vms", Resource: vmiResource, Object: runtime.RawExtension{Raw: raw}}}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if resp := h.Handle(context.Background(), req); !resp.Allowed || len(resp.Patches) == 0 {
+					b.Fatalf("not mutated: %+v", resp.Result)
+				}
 			}
 		})
 	}

@@ -47,10 +47,10 @@ func TestWebhookSelectorsAgreeWithDecide(t *testing.T) {
 				d := mesh.Decide(nsName, nsLabels, objLabels, nil, cfg)
 				enforced := nsLabels[mesh.EnforceLabel] == "true" && !slices.Contains(cfg.ExcludedNamespaces, nsName)
 				if (d.InMesh || d.Denied) && !called {
-					t.Errorf("ns %v, vmi %v: Decide meshes it (%s) but the webhook is not called", nsLabels, objLabels, d.Reason)
+					t.Errorf("ns %v, vmi %v: Decide meshes it (%s) but the webhook is not called", nsLabels, objLabels, d.Reason())
 				}
 				if called && !d.InMesh && !d.Denied && !enforced {
-					t.Errorf("ns %v, vmi %v: webhook called but Decide leaves it out (%s)", nsLabels, objLabels, d.Reason)
+					t.Errorf("ns %v, vmi %v: webhook called but Decide leaves it out (%s)", nsLabels, objLabels, d.Reason())
 				}
 				checked++
 			}

@@ -51,15 +51,16 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading namespace %q: %w", vmi.Namespace, err))
 	}
-	before, err := json.Marshal(vmi)
-	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encoding VirtualMachineInstance: %w", err))
-	}
+	original := vmi.DeepCopy()
 	res := MutateVMI(vmi, Namespace{Name: vmi.Namespace, Labels: nsLabels}, h.Config)
 	if res.Denied {
 		return admission.Denied(res.Reason).WithWarnings(res.Warnings...)
 	}
-	resp, err := patchResponse(before, vmi)
+	if len(res.Changes) == 0 {
+		// Out of the mesh, not meshable, or already mutated: nothing to patch.
+		return admission.Allowed("").WithWarnings(res.Warnings...)
+	}
+	resp, err := patchResponse(original, vmi)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
@@ -69,7 +70,11 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 // patchResponse diffs the VMI as decoded against the VMI as mutated. Both go
 // through the same Go types, so a field those types do not know appears in
 // neither and the patch never touches it in the object the API server holds.
-func patchResponse(before []byte, mutated *kubevirtv1.VirtualMachineInstance) (admission.Response, error) {
+func patchResponse(original, mutated *kubevirtv1.VirtualMachineInstance) (admission.Response, error) {
+	before, err := json.Marshal(original)
+	if err != nil {
+		return admission.Response{}, fmt.Errorf("encoding VirtualMachineInstance: %w", err)
+	}
 	after, err := json.Marshal(mutated)
 	if err != nil {
 		return admission.Response{}, fmt.Errorf("encoding mutated VirtualMachineInstance: %w", err)

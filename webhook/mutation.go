@@ -46,12 +46,12 @@ type Result struct {
 func MutateVMI(vmi *kubevirtv1.VirtualMachineInstance, ns Namespace, cfg Config) Result {
 	d := mesh.Decide(ns.Name, ns.Labels, vmi.Labels, vmi.Annotations, cfg.Config)
 	if d.Denied {
-		return Result{Denied: true, Reason: "virtmesh: " + d.Reason}
+		return Result{Denied: true, Reason: "virtmesh: " + d.Reason()}
 	}
 	if !d.InMesh {
 		return Result{}
 	}
-	m := &mutator{vmi: vmi, reason: d.Reason}
+	m := &mutator{vmi: vmi, decision: d}
 	if !m.ensurePodNetwork(cfg.BridgePolicy) {
 		// Not meshable, or denied: the VMI is left exactly as it came.
 		return Result{Denied: m.denied != "", Reason: m.denied, Warnings: m.warnings}
@@ -65,7 +65,7 @@ func MutateVMI(vmi *kubevirtv1.VirtualMachineInstance, ns Namespace, cfg Config)
 // mutator accumulates the changes and warnings of one MutateVMI call.
 type mutator struct {
 	vmi      *kubevirtv1.VirtualMachineInstance
-	reason   string
+	decision mesh.Decision
 	changes  []Change
 	warnings []string
 	denied   string
@@ -86,7 +86,7 @@ func (m *mutator) ensureInjection(ambient bool) {
 	if m.vmi.Labels[mesh.InjectKey] != "true" || m.vmi.Annotations[mesh.InjectKey] != "true" {
 		setLabel(m.vmi, mesh.InjectKey, "true")
 		setAnnotation(m.vmi, mesh.InjectKey, "true")
-		m.changed(ChangeInject, "added label and annotation %s=\"true\" (%s)", mesh.InjectKey, m.reason)
+		m.changed(ChangeInject, "added label and annotation %s=\"true\" (%s)", mesh.InjectKey, m.decision.Reason())
 	}
 	if ambient && m.vmi.Labels[mesh.DataplaneModeLabel] != mesh.DataplaneModeNone {
 		setLabel(m.vmi, mesh.DataplaneModeLabel, mesh.DataplaneModeNone)

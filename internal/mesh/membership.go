@@ -31,7 +31,8 @@ func DefaultConfig() Config {
 	return Config{ExcludedNamespaces: slices.Clone(DefaultExcludedNamespaces), AmbientPolicy: AmbientSidecar}
 }
 
-// Decision is the verdict on one VMI.
+// Decision is the verdict on one VMI. Its Reason is formatted only when asked
+// for: the webhook and the controllers decide far more often than they explain.
 type Decision struct {
 	// InMesh: the VMI must be made Istio-ready.
 	InMesh bool
@@ -40,67 +41,117 @@ type Decision struct {
 	Ambient bool
 	// Denied: the VMI opts out in a namespace that forbids it.
 	Denied bool
-	// Reason says why, in words fit for a warning or a denial.
-	Reason string
+
+	why   why
+	ns    string
+	value string
+}
+
+// why identifies the rule that made a Decision.
+type why uint8
+
+const (
+	whyNoLabel why = iota
+	whyExcluded
+	whyNamespaceEnabled
+	whyNamespaceInjectionOther
+	whyNamespaceRevision
+	whyAmbient
+	whyAmbientIgnored
+	whyEnforced
+	whyOptOut
+	whyObjectInject
+	whyObjectRevision
+)
+
+// Reason says why, in words fit for a warning or a denial.
+func (d Decision) Reason() string {
+	switch d.why {
+	case whyExcluded:
+		return fmt.Sprintf("namespace %q is excluded from the mesh by virtmesh's configuration", d.ns)
+	case whyNamespaceEnabled:
+		return fmt.Sprintf("namespace %q is labelled %s=enabled", d.ns, NamespaceInjectionLabel)
+	case whyNamespaceInjectionOther:
+		return fmt.Sprintf("namespace %q is labelled %s=%s", d.ns, NamespaceInjectionLabel, d.value)
+	case whyNamespaceRevision:
+		return fmt.Sprintf("namespace %q is labelled %s=%s", d.ns, RevisionLabel, d.value)
+	case whyAmbient:
+		return fmt.Sprintf("namespace %q is in ambient mode", d.ns)
+	case whyAmbientIgnored:
+		return fmt.Sprintf("namespace %q is in ambient mode and --ambient-policy=ignore", d.ns)
+	case whyEnforced:
+		return fmt.Sprintf("namespace %q is labelled %s=true, so its VMs cannot opt out of the mesh: remove %s=false from the VMI",
+			d.ns, EnforceLabel, InjectKey)
+	case whyOptOut:
+		return fmt.Sprintf("the VMI opts out with %s=false", InjectKey)
+	case whyObjectInject:
+		return fmt.Sprintf("the VMI is labelled %s=true", InjectKey)
+	case whyObjectRevision:
+		return fmt.Sprintf("the VMI is labelled %s=%s", RevisionLabel, d.value)
+	default:
+		return fmt.Sprintf("namespace %q has no Istio injection label", d.ns)
+	}
 }
 
 // Decide applies Istio's injection rules to a VMI's labels and annotations in
 // a namespace with the given name and labels.
 func Decide(nsName string, nsLabels, labels, annotations map[string]string, cfg Config) Decision {
-	nsIn, nsReason := namespaceDefault(nsName, nsLabels, cfg)
-	if slices.Contains(cfg.ExcludedNamespaces, nsName) {
-		return Decision{Reason: nsReason}
+	ns := namespaceDefault(nsName, nsLabels, cfg)
+	if ns.why == whyExcluded {
+		return ns
 	}
 	if optedOut(labels, annotations) {
-		if nsIn && nsLabels[EnforceLabel] == "true" {
-			return Decision{Denied: true, Reason: fmt.Sprintf(
-				"namespace %q is labelled %s=true, so its VMs cannot opt out of the mesh: remove %s=false from the VMI",
-				nsName, EnforceLabel, InjectKey)}
+		if ns.InMesh && nsLabels[EnforceLabel] == "true" {
+			return Decision{Denied: true, why: whyEnforced, ns: nsName}
 		}
-		return Decision{Reason: fmt.Sprintf("the VMI opts out with %s=false", InjectKey)}
+		return Decision{why: whyOptOut, ns: nsName}
 	}
-	if nsIn {
-		return Decision{InMesh: true, Ambient: isAmbientOnly(nsLabels), Reason: nsReason}
+	if ns.InMesh {
+		ns.Ambient = ns.why == whyAmbient
+		return ns
 	}
 	if _, set := nsLabels[NamespaceInjectionLabel]; set || nsLabels[RevisionLabel] != "" {
 		// istio-injection=disabled (or any value but enabled) wins over any opt-in.
-		return Decision{Reason: nsReason}
+		return ns
 	}
 	if labels[InjectKey] == "true" {
-		return Decision{InMesh: true, Reason: fmt.Sprintf("the VMI is labelled %s=true", InjectKey)}
+		return Decision{InMesh: true, why: whyObjectInject, ns: nsName}
 	}
 	if rev := labels[RevisionLabel]; rev != "" {
-		return Decision{InMesh: true, Reason: fmt.Sprintf("the VMI is labelled %s=%s", RevisionLabel, rev)}
+		return Decision{InMesh: true, why: whyObjectRevision, ns: nsName, value: rev}
 	}
-	return Decision{Reason: nsReason}
+	return ns
 }
 
 // NamespaceInMesh reports whether the namespace's labels put its VMIs in the
-// mesh by default (without any per-VMI opt-in), and why.
-func NamespaceInMesh(nsName string, nsLabels map[string]string, cfg Config) (bool, string) {
-	return namespaceDefault(nsName, nsLabels, cfg)
+// mesh by default (without any per-VMI opt-in). The Decision's Ambient is
+// set when that is only through the ambient rule.
+func NamespaceInMesh(nsName string, nsLabels map[string]string, cfg Config) Decision {
+	d := namespaceDefault(nsName, nsLabels, cfg)
+	d.Ambient = d.InMesh && d.why == whyAmbient
+	return d
 }
 
-func namespaceDefault(nsName string, nsLabels map[string]string, cfg Config) (bool, string) {
+func namespaceDefault(nsName string, nsLabels map[string]string, cfg Config) Decision {
 	if slices.Contains(cfg.ExcludedNamespaces, nsName) {
-		return false, fmt.Sprintf("namespace %q is excluded from the mesh by virtmesh's configuration", nsName)
+		return Decision{why: whyExcluded, ns: nsName}
 	}
 	if v, set := nsLabels[NamespaceInjectionLabel]; set {
 		if v == "enabled" {
-			return true, fmt.Sprintf("namespace %q is labelled %s=enabled", nsName, NamespaceInjectionLabel)
+			return Decision{InMesh: true, why: whyNamespaceEnabled, ns: nsName}
 		}
-		return false, fmt.Sprintf("namespace %q is labelled %s=%s", nsName, NamespaceInjectionLabel, v)
+		return Decision{why: whyNamespaceInjectionOther, ns: nsName, value: v}
 	}
 	if rev := nsLabels[RevisionLabel]; rev != "" {
-		return true, fmt.Sprintf("namespace %q is labelled %s=%s", nsName, RevisionLabel, rev)
+		return Decision{InMesh: true, why: whyNamespaceRevision, ns: nsName, value: rev}
 	}
 	if isAmbientOnly(nsLabels) {
 		if cfg.AmbientPolicy == AmbientSidecar {
-			return true, fmt.Sprintf("namespace %q is in ambient mode", nsName)
+			return Decision{InMesh: true, why: whyAmbient, ns: nsName}
 		}
-		return false, fmt.Sprintf("namespace %q is in ambient mode and --ambient-policy=ignore", nsName)
+		return Decision{why: whyAmbientIgnored, ns: nsName}
 	}
-	return false, fmt.Sprintf("namespace %q has no Istio injection label", nsName)
+	return Decision{why: whyNoLabel, ns: nsName}
 }
 
 // isAmbientOnly: ambient data plane and no sidecar-injection label.
