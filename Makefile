@@ -26,7 +26,7 @@ help: ## Show this help.
 
 .PHONY: manifests
 manifests: ## Generate RBAC and webhook configuration from the code's markers.
-	$$(hack/tools.sh controller-gen) rbac:roleName=virtmesh-manager paths="{./internal/...,./webhook/...}" output:rbac:artifacts:config=manifests/rbac
+	$$(hack/tools.sh controller-gen) rbac:roleName=virtmesh-manager paths="{./internal/...,./webhook/...,./controllers/...}" output:rbac:artifacts:config=manifests/rbac
 
 .PHONY: crds
 crds: ## Regenerate tests/crds (KubeVirt's real CRDs + the NAD CRD).

@@ -2,10 +2,9 @@ package webhook
 
 import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
-)
 
-// defaultNetworkName is the name KubeVirt itself gives the pod network.
-const defaultNetworkName = "default"
+	"github.com/virtmesh/virtmesh/internal/mesh"
+)
 
 // istioReservedPorts are the ports Istio's proxy takes in the launcher pod
 // (KubeVirt pkg/network/istio/ports.go); a VM cannot serve on them in the mesh.
@@ -25,14 +24,14 @@ func (m *mutator) ensurePodNetwork(policy BridgePolicy) bool {
 				"Istio only captures traffic on the pod network")
 			return false
 		}
-		spec.Networks = []kubevirtv1.Network{{Name: defaultNetworkName, NetworkSource: kubevirtv1.NetworkSource{Pod: &kubevirtv1.PodNetwork{}}}}
+		spec.Networks = []kubevirtv1.Network{{Name: mesh.DefaultNetworkName, NetworkSource: kubevirtv1.NetworkSource{Pod: &kubevirtv1.PodNetwork{}}}}
 		spec.Domain.Devices.Interfaces = []kubevirtv1.Interface{{
-			Name: defaultNetworkName, InterfaceBindingMethod: kubevirtv1.InterfaceBindingMethod{Masquerade: &kubevirtv1.InterfaceMasquerade{}},
+			Name: mesh.DefaultNetworkName, InterfaceBindingMethod: kubevirtv1.InterfaceBindingMethod{Masquerade: &kubevirtv1.InterfaceMasquerade{}},
 		}}
-		m.changed(ChangeBinding, "added pod network %q with masquerade binding (Istio needs masquerade; KubeVirt's default is bridge)", defaultNetworkName)
+		m.changed(ChangeBinding, "added pod network %q with masquerade binding (Istio needs masquerade; KubeVirt's default is bridge)", mesh.DefaultNetworkName)
 		return true
 	}
-	iface := podInterface(m.vmi)
+	iface := mesh.PodInterface(&m.vmi.Spec)
 	if iface == nil {
 		m.warn("the VMI has no interface on the pod network, so it cannot join the Istio mesh; " +
 			"Istio only captures traffic on the pod network")
@@ -63,19 +62,4 @@ func (m *mutator) ensurePodNetwork(policy BridgePolicy) bool {
 		}
 	}
 	return true
-}
-
-// podInterface returns the interface bound to the pod network, if any.
-func podInterface(vmi *kubevirtv1.VirtualMachineInstance) *kubevirtv1.Interface {
-	for _, n := range vmi.Spec.Networks {
-		if n.Pod == nil {
-			continue
-		}
-		for i := range vmi.Spec.Domain.Devices.Interfaces {
-			if vmi.Spec.Domain.Devices.Interfaces[i].Name == n.Name {
-				return &vmi.Spec.Domain.Devices.Interfaces[i]
-			}
-		}
-	}
-	return nil
 }

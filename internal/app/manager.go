@@ -7,10 +7,12 @@ import (
 
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/virtmesh/virtmesh/controllers"
 	"github.com/virtmesh/virtmesh/internal/version"
 	vmwebhook "github.com/virtmesh/virtmesh/webhook"
 )
@@ -28,8 +30,20 @@ func NewManager(cfg *rest.Config, o *Options) (ctrl.Manager, error) {
 		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
 	}
 	timeout := o.GracefulShutdownTimeout
+	cc := o.ControllersConfig()
+	cacheOpts := cache.Options{SyncPeriod: &cc.SyncPeriod}
+	if o.EnableControllers {
+		cacheOpts.ByObject = controllers.CacheByObject(cc)
+	}
+	if cfg.QPS == 0 && cfg.RateLimiter == nil {
+		// As ctrl.GetConfig does: rely on the API server's priority and
+		// fairness rather than client-go's 5 requests per second.
+		cfg = rest.CopyConfig(cfg)
+		cfg.QPS = -1
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: NewScheme(),
+		Cache:  cacheOpts,
 		WebhookServer: webhook.NewServer(webhook.Options{
 			Host:    o.WebhookHost,
 			Port:    o.WebhookPort,
@@ -74,8 +88,13 @@ func Run(ctx context.Context, cfg *rest.Config, o *Options) error {
 			return fmt.Errorf("setting up the VMI webhook: %w", err)
 		}
 	}
+	if o.EnableControllers {
+		if err := controllers.SetupWithManager(ctx, mgr, o.ControllersConfig()); err != nil {
+			return fmt.Errorf("setting up the controllers: %w", err)
+		}
+	}
 	ctrl.Log.WithName("setup").Info("starting manager", "version", version.String(),
-		"webhook", o.EnableWebhook, "leaderElection", o.LeaderElect)
+		"webhook", o.EnableWebhook, "controllers", o.EnableControllers, "leaderElection", o.LeaderElect)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("running manager: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/virtmesh/virtmesh/controllers"
 	"github.com/virtmesh/virtmesh/internal/mesh"
 	"github.com/virtmesh/virtmesh/webhook"
 )
@@ -27,8 +28,12 @@ type Options struct {
 	GracefulShutdownTimeout time.Duration
 	EnableWebhook           bool
 	ShowVersion             bool
+	EnableControllers       bool
 	// Mesh is the webhook's (and the controllers') mesh configuration.
 	Mesh webhook.Config
+	// Controllers configures the NAD and Service controllers; its Mesh is
+	// always taken from Mesh above (one membership configuration).
+	Controllers controllers.Config
 }
 
 // NewOptions returns the defaults a Deployment runs with.
@@ -40,7 +45,9 @@ func NewOptions() *Options {
 		HealthProbeBindAddress:  ":8081",
 		GracefulShutdownTimeout: 30 * time.Second,
 		EnableWebhook:           true,
+		EnableControllers:       true,
 		Mesh:                    webhook.DefaultConfig(),
+		Controllers:             controllers.DefaultConfig(),
 	}
 }
 
@@ -64,6 +71,16 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.GracefulShutdownTimeout, "graceful-shutdown-timeout", o.GracefulShutdownTimeout,
 		"How long to wait for in-flight requests and reconciles when stopping.")
 	fs.BoolVar(&o.EnableWebhook, "enable-webhook", o.EnableWebhook, "Serve the VMI mutating webhook.")
+	fs.BoolVar(&o.EnableControllers, "enable-controllers", o.EnableControllers,
+		"Run the NetworkAttachmentDefinition and Service controllers (behind leader election when --leader-elect is set).")
+	fs.Func("cni-nad", `Manage istio-cni NetworkAttachmentDefinitions: "per-namespace" (one in every mesh namespace, default) or "off".`,
+		func(v string) error { o.Controllers.NADMode = controllers.NADMode(v); return nil })
+	fs.StringVar(&o.Controllers.NADName, "cni-nad-name", o.Controllers.NADName,
+		"Name of the istio-cni NetworkAttachmentDefinition (OpenShift Service Mesh 2.x uses versioned names such as v2-5-istio-cni).")
+	fs.IntVar(&o.Controllers.Workers, "controller-workers", o.Controllers.Workers,
+		"How many namespaces (NADs) and apps (Services) each controller reconciles at once.")
+	fs.DurationVar(&o.Controllers.SyncPeriod, "sync-period", o.Controllers.SyncPeriod,
+		"How often the controllers reconcile every object again, changed or not.")
 	fs.BoolVar(&o.ShowVersion, "version", o.ShowVersion, "Print the version and exit.")
 	fs.Func("excluded-namespaces", "Comma-separated namespaces never meshed (default "+
 		strings.Join(o.Mesh.ExcludedNamespaces, ",")+"); keep in sync with the webhook's namespaceSelector.",
@@ -75,6 +92,13 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 		func(v string) error { o.Mesh.BridgePolicy = webhook.BridgePolicy(v); return nil })
 	fs.Func("ambient-policy", `What to do with VMIs in ambient namespaces: "sidecar" (give them a sidecar, default) or "ignore".`,
 		func(v string) error { o.Mesh.AmbientPolicy = mesh.AmbientPolicy(v); return nil })
+}
+
+// ControllersConfig is Controllers with the shared mesh configuration.
+func (o *Options) ControllersConfig() controllers.Config {
+	c := o.Controllers
+	c.Mesh = o.Mesh.Config
+	return c
 }
 
 func splitList(v string) []string {
@@ -105,6 +129,13 @@ func (o *Options) Validate() error {
 	}
 	if err := o.Mesh.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if o.EnableControllers {
+		c := o.ControllersConfig()
+		c.Mesh.AmbientPolicy = mesh.AmbientSidecar // reported by Mesh.Validate already
+		if err := c.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if o.GracefulShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("--graceful-shutdown-timeout must not be negative, got %s", o.GracefulShutdownTimeout))

@@ -28,3 +28,16 @@ const (
 	// MutationsAnnotation records what the webhook changed, e.g. "inject,binding,app".
 	MutationsAnnotation = "virtmesh.io/mutations"
 )
+
+// Keys on the objects virtmesh creates, and on the VMs that shape them.
+const (
+	// ManagedByLabel marks NetworkAttachmentDefinitions and Services virtmesh
+	// created; virtmesh never changes or deletes an object without it.
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	ManagedByValue = "virtmesh"
+	// ServiceAnnotation "false" on a VM or VMI keeps it out of any Service.
+	ServiceAnnotation = "virtmesh.io/service"
+	// PortProtocolsAnnotation on a VM or VMI names the protocol of ports whose
+	// names do not, e.g. "8080=http,9090=grpc".
+	PortProtocolsAnnotation = "virtmesh.io/port-protocols"
+)

@@ -1,0 +1,127 @@
+package controllers
+
+import (
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/virtmesh/virtmesh/internal/mesh"
+)
+
+// NADCRDName is the CustomResourceDefinition of NetworkAttachmentDefinitions.
+const NADCRDName = "network-attachment-definitions.k8s.cni.cncf.io"
+
+// CacheByObject is how the manager's cache must hold the objects the
+// controllers watch: VMs and VMIs trimmed to what membership and Services
+// read, Services only when virtmesh manages them, NADs only of the one name.
+// The manager must be built with it (app.NewManager does).
+//
+// Anything that reads VMs or VMIs through the manager's cache sees the trimmed
+// objects; read the API server (mgr.GetAPIReader) for whole ones.
+func CacheByObject(cfg Config) map[client.Object]cache.ByObject {
+	by := map[client.Object]cache.ByObject{
+		&kubevirtv1.VirtualMachineInstance{}: {Transform: trimVMI},
+		&kubevirtv1.VirtualMachine{}:         {Transform: trimVM},
+		&corev1.Service{}: {Label: labels.SelectorFromSet(labels.Set{mesh.ManagedByLabel: mesh.ManagedByValue}),
+			Transform: cache.TransformStripManagedFields()},
+	}
+	if cfg.NADMode != NADOff {
+		by[&nadv1.NetworkAttachmentDefinition{}] = cache.ByObject{Field: fields.OneTermEqualSelector("metadata.name", cfg.NADName),
+			Transform: cache.TransformStripManagedFields()}
+		by[&apiextensionsv1.CustomResourceDefinition{}] = cache.ByObject{Field: fields.OneTermEqualSelector("metadata.name", NADCRDName),
+			Transform: trimCRD}
+	}
+	return by
+}
+
+// keptAnnotations are the only annotations membership and Services read.
+var keptAnnotations = []string{mesh.InjectKey, mesh.ServiceAnnotation, mesh.PortProtocolsAnnotation}
+
+func trimMeta(in *metav1.ObjectMeta) metav1.ObjectMeta {
+	out := metav1.ObjectMeta{
+		Name: in.Name, GenerateName: in.GenerateName, Namespace: in.Namespace, UID: in.UID,
+		ResourceVersion: in.ResourceVersion, Generation: in.Generation, DeletionTimestamp: in.DeletionTimestamp,
+		Labels: in.Labels, OwnerReferences: in.OwnerReferences,
+	}
+	for _, k := range keptAnnotations {
+		if v, ok := in.Annotations[k]; ok {
+			if out.Annotations == nil {
+				out.Annotations = map[string]string{}
+			}
+			out.Annotations[k] = v
+		}
+	}
+	return out
+}
+
+// trimSpec keeps the networks, the interfaces' names, and the pod interface's
+// binding and ports.
+func trimSpec(in *kubevirtv1.VirtualMachineInstanceSpec) kubevirtv1.VirtualMachineInstanceSpec {
+	out := kubevirtv1.VirtualMachineInstanceSpec{Networks: in.Networks}
+	out.Domain.Devices.AutoattachPodInterface = in.Domain.Devices.AutoattachPodInterface
+	pod := mesh.PodInterface(in)
+	for i := range in.Domain.Devices.Interfaces {
+		iface := &in.Domain.Devices.Interfaces[i]
+		if iface == pod {
+			out.Domain.Devices.Interfaces = append(out.Domain.Devices.Interfaces, kubevirtv1.Interface{
+				Name: iface.Name, InterfaceBindingMethod: iface.InterfaceBindingMethod, Binding: iface.Binding, Ports: iface.Ports})
+			continue
+		}
+		out.Domain.Devices.Interfaces = append(out.Domain.Devices.Interfaces, kubevirtv1.Interface{Name: iface.Name})
+	}
+	return out
+}
+
+func trimVMI(in any) (any, error) {
+	vmi, ok := in.(*kubevirtv1.VirtualMachineInstance)
+	if !ok {
+		return in, nil
+	}
+	return &kubevirtv1.VirtualMachineInstance{TypeMeta: vmi.TypeMeta, ObjectMeta: trimMeta(&vmi.ObjectMeta), Spec: trimSpec(&vmi.Spec)}, nil
+}
+
+func trimVM(in any) (any, error) {
+	vm, ok := in.(*kubevirtv1.VirtualMachine)
+	if !ok {
+		return in, nil
+	}
+	out := &kubevirtv1.VirtualMachine{TypeMeta: vm.TypeMeta, ObjectMeta: trimMeta(&vm.ObjectMeta)}
+	if t := vm.Spec.Template; t != nil {
+		out.Spec.Template = &kubevirtv1.VirtualMachineInstanceTemplateSpec{ObjectMeta: trimMeta(&t.ObjectMeta), Spec: trimSpec(&t.Spec)}
+	}
+	return out, nil
+}
+
+// trimCRD keeps whether the CRD is established.
+func trimCRD(in any) (any, error) {
+	crd, ok := in.(*apiextensionsv1.CustomResourceDefinition)
+	if !ok {
+		return in, nil
+	}
+	out := &apiextensionsv1.CustomResourceDefinition{TypeMeta: crd.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{Name: crd.Name, UID: crd.UID, ResourceVersion: crd.ResourceVersion, DeletionTimestamp: crd.DeletionTimestamp}}
+	for _, c := range crd.Status.Conditions {
+		if c.Type == apiextensionsv1.Established {
+			out.Status.Conditions = []apiextensionsv1.CustomResourceDefinitionCondition{{Type: c.Type, Status: c.Status}}
+		}
+	}
+	return out, nil
+}
+
+// trimmedChanged reports whether two trimmed objects differ in anything but
+// their resourceVersion: status updates of a running VMI do not count.
+func trimmedChanged(a, b client.Object) bool {
+	a, b = a.DeepCopyObject().(client.Object), b.DeepCopyObject().(client.Object)
+	a.SetResourceVersion("")
+	b.SetResourceVersion("")
+	a.SetManagedFields(nil)
+	b.SetManagedFields(nil)
+	return !equality.Semantic.DeepEqual(a, b)
+}

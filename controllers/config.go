@@ -1,0 +1,66 @@
+package controllers
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/virtmesh/virtmesh/internal/mesh"
+)
+
+// NADMode says whether virtmesh manages istio-cni NetworkAttachmentDefinitions.
+type NADMode string
+
+const (
+	// NADPerNamespace keeps one in every mesh namespace (Multus clusters).
+	NADPerNamespace NADMode = "per-namespace"
+	// NADOff leaves them alone (clusters without Multus, or managed elsewhere).
+	NADOff NADMode = "off"
+)
+
+// DefaultNADName is what Istio's CNI plugin expects on Multus clusters;
+// OpenShift Service Mesh 2.x uses versioned names such as v2-5-istio-cni.
+const DefaultNADName = "istio-cni"
+
+// Config configures the controllers.
+type Config struct {
+	Mesh    mesh.Config
+	NADMode NADMode
+	NADName string
+	// Workers is how many namespaces (NADs) or apps (Services) are reconciled at once.
+	Workers int
+	// SyncPeriod is how often every object is reconciled again even without a change.
+	SyncPeriod time.Duration
+}
+
+// DefaultConfig is what the manager runs with by default.
+func DefaultConfig() Config {
+	return Config{Mesh: mesh.DefaultConfig(), NADMode: NADPerNamespace, NADName: DefaultNADName, Workers: 4, SyncPeriod: 10 * time.Hour}
+}
+
+// Validate names each flag that is wrong.
+func (c Config) Validate() error {
+	var errs []error
+	switch c.NADMode {
+	case NADPerNamespace, NADOff:
+	default:
+		errs = append(errs, fmt.Errorf("--cni-nad must be %q or %q, got %q", NADPerNamespace, NADOff, c.NADMode))
+	}
+	if c.NADMode != NADOff {
+		for _, e := range validation.IsDNS1123Subdomain(c.NADName) {
+			errs = append(errs, fmt.Errorf("--cni-nad-name %q is not a valid object name: %s", c.NADName, e))
+		}
+	}
+	if c.Workers < 1 {
+		errs = append(errs, fmt.Errorf("--controller-workers must be at least 1, got %d", c.Workers))
+	}
+	if c.SyncPeriod < time.Minute/6 {
+		errs = append(errs, fmt.Errorf("--sync-period must be at least 10s, got %s", c.SyncPeriod))
+	}
+	if c.Mesh.AmbientPolicy != mesh.AmbientSidecar && c.Mesh.AmbientPolicy != mesh.AmbientIgnore {
+		errs = append(errs, errors.New("--ambient-policy must be \"sidecar\" or \"ignore\""))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,340 @@
+package controllers
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/virtmesh/virtmesh/internal/mesh"
+)
+
+// DesiredNAD is the istio-cni NetworkAttachmentDefinition virtmesh keeps in a
+// mesh namespace: an empty config, which makes Multus run the istio-cni
+// plugin configured on the node (domain-facts: Multus clusters).
+func DesiredNAD(namespace, name string) *nadv1.NetworkAttachmentDefinition {
+	return &nadv1.NetworkAttachmentDefinition{
+		TypeMeta: metav1.TypeMeta{APIVersion: nadv1.SchemeGroupVersion.String(), Kind: "NetworkAttachmentDefinition"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name: name, Namespace: namespace,
+			Labels: map[string]string{mesh.ManagedByLabel: mesh.ManagedByValue},
+		},
+	}
+}
+
+// Managed reports whether virtmesh created obj (and so may change or delete it).
+func Managed(obj metav1.Object) bool {
+	return obj.GetLabels()[mesh.ManagedByLabel] == mesh.ManagedByValue
+}
+
+// Member is a VM or standalone VMI a Service serves.
+type Member struct {
+	Kind      string // "VirtualMachine" or "VirtualMachineInstance"
+	Namespace string
+	Name      string
+	UID       types.UID
+	// Ports are the ports declared on its pod-network interface.
+	Ports []kubevirtv1.Port
+	// Annotations are its own (for a VM, its template's merged over the VM's).
+	Annotations map[string]string
+}
+
+func (m Member) String() string { return m.Kind + " " + strconv.Quote(m.Name) }
+
+// Problem is something wrong with a member's declarations, for a Warning
+// event on that member.
+type Problem struct {
+	Member  Member
+	Reason  string
+	Message string
+}
+
+// Istio's protocol selection by port name prefix (<protocol>[-<suffix>]) and
+// appProtocol. https://istio.io/latest/docs/ops/configuration/traffic-management/protocol-selection/
+var istioProtocols = map[string]bool{
+	"http": true, "http2": true, "https": true, "grpc": true, "grpc-web": true,
+	"tcp": true, "tls": true, "mongo": true, "mysql": true, "redis": true, "udp": true,
+}
+
+// Event reasons.
+const (
+	ReasonServiceCreated  = "ServiceCreated"
+	ReasonServiceUpdated  = "ServiceUpdated"
+	ReasonServiceDeleted  = "ServiceDeleted"
+	ReasonServiceConflict = "ServiceConflict"
+	ReasonNoPorts         = "NoPorts"
+	ReasonInvalidAppName  = "InvalidAppName"
+	ReasonPortProtocol    = "PortProtocol"
+	ReasonNADCreated      = "NetworkAttachmentDefinitionCreated"
+	ReasonNADRestored     = "NetworkAttachmentDefinitionRestored"
+	ReasonNADDeleted      = "NetworkAttachmentDefinitionDeleted"
+)
+
+// ValidServiceName reports why app cannot name a Service, or "".
+func ValidServiceName(app string) string {
+	if errs := validation.IsDNS1035Label(app); len(errs) > 0 {
+		return strings.Join(errs, "; ")
+	}
+	return ""
+}
+
+type servicePort struct {
+	port     int32
+	protocol corev1.Protocol
+	name     string // the owner's, may be empty
+	app      string // Istio protocol, may be empty
+	from     Member
+}
+
+// DesiredService is the Service for app in namespace serving members, and the
+// problems found in their declarations. It returns nil when no member declares
+// a port. Members may come in any order; the result does not depend on it.
+func DesiredService(namespace, app string, members []Member) (*corev1.Service, []Problem) {
+	members = slices.Clone(members)
+	slices.SortFunc(members, func(a, b Member) int {
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Name, b.Name))
+	})
+	var problems []Problem
+	type key struct {
+		port     int32
+		protocol corev1.Protocol
+	}
+	ports := map[key]*servicePort{}
+	for _, m := range members {
+		explicit, errs := parsePortProtocols(m.Annotations[mesh.PortProtocolsAnnotation])
+		for _, e := range errs {
+			problems = append(problems, Problem{Member: m, Reason: ReasonPortProtocol, Message: e})
+		}
+		for _, p := range m.Ports {
+			protocol := corev1.Protocol(strings.ToUpper(p.Protocol))
+			if protocol == "" {
+				protocol = corev1.ProtocolTCP
+			}
+			if protocol != corev1.ProtocolTCP && protocol != corev1.ProtocolUDP {
+				problems = append(problems, Problem{Member: m, Reason: ReasonPortProtocol,
+					Message: fmt.Sprintf("port %d has protocol %q; a Service port here can only be TCP or UDP, so it is left out", p.Port, p.Protocol)})
+				continue
+			}
+			sp := &servicePort{port: p.Port, protocol: protocol, name: strings.ToLower(p.Name), from: m}
+			if a, ok := explicit[p.Port]; ok {
+				sp.app = a
+			} else {
+				sp.app = protocolOfName(sp.name)
+			}
+			if protocol == corev1.ProtocolUDP {
+				sp.app = "" // Istio does not proxy UDP; nothing to select
+			}
+			k := key{p.Port, protocol}
+			prev, ok := ports[k]
+			switch {
+			case !ok, prev.app == "" && sp.app != "":
+				ports[k] = sp
+			case sp.app != "" && sp.app != prev.app:
+				problems = append(problems, Problem{Member: m, Reason: ReasonPortProtocol, Message: fmt.Sprintf(
+					"port %d is declared %s here but %s by %s; the Service uses %s", p.Port, sp.app, prev.app, prev.from, prev.app)})
+			}
+		}
+	}
+	if len(ports) == 0 {
+		return nil, problems
+	}
+	list := make([]*servicePort, 0, len(ports))
+	for _, p := range ports {
+		list = append(list, p)
+	}
+	slices.SortFunc(list, func(a, b *servicePort) int {
+		return cmp.Or(cmp.Compare(a.port, b.port), cmp.Compare(a.protocol, b.protocol))
+	})
+	svc := &corev1.Service{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name: app, Namespace: namespace,
+			Labels: map[string]string{mesh.ManagedByLabel: mesh.ManagedByValue},
+		},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{mesh.AppLabel: app}},
+	}
+	used := map[string]bool{}
+	for _, p := range list {
+		sp := corev1.ServicePort{Name: portName(p, used), Port: p.port, Protocol: p.protocol, TargetPort: intstr.FromInt32(p.port)}
+		if p.app != "" {
+			sp.AppProtocol = &p.app
+		}
+		svc.Spec.Ports = append(svc.Spec.Ports, sp)
+	}
+	for _, m := range members {
+		svc.OwnerReferences = append(svc.OwnerReferences, metav1.OwnerReference{
+			APIVersion: kubevirtv1.SchemeGroupVersion.String(), Kind: m.Kind, Name: m.Name, UID: m.UID})
+	}
+	return svc, problems
+}
+
+// portName keeps Istio's protocol selection: a port with a protocol gets a
+// name with that prefix (the owner's, if it has it), one without a name that
+// Istio cannot read as a protocol, so auto-detection stays on.
+func portName(p *servicePort, used map[string]bool) string {
+	var candidates []string
+	switch {
+	case p.app != "" && protocolOfName(p.name) == p.app && validPortName(p.name):
+		candidates = append(candidates, p.name)
+	case p.app == "" && p.name != "" && protocolOfName(p.name) == "" && validPortName(p.name):
+		candidates = append(candidates, p.name)
+	}
+	prefix := p.app
+	switch {
+	case prefix == "" && p.protocol == corev1.ProtocolUDP:
+		prefix = "udp"
+	case prefix == "":
+		prefix = "port"
+	}
+	candidates = append(candidates,
+		fmt.Sprintf("%s-%d", prefix, p.port),
+		fmt.Sprintf("%s-%d-%s", prefix, p.port, strings.ToLower(string(p.protocol))))
+	for _, c := range candidates {
+		if !used[c] {
+			used[c] = true
+			return c
+		}
+	}
+	// Unreachable: (port, protocol) pairs are unique.
+	return candidates[len(candidates)-1]
+}
+
+func validPortName(n string) bool { return len(validation.IsDNS1123Label(n)) == 0 }
+
+// protocolOfName is Istio's reading of a port name: the part before the first
+// dash, if it names a protocol ("grpc-web" counts whole).
+func protocolOfName(name string) string {
+	if strings.HasPrefix(name, "grpc-web") {
+		return "grpc-web"
+	}
+	p, _, _ := strings.Cut(name, "-")
+	if istioProtocols[p] {
+		return p
+	}
+	return ""
+}
+
+// parsePortProtocols reads "8080=http,9090=grpc".
+func parsePortProtocols(v string) (map[int32]string, []string) {
+	if strings.TrimSpace(v) == "" {
+		return nil, nil
+	}
+	out := map[int32]string{}
+	var errs []string
+	for _, entry := range strings.Split(v, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		ps, proto, ok := strings.Cut(entry, "=")
+		port, err := strconv.ParseInt(strings.TrimSpace(ps), 10, 32)
+		proto = strings.ToLower(strings.TrimSpace(proto))
+		switch {
+		case !ok || err != nil || port < 1 || port > 65535:
+			errs = append(errs, fmt.Sprintf("%s: entry %q is not <port>=<protocol>, e.g. 8080=http; it is ignored", mesh.PortProtocolsAnnotation, entry))
+		case !istioProtocols[proto]:
+			errs = append(errs, fmt.Sprintf("%s: %q is not a protocol Istio knows (%s); port %d keeps Istio's auto-detection",
+				mesh.PortProtocolsAnnotation, proto, knownProtocols(), port))
+		default:
+			out[int32(port)] = proto
+		}
+	}
+	return out, errs
+}
+
+func knownProtocols() string {
+	var l []string
+	for p := range istioProtocols {
+		l = append(l, p)
+	}
+	slices.Sort(l)
+	return strings.Join(l, ", ")
+}
+
+// serviceUpToDate reports whether have already has every field virtmesh sets
+// in want (fields the API server defaults, like clusterIP, are not compared).
+func serviceUpToDate(have, want *corev1.Service) bool {
+	if !Managed(have) || !mapsEqual(have.Spec.Selector, want.Spec.Selector) || len(have.Spec.Ports) != len(want.Spec.Ports) {
+		return false
+	}
+	for i, w := range want.Spec.Ports {
+		h := have.Spec.Ports[i]
+		if h.Name != w.Name || h.Port != w.Port || h.Protocol != w.Protocol || h.TargetPort != w.TargetPort ||
+			!ptrEqual(h.AppProtocol, w.AppProtocol) {
+			return false
+		}
+	}
+	return sameOwners(have.OwnerReferences, want.OwnerReferences)
+}
+
+// applyService copies the fields virtmesh owns from want onto a copy of have.
+func applyService(have, want *corev1.Service) *corev1.Service {
+	out := have.DeepCopy()
+	if out.Labels == nil {
+		out.Labels = map[string]string{}
+	}
+	out.Labels[mesh.ManagedByLabel] = mesh.ManagedByValue
+	out.Spec.Selector = want.Spec.Selector
+	out.Spec.Ports = want.Spec.Ports
+	// Keep owner references that are not virtmesh's (someone else's business).
+	var owners []metav1.OwnerReference
+	for _, o := range out.OwnerReferences {
+		if !isMemberKind(o) {
+			owners = append(owners, o)
+		}
+	}
+	out.OwnerReferences = append(owners, want.OwnerReferences...)
+	return out
+}
+
+func isMemberKind(o metav1.OwnerReference) bool {
+	return o.APIVersion == kubevirtv1.SchemeGroupVersion.String() && (o.Kind == "VirtualMachine" || o.Kind == "VirtualMachineInstance")
+}
+
+func sameOwners(have, want []metav1.OwnerReference) bool {
+	var mine []metav1.OwnerReference
+	for _, o := range have {
+		if isMemberKind(o) {
+			mine = append(mine, o)
+		}
+	}
+	if len(mine) != len(want) {
+		return false
+	}
+	for _, w := range want {
+		if !slices.ContainsFunc(mine, func(h metav1.OwnerReference) bool {
+			return h.UID == w.UID && h.Kind == w.Kind && h.Name == w.Name && (h.Controller == nil || !*h.Controller)
+		}) {
+			return false
+		}
+	}
+	return true
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if bv, ok := b[k]; !ok || bv != v {
+			return false
+		}
+	}
+	return true
+}
+
+func ptrEqual(a, b *string) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
