@@ -1,13 +1,13 @@
 package controllers
 
 import (
-	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	toolscache "k8s.io/client-go/tools/cache"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -20,8 +20,11 @@ const NADCRDName = "network-attachment-definitions.k8s.cni.cncf.io"
 
 // CacheByObject is how the manager's cache must hold the objects the
 // controllers watch: VMs and VMIs trimmed to what membership and Services
-// read, Services only when virtmesh manages them, NADs only of the one name.
-// The manager must be built with it (app.NewManager does).
+// read, Services only when virtmesh manages them, the one CRD it waits for.
+// NetworkAttachmentDefinitions cannot be narrowed here: the cache resolves
+// every type it is configured for when the manager is built, and the NAD CRD
+// may not exist yet. They are few and small; DefaultTransform strips their
+// managedFields. The manager must be built with both (app.NewManager is).
 //
 // Anything that reads VMs or VMIs through the manager's cache sees the trimmed
 // objects; read the API server (mgr.GetAPIReader) for whole ones.
@@ -33,13 +36,14 @@ func CacheByObject(cfg Config) map[client.Object]cache.ByObject {
 			Transform: cache.TransformStripManagedFields()},
 	}
 	if cfg.NADMode != NADOff {
-		by[&nadv1.NetworkAttachmentDefinition{}] = cache.ByObject{Field: fields.OneTermEqualSelector("metadata.name", cfg.NADName),
-			Transform: cache.TransformStripManagedFields()}
 		by[&apiextensionsv1.CustomResourceDefinition{}] = cache.ByObject{Field: fields.OneTermEqualSelector("metadata.name", NADCRDName),
 			Transform: trimCRD}
 	}
 	return by
 }
+
+// DefaultTransform is the transform of every other cached type.
+func DefaultTransform() toolscache.TransformFunc { return cache.TransformStripManagedFields() }
 
 // keptAnnotations are the only annotations membership and Services read.
 var keptAnnotations = []string{mesh.InjectKey, mesh.ServiceAnnotation, mesh.PortProtocolsAnnotation}

@@ -56,8 +56,8 @@ func (c Config) Validate() error {
 	if c.Workers < 1 {
 		errs = append(errs, fmt.Errorf("--controller-workers must be at least 1, got %d", c.Workers))
 	}
-	if c.SyncPeriod < time.Minute/6 {
-		errs = append(errs, fmt.Errorf("--sync-period must be at least 10s, got %s", c.SyncPeriod))
+	if c.SyncPeriod < time.Second {
+		errs = append(errs, fmt.Errorf("--sync-period must be at least 1s, got %s", c.SyncPeriod))
 	}
 	if c.Mesh.AmbientPolicy != mesh.AmbientSidecar && c.Mesh.AmbientPolicy != mesh.AmbientIgnore {
 		errs = append(errs, errors.New("--ambient-policy must be \"sidecar\" or \"ignore\""))

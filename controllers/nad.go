@@ -186,7 +186,9 @@ func (g *nadCRDGate) startNADController() error {
 	return ctrl.NewControllerManagedBy(g.mgr).
 		Named("nad").
 		For(&corev1.Namespace{}, builder.OnlyMetadata, builder.WithPredicates(predicate.Or(predicate.LabelChangedPredicate{}, deletionChanged()))).
-		Watches(&nadv1.NetworkAttachmentDefinition{}, toNamespace).
+		Watches(&nadv1.NetworkAttachmentDefinition{}, toNamespace, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+			return o.GetName() == g.cfg.NADName
+		}))).
 		Watches(&kubevirtv1.VirtualMachineInstance{}, toNamespace, builder.WithPredicates(membershipChanged())).
 		Watches(&kubevirtv1.VirtualMachine{}, toNamespace, builder.WithPredicates(membershipChanged())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: g.cfg.Workers}).

@@ -6,8 +6,10 @@ import (
 	"fmt"
 
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -34,6 +36,7 @@ func NewManager(cfg *rest.Config, o *Options) (ctrl.Manager, error) {
 	cacheOpts := cache.Options{SyncPeriod: &cc.SyncPeriod}
 	if o.EnableControllers {
 		cacheOpts.ByObject = controllers.CacheByObject(cc)
+		cacheOpts.DefaultTransform = controllers.DefaultTransform()
 	}
 	if cfg.QPS == 0 && cfg.RateLimiter == nil {
 		// As ctrl.GetConfig does: rely on the API server's priority and
@@ -44,6 +47,10 @@ func NewManager(cfg *rest.Config, o *Options) (ctrl.Manager, error) {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: NewScheme(),
 		Cache:  cacheOpts,
+		// virtmesh's controllers have fixed, distinct names; skipping the
+		// process-wide uniqueness check lets a process build a new manager
+		// after stopping one (tests, the demo).
+		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
 		WebhookServer: webhook.NewServer(webhook.Options{
 			Host:    o.WebhookHost,
 			Port:    o.WebhookPort,

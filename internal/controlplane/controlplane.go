@@ -166,3 +166,18 @@ func (cp *ControlPlane) Stop(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// KubeConfigFor returns a kubeconfig whose client certificate authenticates
+// as the given ServiceAccount (with the groups the API server gives its
+// tokens), for running a process such as bin/virtmesh against the control
+// plane with exactly the ServiceAccount's permissions.
+func (cp *ControlPlane) KubeConfigFor(namespace, name string) ([]byte, error) {
+	user, err := cp.env.AddUser(envtest.User{
+		Name:   fmt.Sprintf("system:serviceaccount:%s:%s", namespace, name),
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
+	}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("creating credentials for %s/%s: %w", namespace, name, err)
+	}
+	return user.KubeConfig()
+}

@@ -18,14 +18,17 @@ import (
 // runningManager is a virtmesh manager started through app.Run, the same entry
 // point cmd/virtmesh uses.
 type runningManager struct {
-	opts   *app.Options
-	cancel context.CancelFunc
-	done   chan error
+	opts    *app.Options
+	cancel  context.CancelFunc
+	done    chan error
+	stopped bool
+	err     error
 }
 
 // startManager runs virtmesh with cfg, serving the webhook where the control
 // plane's webhook configurations point, and waits until it reports ready.
-func startManager(cfg *rest.Config) *runningManager {
+// tweaks change the options first.
+func startManager(cfg *rest.Config, tweaks ...func(*app.Options)) *runningManager {
 	GinkgoHelper()
 	host, port, certDir := cp.WebhookServing()
 	o := app.NewOptions()
@@ -35,6 +38,9 @@ func startManager(cfg *rest.Config) *runningManager {
 	o.LeaderElect = true
 	o.LeaderElectionNamespace = managerNamespace
 	o.GracefulShutdownTimeout = 10 * time.Second
+	for _, t := range tweaks {
+		t(o)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &runningManager{opts: o, cancel: cancel, done: make(chan error, 1)}
@@ -42,7 +48,14 @@ func startManager(cfg *rest.Config) *runningManager {
 		defer GinkgoRecover()
 		m.done <- app.Run(ctx, cfg, o)
 	}()
-	Eventually(m.probe).WithArguments("/readyz").WithTimeout(30 * time.Second).Should(Equal(http.StatusOK))
+	Eventually(func(g Gomega) {
+		select {
+		case err := <-m.done:
+			StopTrying("the manager stopped while starting").Wrap(err).Now()
+		default:
+		}
+		g.Expect(m.probe("/readyz")).To(Equal(http.StatusOK))
+	}).WithTimeout(30 * time.Second).Should(Succeed())
 	return m
 }
 
@@ -51,12 +64,17 @@ func (m *runningManager) probe(path string) (int, error) {
 	return httpStatus("http://" + m.opts.HealthProbeBindAddress + path)
 }
 
-// stop cancels the manager and waits for Run to return.
+// stop cancels the manager and waits for Run to return; stopping a stopped
+// manager returns what the first stop did.
 func (m *runningManager) stop(ctx context.Context) error {
+	if m.stopped {
+		return m.err
+	}
 	m.cancel()
 	select {
-	case err := <-m.done:
-		return err
+	case m.err = <-m.done:
+		m.stopped = true
+		return m.err
 	case <-ctx.Done():
 		return errors.New("manager did not stop in time")
 	}
