@@ -70,8 +70,23 @@ controlplane: ## Build the pinned kube-apiserver, kube-controller-manager and et
 
 .PHONY: test-integration
 test-integration: ## Run the integration suite against a real kube-apiserver, etcd and kube-controller-manager.
-	assets="$$(hack/controlplane.sh)"; \
+	assets="$$(hack/controlplane.sh)" && \
 	KUBEBUILDER_ASSETS="$$assets" go test $(GO_TEST_FLAGS) -timeout $(INTEGRATION_TIMEOUT) -v ./tests/integration/...
+
+##@ Benchmarks (figures in docs/benchmarks.md)
+
+.PHONY: bench
+bench: ## Run the Go benchmarks (mutation, handler, membership).
+	go test -run XXX -bench . -benchtime 2s -count 3 ./webhook/ ./internal/mesh/
+
+.PHONY: load-webhook
+load-webhook: ## Drive the webhook server over HTTPS at 1, 8 and 64 clients.
+	go run ./tests/load/webhook -clients 1,8,64 -duration 10s
+
+.PHONY: load-controllers
+load-controllers: build ## Time the controllers converging on 1,000 VMs / 5,000 VMIs / 100 namespaces; report peak RSS.
+	assets="$$(hack/controlplane.sh)" && \
+	KUBEBUILDER_ASSETS="$$assets" go run ./tests/load/controllers
 
 ##@ Build
 

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
 	kubevirtv1 "kubevirt.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/virtmesh/virtmesh/internal/mesh"
 )
@@ -338,3 +340,7 @@ func ptrEqual(a, b *string) bool {
 	}
 	return *a == *b
 }
+
+// requeueSoon retries after the cache catches up with a write (ours or
+// someone else's) that a reconcile just ran into.
+var requeueSoon = reconcile.Result{RequeueAfter: 500 * time.Millisecond}

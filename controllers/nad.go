@@ -61,7 +61,7 @@ func (r *NADReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 	case need && !exists:
 		if err := r.Client.Create(ctx, DesiredNAD(ns.name, r.Config.NADName)); err != nil {
 			if apierrors.IsAlreadyExists(err) {
-				return reconcile.Result{Requeue: true}, nil // the cache has not seen it yet
+				return requeueSoon, nil // the cache has not seen it yet
 			}
 			return reconcile.Result{}, fmt.Errorf("creating NetworkAttachmentDefinition %s/%s: %w", ns.name, r.Config.NADName, err)
 		}
@@ -80,7 +80,7 @@ func (r *NADReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 		err := r.Client.Delete(ctx, have, client.Preconditions{UID: &have.UID, ResourceVersion: &have.ResourceVersion})
 		if client.IgnoreNotFound(err) != nil {
 			if apierrors.IsConflict(err) {
-				return reconcile.Result{Requeue: true}, nil
+				return requeueSoon, nil
 			}
 			return reconcile.Result{}, fmt.Errorf("deleting NetworkAttachmentDefinition %s/%s: %w", ns.name, r.Config.NADName, err)
 		}

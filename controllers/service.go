@@ -99,7 +99,7 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req reconcile.Request
 	updated := applyService(have, want)
 	if err := r.Client.Update(ctx, updated); err != nil {
 		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-			return reconcile.Result{Requeue: true}, nil
+			return requeueSoon, nil
 		}
 		return reconcile.Result{}, fmt.Errorf("updating Service %s/%s: %w", ns.name, app, err)
 	}
@@ -114,7 +114,7 @@ func (r *ServiceReconciler) create(ctx context.Context, want *corev1.Service, me
 	err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(want), live)
 	switch {
 	case err == nil && Managed(live):
-		return reconcile.Result{Requeue: true}, nil // ours; the cache is behind
+		return requeueSoon, nil // ours; the cache is behind
 	case err == nil:
 		r.warnAll(members, ReasonServiceConflict, fmt.Sprintf("Service %q already exists and virtmesh did not create it, so virtmesh "+
 			"leaves it as it is; make sure it selects %s=%s and lists the VM's ports, or delete it and virtmesh will create one",
@@ -126,7 +126,7 @@ func (r *ServiceReconciler) create(ctx context.Context, want *corev1.Service, me
 	r.warnAll(members, ReasonServiceConflict, "")
 	if err := r.Client.Create(ctx, want); err != nil {
 		if apierrors.IsAlreadyExists(err) {
-			return reconcile.Result{Requeue: true}, nil
+			return requeueSoon, nil
 		}
 		return reconcile.Result{}, fmt.Errorf("creating Service %s/%s: %w", want.Namespace, want.Name, err)
 	}
@@ -138,7 +138,7 @@ func (r *ServiceReconciler) create(ctx context.Context, want *corev1.Service, me
 func (r *ServiceReconciler) delete(ctx context.Context, svc *corev1.Service, members []Member, why string) (reconcile.Result, error) {
 	err := r.Client.Delete(ctx, svc, client.Preconditions{UID: &svc.UID, ResourceVersion: &svc.ResourceVersion})
 	if apierrors.IsConflict(err) {
-		return reconcile.Result{Requeue: true}, nil
+		return requeueSoon, nil
 	}
 	if client.IgnoreNotFound(err) != nil {
 		return reconcile.Result{}, fmt.Errorf("deleting Service %s/%s: %w", svc.Namespace, svc.Name, err)

@@ -60,6 +60,9 @@ func Start(o Options) (*ControlPlane, error) {
 		ErrorIfCRDPathMissing: true,
 		WebhookInstallOptions: envtest.WebhookInstallOptions{MutatingWebhooks: o.MutatingWebhooks},
 	}}
+	// envtest's default Service range is a /24: 253 Services. Room for the
+	// controllers' load program (2,500 Services) and then some.
+	cp.env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.96.0.0/16")
 	cfg, err := cp.env.Start()
 	if err != nil {
 		return cp, fmt.Errorf("starting etcd and kube-apiserver: %w", err)

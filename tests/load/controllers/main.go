@@ -138,7 +138,8 @@ func run(s scale, binary, root string, timeout time.Duration, workers int, verbo
 	defer func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-exited:
+		case err := <-exited:
+			_ = err // its exit status after SIGTERM is of no interest
 		case <-time.After(30 * time.Second):
 			_ = cmd.Process.Kill()
 		}
@@ -149,7 +150,7 @@ func run(s scale, binary, root string, timeout time.Duration, workers int, verbo
 	for {
 		select {
 		case err := <-exited:
-			return fmt.Errorf("virtmesh exited: %v", err)
+			return fmt.Errorf("virtmesh exited: %w", err)
 		default:
 		}
 		if rss, err := memKB(cmd.Process.Pid, "VmRSS"); err == nil {
@@ -197,7 +198,7 @@ func fill(ctx context.Context, c client.Client, s scale, workers int) error {
 			for o := range objs {
 				if err := c.Create(ctx, o); err != nil {
 					errs <- fmt.Errorf("creating %s/%s: %w", o.GetNamespace(), o.GetName(), err)
-					for range objs { //nolint:revive // drain so the producer never blocks
+					for range objs { // drain, so the producer never blocks
 					}
 					return
 				}
@@ -308,7 +309,7 @@ func verify(ctx context.Context, c client.Client, s scale) error {
 			owners, ports = s.vmisPerApp, 2
 		}
 		if len(svc.OwnerReferences) != owners || len(svc.Spec.Ports) != ports {
-			return fmt.Errorf("Service %s/%s has %d owners and %d ports, want %d and %d",
+			return fmt.Errorf("service %s/%s has %d owners and %d ports, want %d and %d",
 				svc.Namespace, svc.Name, len(svc.OwnerReferences), len(svc.Spec.Ports), owners, ports)
 		}
 	}
