@@ -10,6 +10,12 @@ LDFLAGS := -X github.com/virtmesh/virtmesh/internal/version.Version=$(VERSION)
 GO_TEST_FLAGS ?= -count=1
 INTEGRATION_TIMEOUT ?= 20m
 
+# Image: $(REGISTRY)/virtmesh:$(TAG), built by docker (Dockerfile) or ko (.ko.yaml, no daemon).
+REGISTRY ?= ghcr.io/virtmesh
+TAG ?= $(VERSION)
+IMAGE ?= $(REGISTRY)/virtmesh:$(TAG)
+IMAGE_BUILDER ?= docker
+
 # Packages with unit tests: everything except the suites under tests/.
 UNIT_PKGS = $(shell go list ./... | grep -v '/tests/')
 
@@ -93,6 +99,27 @@ load-controllers: build ## Time the controllers converging on 1,000 VMs / 5,000 
 .PHONY: build
 build: ## Build the manager binary into bin/virtmesh.
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/virtmesh ./cmd/virtmesh
+
+.PHONY: image
+image: ## Build the image $(IMAGE) (IMAGE_BUILDER=docker|ko).
+ifeq ($(IMAGE_BUILDER),ko)
+	KO_DOCKER_REPO=$(REGISTRY)/virtmesh VERSION=$(VERSION) $$(hack/tools.sh ko) build --bare --tags $(TAG) --push=false ./cmd/virtmesh
+else
+	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+endif
+
+.PHONY: push
+push: ## Push $(IMAGE) (with ko: build and push in one step).
+ifeq ($(IMAGE_BUILDER),ko)
+	KO_DOCKER_REPO=$(REGISTRY)/virtmesh VERSION=$(VERSION) $$(hack/tools.sh ko) build --bare --tags $(TAG) ./cmd/virtmesh
+else
+	docker push $(IMAGE)
+endif
+
+.PHONY: demo
+demo: build ## Show virtmesh at work on a real local control plane (builds what it needs).
+	assets="$$(hack/controlplane.sh)" && \
+	KUBEBUILDER_ASSETS="$$assets" go run ./hack/demo
 
 .PHONY: run
 run: ## Run the manager against the current kubeconfig (webhook off).

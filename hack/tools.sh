@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs a pinned developer tool (controller-gen, golangci-lint, ginkgo)
+# Installs a pinned developer tool (controller-gen, golangci-lint, ginkgo, ko)
 # into bin/, each under a versioned name so a bump rebuilds it.
 # Usage: hack/tools.sh NAME   (prints the binary's path)
 set -euo pipefail
@@ -8,6 +8,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CONTROLLER_TOOLS_VERSION="v0.19.0"
 GOLANGCI_LINT_VERSION="v2.15.0"
+KO_VERSION="v0.18.1"
 GINKGO_VERSION="$(module_version "${REPO_ROOT}/go.mod" github.com/onsi/ginkgo/v2)"
 
 install_tool() {
@@ -29,5 +30,6 @@ case "${1:-}" in
   controller-gen) install_tool controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen "${CONTROLLER_TOOLS_VERSION}" ;;
   golangci-lint) install_tool golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint "${GOLANGCI_LINT_VERSION}" ;;
   ginkgo) install_tool ginkgo github.com/onsi/ginkgo/v2/ginkgo "${GINKGO_VERSION}" ;;
-  *) die "usage: $0 controller-gen|golangci-lint|ginkgo" ;;
+  ko) install_tool ko github.com/google/ko "${KO_VERSION}" ;;
+  *) die "usage: $0 controller-gen|golangci-lint|ginkgo|ko" ;;
 esac

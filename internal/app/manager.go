@@ -71,16 +71,26 @@ func NewManager(cfg *rest.Config, o *Options) (ctrl.Manager, error) {
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, fmt.Errorf("adding liveness check: %w", err)
 	}
-	ready := healthz.Ping
-	if o.EnableWebhook {
-		// Ready only once the webhook server accepts TLS connections, so a
-		// Service never routes admission requests to a replica still starting.
-		ready = mgr.GetWebhookServer().StartedChecker()
-	}
-	if err := mgr.AddReadyzCheck("ready", ready); err != nil {
+	if err := mgr.AddReadyzCheck("ready", readiness(o, mgr)); err != nil {
 		return nil, fmt.Errorf("adding readiness check: %w", err)
 	}
 	return mgr, nil
+}
+
+// readiness is the manager's readiness check: without the webhook, always
+// ready; with it, ready only once the webhook server accepts TLS connections,
+// so a Service never routes admission requests to a replica still starting.
+// With --cert-rotation the webhook server starts later (see Run).
+func readiness(o *Options, mgr ctrl.Manager) healthz.Checker {
+	switch {
+	case !o.EnableWebhook:
+		return healthz.Ping
+	case o.CertRotation:
+		o.webhookReady = &webhookReadiness{}
+		return o.webhookReady.check
+	default:
+		return mgr.GetWebhookServer().StartedChecker()
+	}
 }
 
 // Run builds the manager, registers everything the options enable and blocks
@@ -90,7 +100,19 @@ func Run(ctx context.Context, cfg *rest.Config, o *Options) error {
 	if err != nil {
 		return err
 	}
-	if o.EnableWebhook {
+	failed := make(chan error, 1)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	switch {
+	case o.EnableWebhook && o.CertRotation:
+		certsReady := make(chan struct{})
+		if err := certRotation(mgr, o, certsReady); err != nil {
+			return fmt.Errorf("setting up certificate rotation: %w", err)
+		}
+		registerWebhookWhenReady(ctx, mgr, certsReady, o.webhookReady,
+			func() error { return vmwebhook.SetupWithManager(mgr, o.Mesh) },
+			func(err error) { failed <- err; cancel() })
+	case o.EnableWebhook:
 		if err := vmwebhook.SetupWithManager(mgr, o.Mesh); err != nil {
 			return fmt.Errorf("setting up the VMI webhook: %w", err)
 		}
@@ -101,9 +123,14 @@ func Run(ctx context.Context, cfg *rest.Config, o *Options) error {
 		}
 	}
 	ctrl.Log.WithName("setup").Info("starting manager", "version", version.String(),
-		"webhook", o.EnableWebhook, "controllers", o.EnableControllers, "leaderElection", o.LeaderElect)
+		"webhook", o.EnableWebhook, "certRotation", o.CertRotation, "controllers", o.EnableControllers, "leaderElection", o.LeaderElect)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("running manager: %w", err)
 	}
-	return nil
+	select {
+	case err := <-failed:
+		return fmt.Errorf("setting up the VMI webhook: %w", err)
+	default:
+		return nil
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +30,14 @@ type Options struct {
 	EnableWebhook           bool
 	ShowVersion             bool
 	EnableControllers       bool
+	// Certificates: with CertRotation virtmesh makes and rotates its own.
+	CertRotation             bool
+	CertNamespace            string
+	CertSecretName           string
+	WebhookServiceName       string
+	WebhookConfigurationName string
+
+	webhookReady *webhookReadiness // set by NewManager
 	// Mesh is the webhook's (and the controllers') mesh configuration.
 	Mesh webhook.Config
 	// Controllers configures the NAD and Service controllers; its Mesh is
@@ -39,15 +48,19 @@ type Options struct {
 // NewOptions returns the defaults a Deployment runs with.
 func NewOptions() *Options {
 	return &Options{
-		WebhookPort:             9443,
-		WebhookCertDir:          "/tmp/k8s-webhook-server/serving-certs",
-		MetricsBindAddress:      ":8080",
-		HealthProbeBindAddress:  ":8081",
-		GracefulShutdownTimeout: 30 * time.Second,
-		EnableWebhook:           true,
-		EnableControllers:       true,
-		Mesh:                    webhook.DefaultConfig(),
-		Controllers:             controllers.DefaultConfig(),
+		WebhookPort:              9443,
+		WebhookCertDir:           "/tmp/k8s-webhook-server/serving-certs",
+		MetricsBindAddress:       ":8080",
+		HealthProbeBindAddress:   ":8081",
+		GracefulShutdownTimeout:  30 * time.Second,
+		EnableWebhook:            true,
+		EnableControllers:        true,
+		CertNamespace:            envOr("POD_NAMESPACE", "virtmesh-system"),
+		CertSecretName:           "virtmesh-webhook-cert",
+		WebhookServiceName:       "virtmesh-webhook",
+		WebhookConfigurationName: "virtmesh",
+		Mesh:                     webhook.DefaultConfig(),
+		Controllers:              controllers.DefaultConfig(),
 	}
 }
 
@@ -71,6 +84,15 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.GracefulShutdownTimeout, "graceful-shutdown-timeout", o.GracefulShutdownTimeout,
 		"How long to wait for in-flight requests and reconciles when stopping.")
 	fs.BoolVar(&o.EnableWebhook, "enable-webhook", o.EnableWebhook, "Serve the VMI mutating webhook.")
+	fs.BoolVar(&o.CertRotation, "cert-rotation", o.CertRotation,
+		"Create and rotate the webhook's CA and serving certificate (kept in --cert-secret-name, mounted at --webhook-cert-dir) "+
+			"and inject the CA into --webhook-configuration-name. Off when cert-manager or another tool provides the certificate.")
+	fs.StringVar(&o.CertNamespace, "cert-namespace", o.CertNamespace,
+		"Namespace of the certificate Secret and the webhook Service (default: $POD_NAMESPACE, else virtmesh-system).")
+	fs.StringVar(&o.CertSecretName, "cert-secret-name", o.CertSecretName, "Secret holding the webhook serving certificate.")
+	fs.StringVar(&o.WebhookServiceName, "webhook-service-name", o.WebhookServiceName, "Service the API server calls the webhook through.")
+	fs.StringVar(&o.WebhookConfigurationName, "webhook-configuration-name", o.WebhookConfigurationName,
+		"MutatingWebhookConfiguration whose caBundle --cert-rotation keeps current.")
 	fs.BoolVar(&o.EnableControllers, "enable-controllers", o.EnableControllers,
 		"Run the NetworkAttachmentDefinition and Service controllers (behind leader election when --leader-elect is set).")
 	fs.Func("cni-nad", `Manage istio-cni NetworkAttachmentDefinitions: "per-namespace" (one in every mesh namespace, default) or "off".`,
@@ -92,6 +114,13 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 		func(v string) error { o.Mesh.BridgePolicy = webhook.BridgePolicy(v); return nil })
 	fs.Func("ambient-policy", `What to do with VMIs in ambient namespaces: "sidecar" (give them a sidecar, default) or "ignore".`,
 		func(v string) error { o.Mesh.AmbientPolicy = mesh.AmbientPolicy(v); return nil })
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
 }
 
 // ControllersConfig is Controllers with the shared mesh configuration.
@@ -129,6 +158,14 @@ func (o *Options) Validate() error {
 	}
 	if err := o.Mesh.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if o.CertRotation && o.EnableWebhook {
+		for flag, v := range map[string]string{"--cert-namespace": o.CertNamespace, "--cert-secret-name": o.CertSecretName,
+			"--webhook-service-name": o.WebhookServiceName, "--webhook-configuration-name": o.WebhookConfigurationName} {
+			if v == "" {
+				errs = append(errs, fmt.Errorf("%s must not be empty with --cert-rotation", flag))
+			}
+		}
 	}
 	if o.EnableControllers {
 		c := o.ControllersConfig()

@@ -26,21 +26,28 @@ func Render(dir string) ([]*unstructured.Unstructured, error) {
 	}
 	objs := make([]*unstructured.Unstructured, 0, resMap.Size())
 	for _, res := range resMap.Resources() {
-		m, err := res.Map()
+		// Through JSON, so numbers become int64 as the apimachinery expects.
+		raw, err := res.MarshalJSON()
 		if err != nil {
 			return nil, fmt.Errorf("reading %s from %s: %w", res.CurId(), dir, err)
 		}
-		objs = append(objs, &unstructured.Unstructured{Object: m})
+		obj := &unstructured.Unstructured{}
+		if err := obj.UnmarshalJSON(raw); err != nil {
+			return nil, fmt.Errorf("reading %s from %s: %w", res.CurId(), dir, err)
+		}
+		objs = append(objs, obj)
 	}
 	return objs, nil
 }
 
-// Apply server-side applies objs in order, failing on the first error.
-func Apply(ctx context.Context, c client.Client, objs []*unstructured.Unstructured) error {
+// Apply server-side applies objs in order, failing on the first error. Extra
+// options (client.DryRunAll) are passed on.
+func Apply(ctx context.Context, c client.Client, objs []*unstructured.Unstructured, opts ...client.ApplyOption) error {
+	opts = append([]client.ApplyOption{client.FieldOwner(FieldOwner), client.ForceOwnership}, opts...)
 	for _, obj := range objs {
 		obj = obj.DeepCopy()
 		obj.SetManagedFields(nil)
-		if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj), opts...); err != nil {
 			return fmt.Errorf("applying %s %s: %w", obj.GetKind(), client.ObjectKeyFromObject(obj), err)
 		}
 	}
