@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -179,7 +180,10 @@ func run(binary, root string, verbose bool) error {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
-		return fmt.Errorf("Service still there: %v", err)
+		if err == nil {
+			return errors.New("the Service is still there")
+		}
+		return err
 	}); err != nil {
 		return err
 	}
@@ -230,10 +234,11 @@ func startVirtmesh(cp *controlplane.ControlPlane, binary string, verbose bool) (
 	stop := func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-exited:
+		case err := <-exited:
+			_ = err // stopped on purpose
 		case <-time.After(30 * time.Second):
 			_ = cmd.Process.Kill()
-			<-exited
+			fmt.Fprintln(os.Stderr, "virtmesh did not stop within 30s and was killed:", <-exited)
 		}
 		_ = out.Close()
 		_ = os.RemoveAll(dir)
@@ -253,7 +258,7 @@ func startVirtmesh(cp *controlplane.ControlPlane, binary string, verbose bool) (
 			exited <- err
 			log, _ := os.ReadFile(logFile)
 			stop()
-			return nil, fmt.Errorf("virtmesh exited (%v):\n%s", err, log)
+			return nil, fmt.Errorf("virtmesh exited (%w):\n%s", err, log)
 		default:
 		}
 		err := c.Create(context.Background(), probe.DeepCopy(), client.DryRunAll)
