@@ -55,7 +55,7 @@ lint: ## Run golangci-lint (pinned, built into bin/) with .golangci.yml.
 	$$(hack/tools.sh golangci-lint) run ./...
 
 .PHONY: verify
-verify: vet lint verify-crds verify-manifests ## Run every static check CI relies on.
+verify: vet lint verify-crds verify-manifests shellcheck ## Run every static check CI relies on.
 
 .PHONY: verify-manifests
 verify-manifests: manifests ## Fail if generated manifests are stale.
@@ -120,6 +120,34 @@ endif
 demo: build ## Show virtmesh at work on a real local control plane (builds what it needs).
 	assets="$$(hack/controlplane.sh)" && \
 	KUBEBUILDER_ASSETS="$$assets" go run ./hack/demo
+
+##@ kubevirtci dev loop (needs Docker or Podman; see kubevirtci/config.sh)
+
+.PHONY: cluster-up
+cluster-up: ## Start a kubevirtci cluster with Istio and Multus, then KubeVirt v1.9.0.
+	kubevirtci/up.sh
+
+.PHONY: cluster-down
+cluster-down: ## Stop the kubevirtci cluster.
+	kubevirtci/down.sh
+
+.PHONY: cluster-sync
+cluster-sync: ## Build and push the image to the cluster registry, deploy manifests/default, wait for the rollout.
+	kubevirtci/sync.sh
+
+.PHONY: functest
+functest: ## Run the functional suite (tests/functional) on the kubevirtci cluster.
+	kubevirtci/functest.sh
+
+.PHONY: functest-dry-run
+functest-dry-run: ## List the functional specs without a cluster (ginkgo --dry-run).
+	$$(hack/tools.sh ginkgo) --dry-run -v ./tests/functional
+
+.PHONY: shellcheck
+shellcheck: ## bash -n and shellcheck (Debian package shellcheck) on every shell script.
+	@command -v shellcheck >/dev/null || { echo "shellcheck missing: apt-get install shellcheck"; exit 1; }
+	for f in hack/*.sh kubevirtci/*.sh .ci/run; do bash -n "$$f"; done
+	shellcheck -x hack/*.sh kubevirtci/*.sh .ci/run
 
 .PHONY: run
 run: ## Run the manager against the current kubeconfig (webhook off).

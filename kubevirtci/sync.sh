@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Builds the virtmesh image, pushes it to the cluster's registry, deploys the
+# default overlay with that image and waits for the rollout.
+#   IMAGE_BUILDER=docker|ko (default docker)
+set -euo pipefail
+# shellcheck source=kubevirtci/config.sh
+source "$(dirname "${BASH_SOURCE[0]}")/config.sh"
+
+kubevirtci::require_cluster
+tag="devel-$(date +%s)"
+registry="$(kubevirtci::registry)"
+log "building and pushing ${registry}/virtmesh:${tag}"
+case "${IMAGE_BUILDER:-docker}" in
+  ko)
+    KO_DOCKER_REPO="${registry}/virtmesh" VERSION="${tag}" \
+      "$("${REPO_ROOT}/hack/tools.sh" ko)" build --bare --insecure-registry --tags "${tag}" --platform linux/amd64 "${REPO_ROOT}/cmd/virtmesh"
+    ;;
+  docker)
+    docker build --build-arg VERSION="${tag}" -t "${registry}/virtmesh:${tag}" "${REPO_ROOT}"
+    docker push "${registry}/virtmesh:${tag}"
+    ;;
+  *) die "IMAGE_BUILDER must be docker or ko" ;;
+esac
+
+# The default overlay, with the image as the nodes see the registry.
+overlay="$(mktemp -d)"
+trap 'rm -rf "${overlay}"' EXIT
+cat > "${overlay}/kustomization.yaml" <<KUSTOMIZATION
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - ${REPO_ROOT}/manifests/default
+images:
+  - name: ghcr.io/virtmesh/virtmesh
+    newName: registry:5000/virtmesh
+    newTag: ${tag}
+KUSTOMIZATION
+log "deploying manifests/default"
+kubevirtci::kubectl apply -k "${overlay}"
+kubevirtci::kubectl -n virtmesh-system rollout status deployment/virtmesh --timeout=5m
+log "virtmesh ${tag} is running"

@@ -1,0 +1,247 @@
+package functional
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/remotecommand"
+	"k8s.io/utils/ptr"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	kvcorev1 "kubevirt.io/client-go/kubevirt/typed/core/v1"
+
+	"github.com/virtmesh/virtmesh/internal/mesh"
+)
+
+var (
+	getOptions    = metav1.GetOptions{}
+	createOptions = metav1.CreateOptions{}
+)
+
+const (
+	guestPort   = 8080
+	curlImage   = "docker.io/curlimages/curl:8.11.1"
+	fedoraImage = "quay.io/containerdisks/fedora:41"
+	vmStartup   = 8 * time.Minute
+)
+
+// newNamespace creates a namespace for one spec, deleted after it.
+func newNamespace(ctx context.Context, labels map[string]string) string {
+	GinkgoHelper()
+	ns, err := k8s.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		GenerateName: "virtmesh-e2e-", Labels: labels}}, createOptions)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func(ctx SpecContext) {
+		Expect(k8s.CoreV1().Namespaces().Delete(ctx, ns.Name, metav1.DeleteOptions{})).To(Succeed())
+	})
+	return ns.Name
+}
+
+// meshNamespace is a namespace labelled for Istio injection: the one manual step.
+func meshNamespace(ctx context.Context) string {
+	GinkgoHelper()
+	return newNamespace(ctx, map[string]string{"istio-injection": "enabled"})
+}
+
+// guestVM is a VM written as a VM owner writes one, with no Istio step: no
+// annotation, no binding, no app label. Its guest serves HTTP on port 8080
+// (files in /srv) and, if fetch is set, fetches that URL every 2 seconds into
+// /srv/outbound.txt, so a spec can read what the guest reached.
+func guestVM(name, fetch string) *kubevirtv1.VirtualMachine {
+	userData := "#cloud-config\npassword: fedora\nchpasswd: { expire: False }\nruncmd:\n" +
+		"  - mkdir -p /srv && echo hello from " + name + " > /srv/index.html\n" +
+		"  - cd /srv && nohup python3 -m http.server 8080 >/dev/null 2>&1 &\n"
+	if fetch != "" {
+		userData += "  - nohup sh -c 'while true; do curl -s -m 5 -o /srv/outbound.tmp " + fetch +
+			" && mv /srv/outbound.tmp /srv/outbound.txt; sleep 2; done' >/dev/null 2>&1 &\n"
+	}
+	userData += "  - echo virtmesh-guest-ready > /dev/console\n"
+	return &kubevirtv1.VirtualMachine{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: kubevirtv1.VirtualMachineSpec{
+			RunStrategy: ptr.To(kubevirtv1.RunStrategyAlways),
+			Template: &kubevirtv1.VirtualMachineInstanceTemplateSpec{
+				Spec: kubevirtv1.VirtualMachineInstanceSpec{
+					Domain: kubevirtv1.DomainSpec{
+						Devices: kubevirtv1.Devices{
+							Interfaces: []kubevirtv1.Interface{{Name: "default", Ports: []kubevirtv1.Port{{Name: "http", Port: guestPort}}}},
+							Disks: []kubevirtv1.Disk{
+								{Name: "containerdisk", DiskDevice: kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: kubevirtv1.DiskBusVirtio}}},
+								{Name: "cloudinitdisk", DiskDevice: kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: kubevirtv1.DiskBusVirtio}}},
+							},
+						},
+						Resources: kubevirtv1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")}},
+					},
+					Networks:                      []kubevirtv1.Network{*kubevirtv1.DefaultPodNetwork()},
+					TerminationGracePeriodSeconds: ptr.To[int64](0),
+					Volumes: []kubevirtv1.Volume{
+						{Name: "containerdisk", VolumeSource: kubevirtv1.VolumeSource{ContainerDisk: &kubevirtv1.ContainerDiskSource{Image: fedoraImage}}},
+						{Name: "cloudinitdisk", VolumeSource: kubevirtv1.VolumeSource{CloudInitNoCloud: &kubevirtv1.CloudInitNoCloudSource{UserData: userData}}},
+					},
+				},
+			},
+		},
+	}
+}
+
+// startVM creates vm in ns and waits until its VMI runs, its launcher pod is
+// ready in every container, and the guest has booted.
+func startVM(ctx context.Context, ns string, vm *kubevirtv1.VirtualMachine) (*kubevirtv1.VirtualMachine, *corev1.Pod) {
+	GinkgoHelper()
+	created, err := virtClient.VirtualMachine(ns).Create(ctx, vm, createOptions)
+	Expect(err).NotTo(HaveOccurred())
+	pod := waitLauncherReady(ctx, ns, vm.Name)
+	waitConsole(ns, vm.Name, regexp.MustCompile("virtmesh-guest-ready"), vmStartup)
+	return created, pod
+}
+
+// launcherPods are the running virt-launcher pods of a VMI.
+func launcherPods(ctx context.Context, ns, vmi string) []corev1.Pod {
+	GinkgoHelper()
+	pods, err := k8s.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "kubevirt.io=virt-launcher,vm.kubevirt.io/name=" + vmi})
+	Expect(err).NotTo(HaveOccurred())
+	return pods.Items
+}
+
+// waitLauncherReady waits for the VMI to run and returns its launcher pod once
+// every container in it (istio-proxy included, if any) is ready.
+func waitLauncherReady(ctx context.Context, ns, vmi string) *corev1.Pod {
+	GinkgoHelper()
+	var ready *corev1.Pod
+	Eventually(func(g Gomega) {
+		v, err := virtClient.VirtualMachineInstance(ns).Get(ctx, vmi, getOptions)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(v.Status.Phase).To(Equal(kubevirtv1.Running))
+		var running []corev1.Pod
+		for _, p := range launcherPods(ctx, ns, vmi) {
+			if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
+				running = append(running, p)
+			}
+		}
+		g.Expect(running).To(HaveLen(1))
+		for _, c := range running[0].Status.ContainerStatuses {
+			g.Expect(c.Ready).To(BeTrue(), "container %s of %s not ready", c.Name, running[0].Name)
+		}
+		ready = &running[0]
+	}).WithContext(ctx).WithTimeout(vmStartup).WithPolling(5 * time.Second).Should(Succeed())
+	return ready
+}
+
+// hasProxy reports whether Istio injected its sidecar into pod.
+func hasProxy(pod *corev1.Pod) bool {
+	for _, c := range pod.Spec.Containers {
+		if c.Name == "istio-proxy" {
+			return true
+		}
+	}
+	return false
+}
+
+// consoleBuffer collects serial console output.
+type consoleBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (c *consoleBuffer) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf.Write(p)
+}
+
+func (c *consoleBuffer) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf.String()
+}
+
+// waitConsole reads the VMI's serial console (kubecli) until pattern shows.
+func waitConsole(ns, vmi string, pattern *regexp.Regexp, timeout time.Duration) {
+	GinkgoHelper()
+	var stream kvcorev1.StreamInterface
+	Eventually(func() error {
+		var err error
+		stream, err = virtClient.VirtualMachineInstance(ns).SerialConsole(vmi, &kvcorev1.SerialConsoleOptions{ConnectionTimeout: 30 * time.Second})
+		return err
+	}).WithTimeout(2 * time.Minute).WithPolling(5 * time.Second).Should(Succeed())
+	out := &consoleBuffer{}
+	inR, inW := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- stream.Stream(kvcorev1.StreamOptions{In: inR, Out: out}) }()
+	defer func() { _ = inW.Close(); _ = stream.AsConn().Close() }()
+	// A newline wakes a console that already printed its marker.
+	_, _ = inW.Write([]byte("\n"))
+	Eventually(func() string { return out.String() }).WithTimeout(timeout).WithPolling(2*time.Second).
+		Should(MatchRegexp(pattern.String()), "console of %s/%s", ns, vmi)
+}
+
+// clientPod starts a pod with curl in ns, in the mesh or not, and waits until
+// it (and its proxy, if any) is ready.
+func clientPod(ctx context.Context, ns string, meshed bool) *corev1.Pod {
+	GinkgoHelper()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "curl-", Labels: map[string]string{
+			"app": "curl", mesh.InjectKey: fmt.Sprint(meshed)}},
+		Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "curl", Image: curlImage, Command: []string{"sleep", "365d"}}},
+		},
+	}
+	created, err := k8s.CoreV1().Pods(ns).Create(ctx, pod, createOptions)
+	Expect(err).NotTo(HaveOccurred())
+	Eventually(func(g Gomega) {
+		p, err := k8s.CoreV1().Pods(ns).Get(ctx, created.Name, getOptions)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(p.Status.ContainerStatuses).NotTo(BeEmpty())
+		for _, c := range p.Status.ContainerStatuses {
+			g.Expect(c.Ready).To(BeTrue())
+		}
+		created = p
+	}).WithContext(ctx).WithTimeout(3 * time.Minute).Should(Succeed())
+	Expect(hasProxy(created)).To(Equal(meshed))
+	return created
+}
+
+// curl fetches url from pod and returns the body and HTTP status ("000" when
+// no HTTP response came back).
+func curl(ctx context.Context, pod *corev1.Pod, url string) (body, code string) {
+	GinkgoHelper()
+	out, _ := execIn(ctx, pod, "curl", "curl", "-sS", "-m", "10", "-o", "-", "-w", "\n%{http_code}", url)
+	out = strings.TrimRight(out, "\n")
+	i := strings.LastIndex(out, "\n")
+	if i < 0 {
+		return "", strings.TrimSpace(out)
+	}
+	return out[:i], strings.TrimSpace(out[i+1:])
+}
+
+// execIn runs a command in a container of pod and returns its stdout; its
+// stderr is in the error, if it fails.
+func execIn(ctx context.Context, pod *corev1.Pod, container string, cmd ...string) (string, error) {
+	req := k8s.CoreV1().RESTClient().Post().Resource("pods").Namespace(pod.Namespace).Name(pod.Name).SubResource("exec").
+		VersionedParams(&corev1.PodExecOptions{Container: container, Command: cmd, Stdout: true, Stderr: true}, scheme.ParameterCodec)
+	exec, err := remotecommand.NewSPDYExecutor(restConfig, "POST", req.URL())
+	if err != nil {
+		return "", err
+	}
+	var stdout, stderr bytes.Buffer
+	if err := exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &stdout, Stderr: &stderr}); err != nil {
+		return stdout.String(), fmt.Errorf("%s: %w: %s", strings.Join(cmd, " "), err, stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+// serviceURL is the cluster DNS name of a Service on the guest port.
+func serviceURL(ns, svc, path string) string {
+	return fmt.Sprintf("http://%s.%s.svc.cluster.local:%d/%s", svc, ns, guestPort, path)
+}

@@ -1,0 +1,215 @@
+package functional
+
+import (
+	"context"
+	"regexp"
+	"strings"
+	"time"
+
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/virtmesh/virtmesh/controllers"
+	"github.com/virtmesh/virtmesh/internal/mesh"
+)
+
+var _ = Describe("A VM in a namespace labelled for Istio injection", Label("mesh"), func() {
+	var (
+		ns  string
+		vm  *kubevirtv1.VirtualMachine
+		pod *corev1.Pod
+	)
+
+	BeforeEach(func(ctx SpecContext) {
+		ns = meshNamespace(ctx)
+		vm, pod = startVM(ctx, ns, guestVM("guest", ""))
+	}, NodeTimeout(10*time.Minute))
+
+	It("[1] runs with an Istio sidecar, every launcher container ready, though written with no Istio step", func(ctx SpecContext) {
+		Expect(hasProxy(pod)).To(BeTrue(), "launcher pod %s has no istio-proxy", pod.Name)
+		vmi, err := virtClient.VirtualMachineInstance(ns).Get(ctx, vm.Name, getOptions)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(vmi.Annotations).To(HaveKeyWithValue(mesh.InjectKey, "true"))
+		Expect(vmi.Labels).To(HaveKeyWithValue(mesh.AppLabel, vm.Name))
+		Expect(vmi.Spec.Domain.Devices.Interfaces[0].Masquerade).NotTo(BeNil())
+	})
+
+	It("[2] has the istio-cni NetworkAttachmentDefinition in its namespace and a Service", func(ctx SpecContext) {
+		Expect(cl.Get(ctx, client.ObjectKey{Namespace: ns, Name: controllers.DefaultNADName}, &nadv1.NetworkAttachmentDefinition{})).To(Succeed())
+		svc, err := k8s.CoreV1().Services(ns).Get(ctx, vm.Name, getOptions)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(svc.Spec.Selector).To(Equal(map[string]string{mesh.AppLabel: vm.Name}))
+		Expect(svc.Spec.Ports).To(ContainElement(HaveField("Port", int32(guestPort))))
+	})
+
+	It("[3] serves a meshed client through its Service", func(ctx SpecContext) {
+		c := clientPod(ctx, ns, true)
+		Eventually(func() string {
+			body, code := curl(ctx, c, serviceURL(ns, vm.Name, ""))
+			return code + " " + body
+		}).WithContext(ctx).WithTimeout(2 * time.Minute).Should(Equal("200 hello from " + vm.Name))
+	})
+
+	It("[4] under STRICT mTLS, refuses a client outside the mesh and serves a meshed one", func(ctx SpecContext) {
+		pa := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+			"metadata": map[string]any{"name": "strict", "namespace": ns},
+			"spec":     map[string]any{"mtls": map[string]any{"mode": "STRICT"}},
+		}}
+		Expect(cl.Create(ctx, pa)).To(Succeed())
+		outsider := clientPod(ctx, newNamespace(ctx, nil), false)
+		insider := clientPod(ctx, ns, true)
+		Eventually(func() string {
+			_, code := curl(ctx, outsider, serviceURL(ns, vm.Name, ""))
+			return code
+		}).WithContext(ctx).WithTimeout(2*time.Minute).Should(Equal("000"), "a plaintext client got an HTTP answer")
+		Eventually(func() string {
+			_, code := curl(ctx, insider, serviceURL(ns, vm.Name, ""))
+			return code
+		}).WithContext(ctx).WithTimeout(2 * time.Minute).Should(Equal("200"))
+	})
+
+	It("[6] is counted in Istio's telemetry under its app label (what Kiali draws)", func(ctx SpecContext) {
+		c := clientPod(ctx, ns, true)
+		for range 5 {
+			curl(ctx, c, serviceURL(ns, vm.Name, ""))
+		}
+		Eventually(func() string {
+			stats, _ := execIn(ctx, pod, "istio-proxy", "pilot-agent", "request", "GET", "stats/prometheus")
+			return stats
+		}).WithContext(ctx).WithTimeout(2 * time.Minute).Should(
+			MatchRegexp(`istio_requests_total\{[^}]*destination_app="` + regexp.QuoteMeta(vm.Name) + `"`))
+	})
+
+	It("[7a] stays in the mesh across a restart", func(ctx SpecContext) {
+		Expect(virtClient.VirtualMachine(ns).Restart(ctx, vm.Name, &kubevirtv1.RestartOptions{})).To(Succeed())
+		Eventually(func(g Gomega) {
+			pods := launcherPods(ctx, ns, vm.Name)
+			g.Expect(pods).NotTo(ContainElement(HaveField("UID", pod.UID)))
+		}).WithContext(ctx).WithTimeout(5 * time.Minute).Should(Succeed())
+		restarted := waitLauncherReady(ctx, ns, vm.Name)
+		Expect(hasProxy(restarted)).To(BeTrue())
+	})
+
+	It("[7b] stays in the mesh across a live migration; the source launcher pod completes", Label("migration"), func(ctx SpecContext) {
+		nodes, err := k8s.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		if len(nodes.Items) < 2 {
+			Fail("live migration needs two schedulable nodes (KUBEVIRT_NUM_NODES=2); filter this spec out with --label-filter='!migration'")
+		}
+		mig, err := virtClient.VirtualMachineInstanceMigration(ns).Create(ctx, &kubevirtv1.VirtualMachineInstanceMigration{
+			ObjectMeta: metav1.ObjectMeta{GenerateName: "migrate-"},
+			Spec:       kubevirtv1.VirtualMachineInstanceMigrationSpec{VMIName: vm.Name},
+		}, createOptions)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func() kubevirtv1.VirtualMachineInstanceMigrationPhase {
+			m, err := virtClient.VirtualMachineInstanceMigration(ns).Get(ctx, mig.Name, getOptions)
+			Expect(err).NotTo(HaveOccurred())
+			return m.Status.Phase
+		}).WithContext(ctx).WithTimeout(10 * time.Minute).Should(Equal(kubevirtv1.MigrationSucceeded))
+		Eventually(func() corev1.PodPhase {
+			p, err := k8s.CoreV1().Pods(ns).Get(ctx, pod.Name, getOptions)
+			Expect(err).NotTo(HaveOccurred())
+			return p.Status.Phase
+		}).WithContext(ctx).WithTimeout(5*time.Minute).Should(Equal(corev1.PodSucceeded), "source launcher pod stuck (its proxy did not exit)")
+		target := waitLauncherReady(ctx, ns, vm.Name)
+		Expect(target.UID).NotTo(Equal(pod.UID))
+		Expect(hasProxy(target)).To(BeTrue())
+	})
+
+	It("[8] loses its Service when deleted; the namespace loses its NAD when unlabelled", func(ctx SpecContext) {
+		Expect(virtClient.VirtualMachine(ns).Delete(ctx, vm.Name, metav1.DeleteOptions{})).To(Succeed())
+		Eventually(func() bool {
+			_, err := k8s.CoreV1().Services(ns).Get(ctx, vm.Name, getOptions)
+			return apierrors.IsNotFound(err)
+		}).WithContext(ctx).WithTimeout(3 * time.Minute).Should(BeTrue())
+		// The NAD stays while the VMI is still shutting down; then the label goes.
+		Eventually(func() []corev1.Pod { return launcherPods(ctx, ns, vm.Name) }).WithContext(ctx).WithTimeout(3 * time.Minute).Should(BeEmpty())
+		patch := []byte(`{"metadata":{"labels":{"istio-injection":null}}}`)
+		_, err := k8s.CoreV1().Namespaces().Patch(ctx, ns, types.MergePatchType, patch, metav1.PatchOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func() bool {
+			err := cl.Get(ctx, client.ObjectKey{Namespace: ns, Name: controllers.DefaultNADName}, &nadv1.NetworkAttachmentDefinition{})
+			return apierrors.IsNotFound(err)
+		}).WithContext(ctx).WithTimeout(2 * time.Minute).Should(BeTrue())
+	})
+})
+
+var _ = Describe("A VM's guest in the mesh", Label("mesh", "egress"), func() {
+	It("[5] resolves and reaches an in-mesh service by its cluster DNS name", func(ctx SpecContext) {
+		ns := meshNamespace(ctx)
+		_, _ = startVM(ctx, ns, guestVM("server", ""))
+		client := guestVM("client", serviceURL(ns, "server", ""))
+		_, _ = startVM(ctx, ns, client)
+		reader := clientPod(ctx, ns, true)
+		Eventually(func() string {
+			body, _ := curl(ctx, reader, serviceURL(ns, "client", "outbound.txt"))
+			return strings.TrimSpace(body)
+		}).WithContext(ctx).WithTimeout(3*time.Minute).Should(Equal("hello from server"),
+			"the client VM never fetched the server VM's page through the mesh")
+	}, SpecTimeout(20*time.Minute))
+})
+
+var _ = Describe("A VM that opts out", Label("mesh"), func() {
+	It("[9] stays out of the mesh: no sidecar, no Service", func(ctx SpecContext) {
+		ns := meshNamespace(ctx)
+		vm := guestVM("private", "")
+		vm.Spec.Template.ObjectMeta.Labels = map[string]string{mesh.InjectKey: "false"}
+		_, pod := startVM(ctx, ns, vm)
+		Expect(hasProxy(pod)).To(BeFalse())
+		vmi, err := virtClient.VirtualMachineInstance(ns).Get(ctx, vm.Name, getOptions)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(vmi.Annotations).NotTo(HaveKey(mesh.MutationsAnnotation))
+		Consistently(func() bool {
+			_, err := k8s.CoreV1().Services(ns).Get(ctx, vm.Name, getOptions)
+			return apierrors.IsNotFound(err)
+		}).WithContext(ctx).WithTimeout(20 * time.Second).Should(BeTrue())
+	}, SpecTimeout(15*time.Minute))
+})
+
+var _ = Describe("With virtmesh down", Serial, Label("disruptive"), func() {
+	It("[10] creating a VMI in a mesh namespace fails: no VM is silently left outside the mesh", func(ctx SpecContext) {
+		ns := meshNamespace(ctx)
+		scale := func(ctx context.Context, replicas int32) {
+			GinkgoHelper()
+			s, err := k8s.AppsV1().Deployments(*virtmeshNamespace).GetScale(ctx, "virtmesh", getOptions)
+			Expect(err).NotTo(HaveOccurred())
+			s.Spec.Replicas = replicas
+			_, err = k8s.AppsV1().Deployments(*virtmeshNamespace).UpdateScale(ctx, "virtmesh", s, metav1.UpdateOptions{})
+			Expect(err).NotTo(HaveOccurred())
+		}
+		d, err := k8s.AppsV1().Deployments(*virtmeshNamespace).Get(ctx, "virtmesh", getOptions)
+		Expect(err).NotTo(HaveOccurred())
+		replicas := ptr.Deref(d.Spec.Replicas, 1)
+		DeferCleanup(func(ctx SpecContext) {
+			scale(ctx, replicas)
+			Eventually(func() int32 {
+				d, err := k8s.AppsV1().Deployments(*virtmeshNamespace).Get(ctx, "virtmesh", getOptions)
+				Expect(err).NotTo(HaveOccurred())
+				return d.Status.ReadyReplicas
+			}).WithContext(ctx).WithTimeout(3 * time.Minute).Should(Equal(replicas))
+		})
+		scale(ctx, 0)
+		Eventually(func() int32 {
+			d, err := k8s.AppsV1().Deployments(*virtmeshNamespace).Get(ctx, "virtmesh", getOptions)
+			Expect(err).NotTo(HaveOccurred())
+			return d.Status.Replicas
+		}).WithContext(ctx).WithTimeout(2 * time.Minute).Should(BeZero())
+
+		vmi := &kubevirtv1.VirtualMachineInstance{ObjectMeta: metav1.ObjectMeta{Name: "refused"},
+			Spec: guestVM("refused", "").Spec.Template.Spec}
+		Eventually(func() error {
+			_, err := virtClient.VirtualMachineInstance(ns).Create(ctx, vmi, createOptions)
+			return err
+		}).WithContext(ctx).WithTimeout(time.Minute).Should(MatchError(ContainSubstring("virtmesh")))
+	}, SpecTimeout(10*time.Minute))
+})
