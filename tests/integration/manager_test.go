@@ -30,6 +30,22 @@ type runningManager struct {
 // tweaks change the options first.
 func startManager(cfg *rest.Config, tweaks ...func(*app.Options)) *runningManager {
 	GinkgoHelper()
+	m := startManagerNoWait(cfg, tweaks...)
+	Eventually(func(g Gomega) {
+		select {
+		case err := <-m.done:
+			StopTrying("the manager stopped while starting").Wrap(err).Now()
+		default:
+		}
+		g.Expect(m.probe("/readyz")).To(Equal(http.StatusOK))
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+	return m
+}
+
+// startManagerNoWait starts the manager like startManager without waiting
+// for it to be ready.
+func startManagerNoWait(cfg *rest.Config, tweaks ...func(*app.Options)) *runningManager {
+	GinkgoHelper()
 	host, port, certDir := cp.WebhookServing()
 	o := app.NewOptions()
 	o.WebhookHost, o.WebhookPort, o.WebhookCertDir = host, port, certDir
@@ -48,14 +64,6 @@ func startManager(cfg *rest.Config, tweaks ...func(*app.Options)) *runningManage
 		defer GinkgoRecover()
 		m.done <- app.Run(ctx, cfg, o)
 	}()
-	Eventually(func(g Gomega) {
-		select {
-		case err := <-m.done:
-			StopTrying("the manager stopped while starting").Wrap(err).Now()
-		default:
-		}
-		g.Expect(m.probe("/readyz")).To(Equal(http.StatusOK))
-	}).WithTimeout(30 * time.Second).Should(Succeed())
 	return m
 }
 

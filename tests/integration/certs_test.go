@@ -1,0 +1,92 @@
+package integration
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/virtmesh/virtmesh/internal/app"
+)
+
+var _ = Describe("Self-managed webhook certificates (--cert-rotation)", func() {
+	It("makes a CA and serving certificate, injects the CA, and serves once the certificate is mounted", func(ctx SpecContext) {
+		const secretName, configName = "rotation-test-cert", "virtmesh-rotation-test"
+		By("installing what manifests/default ships: an empty Secret and the webhook configuration")
+		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: secretName, Namespace: managerNamespace}}
+		Expect(adminClient.Create(ctx, secret)).To(Succeed())
+		DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(adminClient.Delete(ctx, secret))).To(Succeed()) })
+		// A configuration of its own that matches nothing, so the suite's
+		// webhook is not disturbed.
+		mwc := &admissionregistrationv1.MutatingWebhookConfiguration{
+			ObjectMeta: metav1.ObjectMeta{Name: configName},
+			Webhooks: []admissionregistrationv1.MutatingWebhook{{
+				Name:                    "rotation.vmi.virtmesh.io",
+				AdmissionReviewVersions: []string{"v1"},
+				SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNone),
+				ClientConfig: admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{
+					Namespace: managerNamespace, Name: "virtmesh-webhook", Path: ptr.To("/mutate-kubevirt-io-v1-virtualmachineinstance")}},
+				ObjectSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"never": "matches"}},
+			}},
+		}
+		Expect(adminClient.Create(ctx, mwc)).To(Succeed())
+		DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(adminClient.Delete(ctx, mwc))).To(Succeed()) })
+
+		By("starting a replica with --cert-rotation (webhook only)")
+		certDir := GinkgoT().TempDir()
+		health := freeAddress()
+		_, port, _ := strings.Cut(freeAddress(), ":")
+		m := startManagerNoWait(managerConfig(), func(o *app.Options) {
+			o.EnableControllers, o.LeaderElect = false, false
+			o.CertRotation, o.CertSecretName, o.WebhookConfigurationName, o.CertNamespace = true, secretName, configName, managerNamespace
+			o.WebhookCertDir, o.WebhookHost = certDir, "127.0.0.1"
+			o.WebhookPort, _ = strconv.Atoi(port)
+			o.HealthProbeBindAddress, o.MetricsBindAddress = health, "0"
+		})
+		DeferCleanup(func(ctx SpecContext) { Expect(m.stop(ctx)).To(Succeed()) })
+
+		By("the Secret gets a CA and a certificate for the webhook Service")
+		Eventually(func(g Gomega) {
+			g.Expect(adminClient.Get(ctx, client.ObjectKeyFromObject(secret), secret)).To(Succeed())
+			g.Expect(secret.Data).To(HaveKey("tls.crt"))
+			g.Expect(secret.Data).To(HaveKey("tls.key"))
+			g.Expect(secret.Data).To(HaveKey("ca.crt"))
+		}).WithContext(ctx).WithTimeout(converge).Should(Succeed())
+		block, _ := pem.Decode(secret.Data["tls.crt"])
+		Expect(block).NotTo(BeNil())
+		cert, err := x509.ParseCertificate(block.Bytes)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cert.DNSNames).To(ContainElement("virtmesh-webhook.virtmesh-system.svc"))
+		Expect(cert.NotAfter).To(BeTemporally(">", time.Now().Add(24*time.Hour)))
+
+		By("not ready, and the CA not injected, while the kubelet has not mounted the certificate")
+		Consistently(func() (int, error) { return httpStatus("http://" + health + "/readyz") }).
+			WithTimeout(3 * time.Second).ShouldNot(Equal(http.StatusOK))
+		Expect(adminClient.Get(ctx, client.ObjectKeyFromObject(mwc), mwc)).To(Succeed())
+		Expect(mwc.Webhooks[0].ClientConfig.CABundle).To(BeEmpty())
+
+		By("mounting it, as the kubelet does: the webhook serves and the replica becomes ready")
+		for k, v := range secret.Data {
+			Expect(os.WriteFile(filepath.Join(certDir, k), v, 0o600)).To(Succeed())
+		}
+		Eventually(func() (int, error) { return httpStatus("http://" + health + "/readyz") }).
+			WithTimeout(converge).Should(Equal(http.StatusOK))
+		By("and the CA is injected into the webhook configuration")
+		Eventually(func(g Gomega) {
+			g.Expect(adminClient.Get(ctx, client.ObjectKeyFromObject(mwc), mwc)).To(Succeed())
+			g.Expect(mwc.Webhooks[0].ClientConfig.CABundle).To(Equal(secret.Data["ca.crt"]))
+		}).WithContext(ctx).WithTimeout(time.Minute).Should(Succeed())
+	}, SpecTimeout(2*time.Minute))
+})
