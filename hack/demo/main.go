@@ -7,16 +7,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
@@ -24,7 +24,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -32,6 +31,7 @@ import (
 
 	"github.com/virtmesh/virtmesh/internal/app"
 	"github.com/virtmesh/virtmesh/internal/controlplane"
+	"github.com/virtmesh/virtmesh/internal/localrun"
 	"github.com/virtmesh/virtmesh/internal/manifests"
 	"github.com/virtmesh/virtmesh/internal/mesh"
 )
@@ -96,14 +96,7 @@ func run(binary, root string, verbose bool) error {
 	if err != nil {
 		return err
 	}
-	if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "virtmesh-system"}}); err != nil {
-		return err
-	}
-	rbac, err := manifests.Render(filepath.Join(root, "manifests", "rbac"))
-	if err != nil {
-		return err
-	}
-	if err := manifests.Apply(ctx, admin, rbac); err != nil {
+	if err := localrun.InstallRBAC(ctx, admin, root); err != nil {
 		return err
 	}
 
@@ -199,67 +192,38 @@ func run(binary, root string, verbose bool) error {
 }
 
 func startVirtmesh(cp *controlplane.ControlPlane, binary string, verbose bool) (func(), error) {
-	kubeconfig, err := cp.KubeConfigFor("virtmesh-system", "virtmesh")
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "virtmesh-demo-")
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "kubeconfig"), kubeconfig, 0o600); err != nil {
-		return nil, err
-	}
 	host, port, certDir := cp.WebhookServing()
-	args := []string{"--kubeconfig=" + filepath.Join(dir, "kubeconfig"),
-		"--webhook-host=" + host, fmt.Sprintf("--webhook-port=%d", port), "--webhook-cert-dir=" + certDir,
-		"--leader-elect", "--leader-election-namespace=virtmesh-system",
+	args := []string{"--webhook-host=" + host, fmt.Sprintf("--webhook-port=%d", port), "--webhook-cert-dir=" + certDir,
+		"--leader-elect", "--leader-election-namespace=" + localrun.Namespace,
 		"--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0"}
-	say("%s %s", binary, strings.Join(args, " "))
-	cmd := exec.Command(binary, args...)
-	logFile := filepath.Join(dir, "virtmesh.log")
-	out, err := os.Create(logFile)
+	say("%s --kubeconfig=<%s/%s> %s", binary, localrun.Namespace, localrun.ServiceAccount, strings.Join(args, " "))
+	var log bytes.Buffer
+	var out io.Writer = &log
+	if verbose {
+		out = os.Stderr
+	}
+	p, err := localrun.Start(cp, binary, args, out)
 	if err != nil {
 		return nil, err
 	}
-	cmd.Stdout, cmd.Stderr = out, out
-	if verbose {
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 	stop := func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			_ = err // stopped on purpose
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			fmt.Fprintln(os.Stderr, "virtmesh did not stop within 30s and was killed:", <-exited)
+		if err := p.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 		}
-		_ = out.Close()
-		_ = os.RemoveAll(dir)
 	}
 	// Ready when the webhook answers: a dry-run VMI in an unlabelled namespace is admitted.
 	probe := &kubevirtv1.VirtualMachineInstance{ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: "default",
 		Labels: map[string]string{mesh.InjectKey: "true"}}}
-	c, err := client.New(rest.CopyConfig(cp.Config()), client.Options{Scheme: app.NewScheme()})
+	c, err := client.New(cp.Config(), client.Options{Scheme: app.NewScheme()})
 	if err != nil {
 		stop()
 		return nil, err
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		select {
-		case err := <-exited:
-			exited <- err
-			log, _ := os.ReadFile(logFile)
+		if exited, err := p.Exited(); exited {
 			stop()
-			return nil, fmt.Errorf("virtmesh exited (%w):\n%s", err, log)
-		default:
+			return nil, fmt.Errorf("virtmesh exited (%w):\n%s", err, log.String())
 		}
 		err := c.Create(context.Background(), probe.DeepCopy(), client.DryRunAll)
 		if err == nil {

@@ -17,14 +17,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
@@ -37,7 +36,7 @@ import (
 
 	"github.com/virtmesh/virtmesh/internal/app"
 	"github.com/virtmesh/virtmesh/internal/controlplane"
-	"github.com/virtmesh/virtmesh/internal/manifests"
+	"github.com/virtmesh/virtmesh/internal/localrun"
 	"github.com/virtmesh/virtmesh/internal/mesh"
 )
 
@@ -67,9 +66,6 @@ func main() {
 }
 
 func run(s scale, binary, root string, timeout time.Duration, workers int, verbose bool) error {
-	if _, err := os.Stat(binary); err != nil {
-		return fmt.Errorf("%s: %w (run make build first)", binary, err)
-	}
 	ctx := context.Background()
 	fmt.Println("starting etcd, kube-apiserver and kube-controller-manager")
 	cp, err := controlplane.Start(controlplane.Options{CRDDirs: []string{filepath.Join(root, "tests", "crds")}})
@@ -89,14 +85,7 @@ func run(s scale, binary, root string, timeout time.Duration, workers int, verbo
 	if err != nil {
 		return err
 	}
-	if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "virtmesh-system"}}); err != nil {
-		return err
-	}
-	rbac, err := manifests.Render(filepath.Join(root, "manifests", "rbac"))
-	if err != nil {
-		return err
-	}
-	if err := manifests.Apply(ctx, admin, rbac); err != nil {
+	if err := localrun.InstallRBAC(ctx, admin, root); err != nil {
 		return err
 	}
 
@@ -109,51 +98,32 @@ func run(s scale, binary, root string, timeout time.Duration, workers int, verbo
 	}
 	fmt.Printf("created in %s\n", time.Since(start).Round(time.Millisecond))
 
-	kubeconfig, err := cp.KubeConfigFor("virtmesh-system", "virtmesh")
-	if err != nil {
-		return err
-	}
-	dir, err := os.MkdirTemp("", "virtmesh-load-")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = os.RemoveAll(dir) }()
-	if err := os.WriteFile(filepath.Join(dir, "kubeconfig"), kubeconfig, 0o600); err != nil {
-		return err
-	}
 	metrics, health := freeAddress(), freeAddress()
-	cmd := exec.Command(binary, "--kubeconfig="+filepath.Join(dir, "kubeconfig"), "--enable-webhook=false",
-		"--leader-elect", "--leader-election-namespace=virtmesh-system",
-		"--metrics-bind-address="+metrics, "--health-probe-bind-address="+health)
+	var out io.Writer = io.Discard
 	if verbose {
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		out = os.Stderr
 	}
 	fmt.Printf("starting %s; waiting for %d Services and %d NADs\n", binary, services, s.namespaces)
 	t0 := time.Now()
-	if err := cmd.Start(); err != nil {
+	p, err := localrun.Start(cp, binary, []string{"--enable-webhook=false",
+		"--leader-elect", "--leader-election-namespace=" + localrun.Namespace,
+		"--metrics-bind-address=" + metrics, "--health-probe-bind-address=" + health}, out)
+	if err != nil {
 		return err
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			_ = err // its exit status after SIGTERM is of no interest
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
+		if err := p.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 		}
 	}()
 
 	var peakRSS int64
 	var lastLog time.Time
 	for {
-		select {
-		case err := <-exited:
+		if exited, err := p.Exited(); exited {
 			return fmt.Errorf("virtmesh exited: %w", err)
-		default:
 		}
-		if rss, err := memKB(cmd.Process.Pid, "VmRSS"); err == nil {
+		if rss, err := memKB(p.Pid(), "VmRSS"); err == nil {
 			peakRSS = max(peakRSS, rss)
 		}
 		svcs, nads, err := count(ctx, admin)
@@ -162,7 +132,7 @@ func run(s scale, binary, root string, timeout time.Duration, workers int, verbo
 		}
 		elapsed := time.Since(t0)
 		if svcs == services && nads == s.namespaces {
-			hwm, err := memKB(cmd.Process.Pid, "VmHWM")
+			hwm, err := memKB(p.Pid(), "VmHWM")
 			if err != nil {
 				return err
 			}

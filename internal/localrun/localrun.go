@@ -1,0 +1,114 @@
+// Package localrun runs bin/virtmesh against a local control plane
+// (internal/controlplane) as its ServiceAccount, with the shipped RBAC. The
+// demo and the controllers' load program share it.
+package localrun
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/virtmesh/virtmesh/internal/controlplane"
+	"github.com/virtmesh/virtmesh/internal/manifests"
+)
+
+// Namespace and ServiceAccount are virtmesh's, as in manifests/rbac.
+const (
+	Namespace      = "virtmesh-system"
+	ServiceAccount = "virtmesh"
+)
+
+// InstallRBAC creates virtmesh's namespace and applies manifests/rbac from
+// the repository at root.
+func InstallRBAC(ctx context.Context, admin client.Client, root string) error {
+	if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}); err != nil {
+		return fmt.Errorf("creating namespace %s: %w", Namespace, err)
+	}
+	rbac, err := manifests.Render(filepath.Join(root, "manifests", "rbac"))
+	if err != nil {
+		return err
+	}
+	return manifests.Apply(ctx, admin, rbac)
+}
+
+// Process is a running virtmesh binary.
+type Process struct {
+	cmd     *exec.Cmd
+	dir     string
+	done    chan struct{}
+	err     error
+	stopped bool
+}
+
+// Start runs binary with args, authenticated as virtmesh's ServiceAccount
+// (a --kubeconfig flag is added), its output going to out.
+func Start(cp *controlplane.ControlPlane, binary string, args []string, out io.Writer) (*Process, error) {
+	if _, err := os.Stat(binary); err != nil {
+		return nil, fmt.Errorf("%s: %w (run make build)", binary, err)
+	}
+	kubeconfig, err := cp.KubeConfigFor(Namespace, ServiceAccount)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "virtmesh-local-")
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	p := &Process{cmd: exec.Command(binary, append([]string{"--kubeconfig=" + path}, args...)...), dir: dir, done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = out, out
+	if err := p.cmd.Start(); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// Pid is the process's ID.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Exited reports whether the process has ended, and how.
+func (p *Process) Exited() (bool, error) {
+	select {
+	case <-p.done:
+		return true, p.err
+	default:
+		return false, nil
+	}
+}
+
+// Stop sends SIGTERM, waits up to 30 seconds for a graceful stop, then kills.
+// It reports a process that did not stop by itself.
+func (p *Process) Stop() error {
+	defer func() { _ = os.RemoveAll(p.dir) }()
+	if p.stopped {
+		return nil
+	}
+	p.stopped = true
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("virtmesh did not stop within 30s of SIGTERM and was killed")
+	}
+}
