@@ -99,7 +99,7 @@ func run(s scale, binary, root string, timeout time.Duration, workers int, verbo
 	fmt.Printf("created in %s\n", time.Since(start).Round(time.Millisecond))
 
 	metrics, health := freeAddress(), freeAddress()
-	var out io.Writer = io.Discard
+	out := io.Discard
 	if verbose {
 		out = os.Stderr
 	}
