@@ -206,8 +206,14 @@ func portName(p *servicePort, used map[string]bool) string {
 			return c
 		}
 	}
-	// Unreachable: (port, protocol) pairs are unique.
-	return candidates[len(candidates)-1]
+	// Owners' own names took both: count up until a name is free (these stay
+	// far below the 63 characters a port name may have).
+	for i := 2; ; i++ {
+		if c := fmt.Sprintf("%s-%d", candidates[len(candidates)-1], i); !used[c] {
+			used[c] = true
+			return c
+		}
+	}
 }
 
 func validPortName(n string) bool { return len(validation.IsDNS1123Label(n)) == 0 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -26,6 +27,10 @@ import (
 )
 
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;delete
+
+// conflictRecheck is how often an app whose Service name is taken by someone
+// else's Service is looked at again.
+const conflictRecheck = 2 * time.Minute
 
 // appIndex indexes VMs and standalone VMIs by the app their VMIs carry.
 const appIndex = "virtmesh.io/app"
@@ -68,6 +73,7 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req reconcile.Request
 			"app label %q cannot name a Service (%s): virtmesh gives this VM no Service; use an app label that is a DNS-1035 label", app, why))
 		return reconcile.Result{}, nil
 	}
+	r.warnAll(members, ReasonInvalidAppName, "")
 	want, problems := DesiredService(ns.name, app, members)
 	for _, m := range members {
 		var mine []string
@@ -119,7 +125,10 @@ func (r *ServiceReconciler) create(ctx context.Context, want *corev1.Service, me
 		r.warnAll(members, ReasonServiceConflict, fmt.Sprintf("Service %q already exists and virtmesh did not create it, so virtmesh "+
 			"leaves it as it is; make sure it selects %s=%s and lists the VM's ports, or delete it and virtmesh will create one",
 			want.Name, mesh.AppLabel, want.Name))
-		return reconcile.Result{}, nil
+		// virtmesh does not watch Services it did not create, so look again
+		// later: if the owner deletes theirs, virtmesh creates its own. A read,
+		// not a write; the warning is not repeated.
+		return reconcile.Result{RequeueAfter: conflictRecheck}, nil
 	case !apierrors.IsNotFound(err):
 		return reconcile.Result{}, err
 	}

@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
@@ -15,11 +16,18 @@ import (
 
 // SetupWithManager registers the VMI webhook at Path on the manager's webhook server.
 func SetupWithManager(mgr ctrl.Manager, cfg Config) error {
+	return SetupWithServer(mgr, mgr.GetWebhookServer(), cfg)
+}
+
+// SetupWithServer registers the VMI webhook at Path on srv, a webhook server
+// the caller starts (e.g. once its certificate exists), reading namespaces
+// through the manager.
+func SetupWithServer(mgr ctrl.Manager, srv ctrlwebhook.Server, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	h := &Handler{Config: cfg, NamespaceLabels: namespaceLabelsFrom(mgr.GetClient(), mgr.GetAPIReader())}
-	mgr.GetWebhookServer().Register(Path, &admission.Webhook{Handler: h})
+	srv.Register(Path, &admission.Webhook{Handler: h})
 	return nil
 }
 

@@ -2,15 +2,13 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
 	"sync/atomic"
 
 	"github.com/open-policy-agent/cert-controller/pkg/rotator"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 )
 
 // cert-controller keeps the serving certificate in a Secret (mounted into the
@@ -18,13 +16,24 @@ import (
 // +kubebuilder:rbac:groups="",namespace=virtmesh-system,resources=secrets,verbs=get;list;watch;update
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;list;watch;update
 
+// rotators numbers cert-controller's controller, whose name must be unique
+// in the process (a test or the demo may build a second manager).
+var rotators atomic.Int32
+
 // certRotation starts cert-controller, which creates a CA and a serving
 // certificate for the webhook Service, stores them in the Secret, injects the
-// CA into the MutatingWebhookConfiguration, and rotates both before they
-// expire. ready is closed once the kubelet has mounted the certificate, so
-// the webhook server (which reads it at start) can be started.
-func certRotation(mgr ctrl.Manager, o *Options, ready chan struct{}) error {
-	return rotator.AddRotator(mgr, &rotator.CertRotator{
+// CA into the MutatingWebhookConfiguration once the certificate is mounted,
+// and rotates both before they expire. The webhook server reads its
+// certificate when it starts, so it is started only once the kubelet has
+// mounted it: not through the manager's own webhook runnable but by
+// delayedWebhook, added before the manager starts.
+func certRotation(mgr ctrl.Manager, o *Options, srv webhook.Server) error {
+	ready := make(chan struct{})
+	name := "cert-rotator"
+	if n := rotators.Add(1); n > 1 {
+		name = fmt.Sprintf("cert-rotator-%d", n)
+	}
+	if err := rotator.AddRotator(mgr, &rotator.CertRotator{
 		SecretKey:      types.NamespacedName{Namespace: o.CertNamespace, Name: o.CertSecretName},
 		CertDir:        o.WebhookCertDir,
 		CAName:         "virtmesh-ca",
@@ -42,40 +51,30 @@ func certRotation(mgr ctrl.Manager, o *Options, ready chan struct{}) error {
 		RequireLeaderElection: false,
 		FieldOwner:            "virtmesh",
 		EnableReadinessCheck:  true,
-	})
-}
-
-// webhookReadiness is ready once the webhook server accepts TLS connections;
-// before that (certificates not mounted yet) it says why it is not.
-type webhookReadiness struct {
-	started atomic.Pointer[healthz.Checker]
-}
-
-func (w *webhookReadiness) set(c healthz.Checker) { w.started.Store(&c) }
-
-func (w *webhookReadiness) check(req *http.Request) error {
-	c := w.started.Load()
-	if c == nil {
-		return errors.New("waiting for the webhook serving certificate")
+		ControllerName:        name,
+	}); err != nil {
+		return err
 	}
-	return (*c)(req)
+	return mgr.Add(&delayedWebhook{srv: srv, ready: ready})
 }
 
-// registerWebhookWhenReady registers the webhook once certificates are ready.
-// The webhook server reads its certificate when it starts, so it is only
-// added to the manager then.
-func registerWebhookWhenReady(ctx context.Context, mgr ctrl.Manager, ready <-chan struct{}, readiness *webhookReadiness,
-	register func() error, fail func(error)) {
-	go func() {
-		select {
-		case <-ready:
-		case <-ctx.Done():
-			return
-		}
-		if err := register(); err != nil {
-			fail(err)
-			return
-		}
-		readiness.set(mgr.GetWebhookServer().StartedChecker())
-	}()
+// delayedWebhook starts the webhook server once its certificate is ready.
+type delayedWebhook struct {
+	srv   webhook.Server
+	ready <-chan struct{}
 }
+
+func (d *delayedWebhook) Start(ctx context.Context) error {
+	select {
+	case <-d.ready:
+	case <-ctx.Done():
+		return nil
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return d.srv.Start(ctx)
+}
+
+// NeedLeaderElection: every replica serves the webhook.
+func (d *delayedWebhook) NeedLeaderElection() bool { return false }

@@ -44,19 +44,20 @@ func NewManager(cfg *rest.Config, o *Options) (ctrl.Manager, error) {
 		cfg = rest.CopyConfig(cfg)
 		cfg.QPS = -1
 	}
+	o.webhookServer = webhook.NewServer(webhook.Options{
+		Host:    o.WebhookHost,
+		Port:    o.WebhookPort,
+		CertDir: o.WebhookCertDir,
+		TLSOpts: tlsOpts,
+	})
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: NewScheme(),
 		Cache:  cacheOpts,
 		// virtmesh's controllers have fixed, distinct names; skipping the
 		// process-wide uniqueness check lets a process build a new manager
 		// after stopping one (tests, the demo).
-		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
-		WebhookServer: webhook.NewServer(webhook.Options{
-			Host:    o.WebhookHost,
-			Port:    o.WebhookPort,
-			CertDir: o.WebhookCertDir,
-			TLSOpts: tlsOpts,
-		}),
+		Controller:                    ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
+		WebhookServer:                 o.webhookServer,
 		Metrics:                       metricsserver.Options{BindAddress: o.MetricsBindAddress, TLSOpts: tlsOpts},
 		HealthProbeBindAddress:        o.HealthProbeBindAddress,
 		LeaderElection:                o.LeaderElect,
@@ -71,7 +72,7 @@ func NewManager(cfg *rest.Config, o *Options) (ctrl.Manager, error) {
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, fmt.Errorf("adding liveness check: %w", err)
 	}
-	if err := mgr.AddReadyzCheck("ready", readiness(o, mgr)); err != nil {
+	if err := mgr.AddReadyzCheck("ready", readiness(o)); err != nil {
 		return nil, fmt.Errorf("adding readiness check: %w", err)
 	}
 	return mgr, nil
@@ -80,16 +81,16 @@ func NewManager(cfg *rest.Config, o *Options) (ctrl.Manager, error) {
 // readiness is the manager's readiness check: without the webhook, always
 // ready; with it, ready only once the webhook server accepts TLS connections,
 // so a Service never routes admission requests to a replica still starting.
-// With --cert-rotation the webhook server starts later (see Run).
-func readiness(o *Options, mgr ctrl.Manager) healthz.Checker {
+// With --cert-rotation the webhook server starts only once its certificate is
+// mounted (see certRotation).
+func readiness(o *Options) healthz.Checker {
 	switch {
 	case !o.EnableWebhook:
 		return healthz.Ping
-	case o.CertRotation:
-		o.webhookReady = &webhookReadiness{}
-		return o.webhookReady.check
 	default:
-		return mgr.GetWebhookServer().StartedChecker()
+		// Fails until the server listens, which with --cert-rotation is once
+		// the certificate is mounted.
+		return o.webhookServer.StartedChecker()
 	}
 }
 
@@ -100,18 +101,14 @@ func Run(ctx context.Context, cfg *rest.Config, o *Options) error {
 	if err != nil {
 		return err
 	}
-	failed := make(chan error, 1)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	switch {
 	case o.EnableWebhook && o.CertRotation:
-		certsReady := make(chan struct{})
-		if err := certRotation(mgr, o, certsReady); err != nil {
+		if err := vmwebhook.SetupWithServer(mgr, o.webhookServer, o.Mesh); err != nil {
+			return fmt.Errorf("setting up the VMI webhook: %w", err)
+		}
+		if err := certRotation(mgr, o, o.webhookServer); err != nil {
 			return fmt.Errorf("setting up certificate rotation: %w", err)
 		}
-		registerWebhookWhenReady(ctx, mgr, certsReady, o.webhookReady,
-			func() error { return vmwebhook.SetupWithManager(mgr, o.Mesh) },
-			func(err error) { failed <- err; cancel() })
 	case o.EnableWebhook:
 		if err := vmwebhook.SetupWithManager(mgr, o.Mesh); err != nil {
 			return fmt.Errorf("setting up the VMI webhook: %w", err)
@@ -127,10 +124,5 @@ func Run(ctx context.Context, cfg *rest.Config, o *Options) error {
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("running manager: %w", err)
 	}
-	select {
-	case err := <-failed:
-		return fmt.Errorf("setting up the VMI webhook: %w", err)
-	default:
-		return nil
-	}
+	return nil
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+
 	"github.com/virtmesh/virtmesh/controllers"
 	"github.com/virtmesh/virtmesh/internal/mesh"
 	"github.com/virtmesh/virtmesh/webhook"
@@ -37,7 +39,7 @@ type Options struct {
 	WebhookServiceName       string
 	WebhookConfigurationName string
 
-	webhookReady *webhookReadiness // set by NewManager
+	webhookServer ctrlwebhook.Server // built by NewManager
 	// Mesh is the webhook's (and the controllers') mesh configuration.
 	Mesh webhook.Config
 	// Controllers configures the NAD and Service controllers; its Mesh is
