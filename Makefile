@@ -101,9 +101,10 @@ build: ## Build the manager binary into bin/virtmesh.
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/virtmesh ./cmd/virtmesh
 
 .PHONY: image
-image: ## Build the image $(IMAGE) (IMAGE_BUILDER=docker|ko).
+image: ## Build the image $(IMAGE) (IMAGE_BUILDER=docker|ko; ko writes _out/virtmesh-$(TAG).tar).
 ifeq ($(IMAGE_BUILDER),ko)
-	KO_DOCKER_REPO=$(REGISTRY)/virtmesh VERSION=$(VERSION) $$(hack/tools.sh ko) build --bare --tags $(TAG) --push=false ./cmd/virtmesh
+	mkdir -p _out
+	KO_DOCKER_REPO=$(REGISTRY)/virtmesh VERSION=$(VERSION) $$(hack/tools.sh ko) build --bare --tags $(TAG) --push=false --tarball=_out/virtmesh-$(TAG).tar ./cmd/virtmesh
 else
 	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 endif

@@ -21,8 +21,11 @@ export KUBEVIRT_VERSION="${KUBEVIRT_VERSION:-v1.9.0}"
 
 KUBEVIRTCI_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "${KUBEVIRTCI_DIR}/.." && pwd)"
-# The kubevirtci checkout (gitignored).
-export KUBEVIRTCI_PATH="${KUBEVIRTCI_PATH:-${KUBEVIRTCI_DIR}/_kubevirtci}"
+# The kubevirtci checkout (gitignored). Not named KUBEVIRTCI_PATH: kubevirtci's
+# own scripts use that name for their cluster-up/ folder.
+KUBEVIRTCI_CHECKOUT="${KUBEVIRTCI_CHECKOUT:-${KUBEVIRTCI_DIR}/_kubevirtci}"
+# Where kubevirtci keeps the cluster's kubeconfig, the same from any directory.
+export KUBEVIRTCI_CONFIG_PATH="${KUBEVIRTCI_CHECKOUT}/_ci-configs"
 export REPO_ROOT
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -31,33 +34,33 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # kubevirtci::install clones kubevirtci at KUBEVIRTCI_TAG, replacing a
 # checkout of another tag or repository.
 kubevirtci::install() {
-  if [ -d "${KUBEVIRTCI_PATH}/.git" ]; then
+  if [ -d "${KUBEVIRTCI_CHECKOUT}/.git" ]; then
     local repo tag
-    repo="$(git -C "${KUBEVIRTCI_PATH}" remote get-url origin)"
-    tag="$(git -C "${KUBEVIRTCI_PATH}" describe --tags 2>/dev/null || true)"
+    repo="$(git -C "${KUBEVIRTCI_CHECKOUT}" remote get-url origin)"
+    tag="$(git -C "${KUBEVIRTCI_CHECKOUT}" describe --tags 2>/dev/null || true)"
     if [ "${repo}" = "${KUBEVIRTCI_REPO}" ] && [ "${tag}" = "${KUBEVIRTCI_TAG}" ]; then
       return 0
     fi
     log "kubevirtci checkout is ${repo}@${tag}, want ${KUBEVIRTCI_REPO}@${KUBEVIRTCI_TAG}: replacing it"
-    rm -rf "${KUBEVIRTCI_PATH}"
+    rm -rf "${KUBEVIRTCI_CHECKOUT}"
   fi
-  log "cloning kubevirtci ${KUBEVIRTCI_TAG} into ${KUBEVIRTCI_PATH}"
-  git clone --quiet "${KUBEVIRTCI_REPO}" "${KUBEVIRTCI_PATH}"
-  git -C "${KUBEVIRTCI_PATH}" checkout --quiet "${KUBEVIRTCI_TAG}"
+  log "cloning kubevirtci ${KUBEVIRTCI_TAG} into ${KUBEVIRTCI_CHECKOUT}"
+  git clone --quiet "${KUBEVIRTCI_REPO}" "${KUBEVIRTCI_CHECKOUT}"
+  git -C "${KUBEVIRTCI_CHECKOUT}" checkout --quiet "${KUBEVIRTCI_TAG}"
 }
 
 kubevirtci::kubeconfig() {
-  printf '%s\n' "${KUBEVIRTCI_PATH}/_ci-configs/${KUBEVIRT_PROVIDER}/.kubeconfig"
+  printf '%s\n' "${KUBEVIRTCI_CONFIG_PATH}/${KUBEVIRT_PROVIDER}/.kubeconfig"
 }
 
 kubevirtci::kubectl() {
-  "${KUBEVIRTCI_PATH}/cluster-up/kubectl.sh" "$@"
+  "${KUBEVIRTCI_CHECKOUT}/cluster-up/kubectl.sh" "$@"
 }
 
 # kubevirtci::registry prints the host address of the cluster's registry;
 # inside the cluster the same registry is registry:5000.
 kubevirtci::registry() {
-  printf 'localhost:%s\n' "$("${KUBEVIRTCI_PATH}/cluster-up/cli.sh" ports registry | tr -d '\r')"
+  printf 'localhost:%s\n' "$("${KUBEVIRTCI_CHECKOUT}/cluster-up/cli.sh" ports registry | tr -d '\r')"
 }
 
 kubevirtci::require_cluster() {

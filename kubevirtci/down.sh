@@ -4,8 +4,8 @@ set -euo pipefail
 # shellcheck source=kubevirtci/config.sh
 source "$(dirname "${BASH_SOURCE[0]}")/config.sh"
 
-if [ ! -d "${KUBEVIRTCI_PATH}" ]; then
+if [ ! -d "${KUBEVIRTCI_CHECKOUT}" ]; then
   log "no kubevirtci checkout: nothing to stop"
   exit 0
 fi
-make -C "${KUBEVIRTCI_PATH}" cluster-down
+make -C "${KUBEVIRTCI_CHECKOUT}" cluster-down

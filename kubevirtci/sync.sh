@@ -12,8 +12,9 @@ registry="$(kubevirtci::registry)"
 log "building and pushing ${registry}/virtmesh:${tag}"
 case "${IMAGE_BUILDER:-docker}" in
   ko)
-    KO_DOCKER_REPO="${registry}/virtmesh" VERSION="${tag}" \
-      "$("${REPO_ROOT}/hack/tools.sh" ko)" build --bare --insecure-registry --tags "${tag}" --platform linux/amd64 "${REPO_ROOT}/cmd/virtmesh"
+    # ko reads .ko.yaml from, and resolves ./cmd/virtmesh against, the current directory.
+    (cd "${REPO_ROOT}" && KO_DOCKER_REPO="${registry}/virtmesh" VERSION="${tag}" \
+      "$(hack/tools.sh ko)" build --bare --insecure-registry --tags "${tag}" --platform linux/amd64 ./cmd/virtmesh)
     ;;
   docker)
     docker build --build-arg VERSION="${tag}" -t "${registry}/virtmesh:${tag}" "${REPO_ROOT}"
@@ -22,14 +23,15 @@ case "${IMAGE_BUILDER:-docker}" in
   *) die "IMAGE_BUILDER must be docker or ko" ;;
 esac
 
-# The default overlay, with the image as the nodes see the registry.
-overlay="$(mktemp -d)"
-trap 'rm -rf "${overlay}"' EXIT
+# The default overlay, with the image as the nodes see the registry. Kustomize
+# takes only relative paths, so the overlay lives in the (gitignored) _out/.
+overlay="${REPO_ROOT}/_out/cluster-sync"
+mkdir -p "${overlay}"
 cat > "${overlay}/kustomization.yaml" <<KUSTOMIZATION
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
-  - ${REPO_ROOT}/manifests/default
+  - ../../manifests/default
 images:
   - name: ghcr.io/virtmesh/virtmesh
     newName: registry:5000/virtmesh

@@ -7,15 +7,26 @@ source "$(dirname "${BASH_SOURCE[0]}")/config.sh"
 
 kubevirtci::install
 log "starting ${KUBEVIRT_PROVIDER} with ${KUBEVIRT_NUM_NODES} nodes, Istio=${KUBEVIRT_DEPLOY_ISTIO}, CNAO=${KUBEVIRT_WITH_CNAO}"
-make -C "${KUBEVIRTCI_PATH}" cluster-up
+make -C "${KUBEVIRTCI_CHECKOUT}" cluster-up
 
 release="https://github.com/kubevirt/kubevirt/releases/download/${KUBEVIRT_VERSION}"
 log "deploying KubeVirt ${KUBEVIRT_VERSION}"
 kubevirtci::kubectl apply -f "${release}/kubevirt-operator.yaml"
+kubevirtci::kubectl wait crd/kubevirts.kubevirt.io --for condition=Established --timeout=2m
 kubevirtci::kubectl apply -f "${release}/kubevirt-cr.yaml"
-# Nested virtualization may be missing on CI machines: let KubeVirt emulate.
-if ! grep -qE 'vmx|svm' /proc/cpuinfo; then
-  log "no hardware virtualization here: enabling KubeVirt's software emulation"
+# kubevirtci's nodes are VMs: their VMs need nested virtualization on this
+# host. Without it, let KubeVirt emulate.
+nested_kvm() {
+  local f
+  for f in /sys/module/kvm_intel/parameters/nested /sys/module/kvm_amd/parameters/nested; do
+    if [ -r "${f}" ] && grep -qE '^(Y|1)$' "${f}"; then
+      return 0
+    fi
+  done
+  return 1
+}
+if ! nested_kvm; then
+  log "no nested virtualization on this host: enabling KubeVirt's software emulation"
   kubevirtci::kubectl -n kubevirt patch kubevirt kubevirt --type merge \
     -p '{"spec":{"configuration":{"developerConfiguration":{"useEmulation":true}}}}'
 fi

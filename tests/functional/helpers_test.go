@@ -66,7 +66,8 @@ func guestVM(name, fetch string) *kubevirtv1.VirtualMachine {
 		userData += "  - nohup sh -c 'while true; do curl -s -m 5 -o /srv/outbound.tmp " + fetch +
 			" && mv /srv/outbound.tmp /srv/outbound.txt; sleep 2; done' >/dev/null 2>&1 &\n"
 	}
-	userData += "  - echo virtmesh-guest-ready > /dev/console\n"
+	// Repeated, so a console attached late still sees it.
+	userData += "  - nohup sh -c 'while true; do echo virtmesh-guest-ready > /dev/console; sleep 10; done' >/dev/null 2>&1 &\n"
 	return &kubevirtv1.VirtualMachine{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: kubevirtv1.VirtualMachineSpec{
@@ -109,7 +110,7 @@ func startVM(ctx context.Context, ns string, vm *kubevirtv1.VirtualMachine) (*ku
 // launcherPods are the running virt-launcher pods of a VMI.
 func launcherPods(ctx context.Context, ns, vmi string) []corev1.Pod {
 	GinkgoHelper()
-	pods, err := k8s.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "kubevirt.io=virt-launcher,vm.kubevirt.io/name=" + vmi})
+	pods, err := k8s.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "kubevirt.io=virt-launcher,vmi.kubevirt.io/id=" + vmi})
 	Expect(err).NotTo(HaveOccurred())
 	return pods.Items
 }

@@ -199,17 +199,20 @@ var _ = Describe("With virtmesh down", Serial, Label("disruptive"), func() {
 			}).WithContext(ctx).WithTimeout(3 * time.Minute).Should(Equal(replicas))
 		})
 		scale(ctx, 0)
-		Eventually(func() int32 {
-			d, err := k8s.AppsV1().Deployments(*virtmeshNamespace).Get(ctx, "virtmesh", getOptions)
+		// Until the last replica is gone, one may still answer.
+		Eventually(func() []corev1.Pod {
+			pods, err := k8s.CoreV1().Pods(*virtmeshNamespace).List(ctx, metav1.ListOptions{
+				LabelSelector: "app.kubernetes.io/name=virtmesh,app.kubernetes.io/component=manager"})
 			Expect(err).NotTo(HaveOccurred())
-			return d.Status.Replicas
-		}).WithContext(ctx).WithTimeout(2 * time.Minute).Should(BeZero())
+			return pods.Items
+		}).WithContext(ctx).WithTimeout(2 * time.Minute).Should(BeEmpty())
 
-		vmi := &kubevirtv1.VirtualMachineInstance{ObjectMeta: metav1.ObjectMeta{Name: "refused"},
+		vmi := &kubevirtv1.VirtualMachineInstance{ObjectMeta: metav1.ObjectMeta{GenerateName: "refused-"},
 			Spec: guestVM("refused", "").Spec.Template.Spec}
-		Eventually(func() error {
-			_, err := virtClient.VirtualMachineInstance(ns).Create(ctx, vmi, createOptions)
-			return err
-		}).WithContext(ctx).WithTimeout(time.Minute).Should(MatchError(ContainSubstring("virtmesh")))
+		created, err := virtClient.VirtualMachineInstance(ns).Create(ctx, vmi, createOptions)
+		if err == nil {
+			_ = virtClient.VirtualMachineInstance(ns).Delete(ctx, created.Name, metav1.DeleteOptions{})
+		}
+		Expect(err).To(MatchError(ContainSubstring("virtmesh")), "a VMI was admitted into a mesh namespace without virtmesh")
 	}, SpecTimeout(10*time.Minute))
 })
