@@ -40,7 +40,8 @@ func DefaultConfig() Config {
 	return Config{Mesh: mesh.DefaultConfig(), NADMode: NADPerNamespace, NADName: DefaultNADName, Workers: 4, SyncPeriod: 10 * time.Hour}
 }
 
-// Validate names each flag that is wrong.
+// Validate names each controller flag that is wrong; the shared membership
+// configuration (Mesh) is checked by its own Validate.
 func (c Config) Validate() error {
 	var errs []error
 	switch c.NADMode {
@@ -58,9 +59,6 @@ func (c Config) Validate() error {
 	}
 	if c.SyncPeriod < time.Second {
 		errs = append(errs, fmt.Errorf("--sync-period must be at least 1s, got %s", c.SyncPeriod))
-	}
-	if c.Mesh.AmbientPolicy != mesh.AmbientSidecar && c.Mesh.AmbientPolicy != mesh.AmbientIgnore {
-		errs = append(errs, errors.New("--ambient-policy must be \"sidecar\" or \"ignore\""))
 	}
 	return errors.Join(errs...)
 }

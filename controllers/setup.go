@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	kubevirtv1 "kubevirt.io/api/core/v1"
@@ -15,7 +16,7 @@ import (
 // (unless --cni-nad=off) and the meshed-VM gauge. The manager's cache must be
 // built with CacheByObject(cfg).
 func SetupWithManager(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
-	if err := cfg.Validate(); err != nil {
+	if err := errors.Join(cfg.Validate(), cfg.Mesh.Validate()); err != nil {
 		return err
 	}
 	idx := mgr.GetFieldIndexer()

@@ -35,10 +35,5 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("--bridge-policy must be masquerade or deny, got %q", c.BridgePolicy)
 	}
-	switch c.AmbientPolicy {
-	case mesh.AmbientSidecar, mesh.AmbientIgnore:
-	default:
-		return fmt.Errorf("--ambient-policy must be sidecar or ignore, got %q", c.AmbientPolicy)
-	}
-	return nil
+	return c.Config.Validate()
 }

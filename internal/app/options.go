@@ -170,9 +170,7 @@ func (o *Options) Validate() error {
 		}
 	}
 	if o.EnableControllers {
-		c := o.ControllersConfig()
-		c.Mesh.AmbientPolicy = mesh.AmbientSidecar // reported by Mesh.Validate already
-		if err := c.Validate(); err != nil {
+		if err := o.Controllers.Validate(); err != nil {
 			errs = append(errs, err)
 		}
 	}

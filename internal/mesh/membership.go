@@ -26,6 +26,16 @@ type Config struct {
 	AmbientPolicy      AmbientPolicy
 }
 
+// Validate rejects an unknown ambient policy.
+func (c Config) Validate() error {
+	switch c.AmbientPolicy {
+	case AmbientSidecar, AmbientIgnore:
+		return nil
+	default:
+		return fmt.Errorf("--ambient-policy must be sidecar or ignore, got %q", c.AmbientPolicy)
+	}
+}
+
 // DefaultConfig returns the configuration the manager runs with by default.
 func DefaultConfig() Config {
 	return Config{ExcludedNamespaces: slices.Clone(DefaultExcludedNamespaces), AmbientPolicy: AmbientSidecar}
