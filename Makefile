@@ -8,6 +8,12 @@ SHELL := /usr/bin/env bash -o pipefail
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X github.com/virtmesh/virtmesh/internal/version.Version=$(VERSION)
 GO_TEST_FLAGS ?= -count=1
+
+# One cgo setting for every go command here (build, test, demo, hack/ tools),
+# because the Go build cache keys packages on it: mixing settings compiles
+# the whole dependency tree twice on a first run. Release builds (Dockerfile,
+# ko) are static with CGO_ENABLED=0 as well. Set CGO_ENABLED=1 to use -race.
+export CGO_ENABLED ?= 0
 INTEGRATION_TIMEOUT ?= 20m
 
 # Image: $(REGISTRY)/virtmesh:$(TAG), built by docker (Dockerfile) or ko (.ko.yaml, no daemon).
@@ -55,7 +61,15 @@ lint: ## Run golangci-lint (pinned, built into bin/) with .golangci.yml.
 	$$(hack/tools.sh golangci-lint) run ./...
 
 .PHONY: verify
-verify: vet lint verify-crds verify-manifests shellcheck ## Run every static check CI relies on.
+verify: vet lint verify-crds verify-manifests verify-controlplane-deps shellcheck ## Run every static check CI relies on.
+
+.PHONY: controlplane-deps
+controlplane-deps: ## Align hack/tools/controlplane with the product's dependencies (after bumping go.mod).
+	hack/controlplane-deps.sh
+
+.PHONY: verify-controlplane-deps
+verify-controlplane-deps: ## Fail if hack/tools/controlplane is not aligned (cold builds would compile client-go twice).
+	hack/controlplane-deps.sh --check
 
 .PHONY: verify-manifests
 verify-manifests: manifests ## Fail if generated manifests are stale.
@@ -98,7 +112,7 @@ load-controllers: build ## Time the controllers converging on 1,000 VMs / 5,000 
 
 .PHONY: build
 build: ## Build the manager binary into bin/virtmesh.
-	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/virtmesh ./cmd/virtmesh
+	go build -ldflags "$(LDFLAGS)" -o bin/virtmesh ./cmd/virtmesh
 
 .PHONY: image
 image: ## Build the image $(IMAGE) (IMAGE_BUILDER=docker|ko; ko writes _out/virtmesh-$(TAG).tar).

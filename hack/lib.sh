@@ -16,17 +16,34 @@ module_version() {
   printf '%s\n' "$v"
 }
 
-# build_once DEST DIR PKG [LDFLAGS] builds PKG inside the Go module DIR into
-# DEST unless DEST already exists. It builds to a temporary name first, so an
-# interrupted build never leaves a half-written binary behind.
+# build_once DESTDIR MODDIR LDFLAGS NAME=PKG... builds each PKG inside the Go
+# module MODDIR into DESTDIR/NAME, in a single `go build` so that the packages
+# the commands share are compiled once and their links overlap other work. It
+# does nothing when every NAME is already there, and builds into a temporary
+# directory first so an interrupted build never leaves a half-written binary.
 build_once() {
-  local dest="$1" dir="$2" pkg="$3" ldflags="${4:-}"
-  if [ -x "${dest}" ]; then
-    log "$(basename "${dest}") is up to date (${dest#"${REPO_ROOT}"/})"
+  local destdir="$1" dir="$2" ldflags="$3"; shift 3
+  local spec missing=() pkgs=()
+  for spec in "$@"; do
+    [ -x "${destdir}/${spec%%=*}" ] || missing+=("${spec%%=*}")
+    pkgs+=("${spec#*=}")
+  done
+  if [ "${#missing[@]}" -eq 0 ]; then
+    log "${*%%=*} up to date (${destdir#"${REPO_ROOT}"/})"
     return 0
   fi
-  log "building $(basename "${dest}") from ${pkg} (first build takes minutes; cached afterwards)"
-  mkdir -p "$(dirname "${dest}")"
-  (cd "${dir}" && go build -ldflags "${ldflags}" -o "${dest}.tmp" "${pkg}")
-  mv "${dest}.tmp" "${dest}"
+  log "building ${missing[*]} from source (the first build takes minutes; cached afterwards)"
+  mkdir -p "${destdir}"
+  local tmp
+  tmp="$(mktemp -d "${destdir}/.build.XXXXXX")"
+  if [ "$#" -eq 1 ]; then
+    (cd "${dir}" && go build -ldflags "${ldflags}" -o "${tmp}/${1%%=*}" "${pkgs[0]}") || { rm -rf "${tmp}"; return 1; }
+  else
+    # With several packages, -o DIR names each binary after its import path.
+    (cd "${dir}" && go build -ldflags "${ldflags}" -o "${tmp}/" "${pkgs[@]}") || { rm -rf "${tmp}"; return 1; }
+  fi
+  for spec in "$@"; do
+    mv "${tmp}/${spec%%=*}" "${destdir}/${spec%%=*}"
+  done
+  rm -rf "${tmp}"
 }
