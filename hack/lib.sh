@@ -16,34 +16,41 @@ module_version() {
   printf '%s\n' "$v"
 }
 
-# build_once DESTDIR MODDIR LDFLAGS NAME=PKG... builds each PKG inside the Go
-# module MODDIR into DESTDIR/NAME, in a single `go build` so that the packages
-# the commands share are compiled once and their links overlap other work. It
-# does nothing when every NAME is already there, and builds into a temporary
-# directory first so an interrupted build never leaves a half-written binary.
+# build_once DESTDIR MODDIR LDFLAGS NAME=PKG... builds the commands PKG...
+# inside the Go module MODDIR into DESTDIR/NAME with one `go build`, so their
+# compiles and links overlap (packages they share come from the build cache
+# either way). NAME must be PKG's last path element without a /vN suffix: the
+# name `go build -o DIR/` gives it. It does nothing when every NAME is already
+# there. It builds into DESTDIR/.build-<first NAME> and moves the binaries in
+# after, so an interrupted build never leaves a half-written binary, and the
+# next run starts that scratch directory afresh.
 build_once() {
   local destdir="$1" dir="$2" ldflags="$3"; shift 3
-  local spec missing=() pkgs=()
+  local spec name pkg missing=() pkgs=()
   for spec in "$@"; do
-    [ -x "${destdir}/${spec%%=*}" ] || missing+=("${spec%%=*}")
-    pkgs+=("${spec#*=}")
+    name="${spec%%=*}" pkg="${spec#*=}"
+    if [ "$#" -gt 1 ]; then
+      local base="${pkg##*/}"
+      if [[ "${base}" =~ ^v[0-9]+$ ]]; then base="${pkg%/*}" && base="${base##*/}"; fi
+      [ "${name}" = "${base}" ] || die "build_once: ${pkg} builds as ${base}, not ${name}"
+    fi
+    [ -x "${destdir}/${name}" ] || missing+=("${name}")
+    pkgs+=("${pkg}")
   done
   if [ "${#missing[@]}" -eq 0 ]; then
     log "${*%%=*} up to date (${destdir#"${REPO_ROOT}"/})"
     return 0
   fi
   log "building ${missing[*]} from source (the first build takes minutes; cached afterwards)"
-  mkdir -p "${destdir}"
-  local tmp
-  tmp="$(mktemp -d "${destdir}/.build.XXXXXX")"
+  local tmp="${destdir}/.build-${1%%=*}"
+  rm -rf "${tmp}" && mkdir -p "${tmp}" || return 1
   if [ "$#" -eq 1 ]; then
-    (cd "${dir}" && go build -ldflags "${ldflags}" -o "${tmp}/${1%%=*}" "${pkgs[0]}") || { rm -rf "${tmp}"; return 1; }
+    go -C "${dir}" build -ldflags "${ldflags}" -o "${tmp}/${1%%=*}" "${pkgs[0]}" || return 1
   else
-    # With several packages, -o DIR names each binary after its import path.
-    (cd "${dir}" && go build -ldflags "${ldflags}" -o "${tmp}/" "${pkgs[@]}") || { rm -rf "${tmp}"; return 1; }
+    go -C "${dir}" build -ldflags "${ldflags}" -o "${tmp}/" "${pkgs[@]}" || return 1
   fi
   for spec in "$@"; do
-    mv "${tmp}/${spec%%=*}" "${destdir}/${spec%%=*}"
+    mv -f "${tmp}/${spec%%=*}" "${destdir}/${spec%%=*}" || return 1
   done
   rm -rf "${tmp}"
 }
