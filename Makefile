@@ -132,7 +132,9 @@ else
 endif
 
 .PHONY: demo
-demo: build ## Show virtmesh at work on a real local control plane (builds what it needs).
+demo: ## Show virtmesh at work on a real local control plane (builds what it needs).
+	hack/controlplane.sh --download & download=$$!; \
+	$(MAKE) --no-print-directory build && wait "$$download" && \
 	assets="$$(hack/controlplane.sh)" && \
 	KUBEBUILDER_ASSETS="$$assets" go run ./hack/demo
 

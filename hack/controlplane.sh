@@ -18,7 +18,9 @@
 #   - etcd (its own module, sharing little) builds alongside them and fills
 #     the cores while they link;
 #   - the binaries carry no symbol table or DWARF (-s -w): faster links and
-#     smaller files; nobody debugs the test control plane.
+#     smaller files; nobody debugs the test control plane;
+#   - `hack/controlplane.sh --download` only fetches the modules, so `make demo`
+#     runs it in the background while it compiles virtmesh.
 set -euo pipefail
 # shellcheck source=hack/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -29,6 +31,18 @@ kube_mod="${REPO_ROOT}/hack/tools/controlplane"
 etcd_mod="${REPO_ROOT}/hack/tools/etcd"
 kube_version="$(module_version "${kube_mod}/go.mod" k8s.io/kubernetes)"
 etcd_version="$(module_version "${etcd_mod}/go.mod" go.etcd.io/etcd/server/v3)"
+
+case "${1:-}" in
+  "") ;;
+  --download)
+    # Everything the two builds need (each module's tools.go imports the
+    # commands), and nothing else is printed: the output is for callers.
+    go -C "${kube_mod}" mod download
+    go -C "${etcd_mod}" mod download
+    exit 0
+    ;;
+  *) die "usage: $0 [--download]" ;;
+esac
 
 # Stamp the Kubernetes version so /version and version-skew checks see a real release.
 minor="${kube_version#v1.}"; minor="${minor%%.*}"
