@@ -86,7 +86,11 @@ func run(binary, root string, verbose bool) error {
 			step("Stopping the control plane.")
 			stopCtx, cancel := context.WithTimeout(ctx, time.Minute)
 			defer cancel()
-			_ = cp.Stop(stopCtx)
+			start := time.Now()
+			if err := cp.Stop(stopCtx); err != nil {
+				say("stopping it: %v", err)
+			}
+			say("stopped in %s.", time.Since(start).Round(100*time.Millisecond))
 		}
 	}()
 	if err != nil {

@@ -148,16 +148,26 @@ func (cp *ControlPlane) ImpersonatedConfig(namespace, name string) *rest.Config 
 }
 
 // Stop stops kube-controller-manager, kube-apiserver and etcd.
+// kcmStopGrace is how long Stop lets kube-controller-manager exit on SIGINT
+// before killing it.
+const kcmStopGrace = 5 * time.Second
+
 func (cp *ControlPlane) Stop(ctx context.Context) error {
 	var errs []error
 	if cp.kcm != nil && cp.kcm.Process != nil {
+		// kube-controller-manager keeps no state worth a graceful shutdown
+		// here, and a young one can sit in its startup waits for a minute
+		// after SIGINT (seen in a cold `make demo`), so it gets a few
+		// seconds and is then killed.
 		_ = cp.kcm.Process.Signal(os.Interrupt)
+		grace, cancel := context.WithTimeout(ctx, kcmStopGrace)
 		select {
 		case <-cp.kcmExited:
-		case <-ctx.Done():
+		case <-grace.Done():
 			_ = cp.kcm.Process.Kill()
 			<-cp.kcmExited
 		}
+		cancel()
 	}
 	if cp.env != nil {
 		if err := cp.env.Stop(); err != nil {
