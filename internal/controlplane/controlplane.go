@@ -147,11 +147,11 @@ func (cp *ControlPlane) ImpersonatedConfig(namespace, name string) *rest.Config 
 	return cfg
 }
 
-// Stop stops kube-controller-manager, kube-apiserver and etcd.
 // kcmStopGrace is how long Stop lets kube-controller-manager exit on SIGINT
 // before killing it.
 const kcmStopGrace = 5 * time.Second
 
+// Stop stops kube-controller-manager, kube-apiserver and etcd.
 func (cp *ControlPlane) Stop(ctx context.Context) error {
 	var errs []error
 	if cp.kcm != nil && cp.kcm.Process != nil {
