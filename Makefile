@@ -41,7 +41,7 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: manifests
-manifests: ## Generate RBAC and webhook configuration from the code's markers.
+manifests: ## Generate manifests/rbac from the code's +kubebuilder:rbac markers (manifests/webhook is written by hand).
 	$$(hack/tools.sh controller-gen) rbac:roleName=virtmesh-manager paths="{./internal/...,./webhook/...,./controllers/...}" output:rbac:artifacts:config=manifests/rbac
 
 .PHONY: crds
@@ -166,10 +166,10 @@ functest-dry-run: ## List the functional specs without a cluster (ginkgo --dry-r
 	$$(hack/tools.sh ginkgo) --dry-run -v ./tests/functional
 
 .PHONY: shellcheck
-shellcheck: ## bash -n and shellcheck (Debian package shellcheck) on every shell script.
-	@command -v shellcheck >/dev/null || { echo "shellcheck missing: apt-get install shellcheck"; exit 1; }
-	for f in hack/*.sh kubevirtci/*.sh .ci/run; do bash -n "$$f"; done
-	shellcheck -x hack/*.sh kubevirtci/*.sh .ci/run
+shellcheck: ## bash -n and shellcheck (Debian package, installed by hack/tools.sh if missing) on every shell script.
+	sc="$$(hack/tools.sh shellcheck)" && \
+	for f in hack/*.sh kubevirtci/*.sh .ci/run; do bash -n "$$f"; done && \
+	"$$sc" -x hack/*.sh kubevirtci/*.sh .ci/run
 
 .PHONY: run
 run: ## Run the manager against the current kubeconfig (webhook off).

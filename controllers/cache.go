@@ -15,12 +15,10 @@ import (
 	"github.com/virtmesh/virtmesh/internal/mesh"
 )
 
-// NADCRDName is the CustomResourceDefinition of NetworkAttachmentDefinitions.
-const NADCRDName = "network-attachment-definitions.k8s.cni.cncf.io"
-
 // CacheByObject is how the manager's cache must hold the objects the
 // controllers watch: VMs and VMIs trimmed to what membership and Services
-// read, Services only when virtmesh manages them, the one CRD it waits for.
+// read, Services only when virtmesh manages them (with their managedFields,
+// which tell what virtmesh last applied), the one CRD it waits for.
 // NetworkAttachmentDefinitions cannot be narrowed here: the cache resolves
 // every type it is configured for when the manager is built, and the NAD CRD
 // may not exist yet. They are few and small; DefaultTransform strips their
@@ -33,7 +31,7 @@ func CacheByObject(cfg Config) map[client.Object]cache.ByObject {
 		&kubevirtv1.VirtualMachineInstance{}: {Transform: trimVMI},
 		&kubevirtv1.VirtualMachine{}:         {Transform: trimVM},
 		&corev1.Service{}: {Label: labels.SelectorFromSet(labels.Set{mesh.ManagedByLabel: mesh.ManagedByValue}),
-			Transform: cache.TransformStripManagedFields()},
+			Transform: keepOwnManagedFields},
 	}
 	if cfg.NADMode != NADOff {
 		by[&apiextensionsv1.CustomResourceDefinition{}] = cache.ByObject{Field: fields.OneTermEqualSelector("metadata.name", NADCRDName),
@@ -101,6 +99,24 @@ func trimVM(in any) (any, error) {
 		out.Spec.Template = &kubevirtv1.VirtualMachineInstanceTemplateSpec{ObjectMeta: trimMeta(&t.ObjectMeta), Spec: trimSpec(&t.Spec)}
 	}
 	return out, nil
+}
+
+// keepOwnManagedFields keeps virtmesh's own managedFields entries (what it
+// last applied; and what versions before server-side apply wrote, until they
+// are migrated) and drops everyone else's.
+func keepOwnManagedFields(in any) (any, error) {
+	obj, ok := in.(client.Object)
+	if !ok {
+		return in, nil
+	}
+	var own []metav1.ManagedFieldsEntry
+	for _, e := range obj.GetManagedFields() {
+		if e.Manager == FieldOwner {
+			own = append(own, e)
+		}
+	}
+	obj.SetManagedFields(own)
+	return obj, nil
 }
 
 // trimCRD keeps whether the CRD is established.

@@ -8,7 +8,7 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/virtmesh/virtmesh/internal/mesh"
-	"github.com/virtmesh/virtmesh/webhook"
+	vmwebhook "github.com/virtmesh/virtmesh/webhook"
 )
 
 func multusAndPod() kubevirtv1.VirtualMachineInstanceSpec {
@@ -50,7 +50,7 @@ func TestTrimVMIKeepsWhatMembershipReads(t *testing.T) {
 	if out.Labels["app"] != "web" || out.UID != "u" || out.ResourceVersion != "7" || !mesh.OwnedByVM(&out.ObjectMeta) {
 		t.Fatalf("lost metadata: %+v", out.ObjectMeta)
 	}
-	if !mesh.HasPodNetwork(&out.Spec) || len(podPorts(&out.Spec)) != 1 || podPorts(&out.Spec)[0].Name != "http" {
+	if !mesh.HasPodNetwork(&out.Spec) || len(vmiWorkload(out).ports()) != 1 || vmiWorkload(out).ports()[0].Name != "http" {
 		t.Fatalf("lost the pod interface: %+v", out.Spec)
 	}
 	if out.Spec.Domain.Devices.Interfaces[0].Ports != nil {
@@ -107,7 +107,7 @@ func TestVMAppMatchesWebhook(t *testing.T) {
 		vmi := &kubevirtv1.VirtualMachineInstance{ObjectMeta: *vm.Spec.Template.ObjectMeta.DeepCopy(), Spec: *vm.Spec.Template.Spec.DeepCopy()}
 		vmi.Name, vmi.Namespace = vm.Name, vm.Namespace
 		vmi.OwnerReferences = []metav1.OwnerReference{{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachine", Name: vm.Name, UID: vm.UID, Controller: ptr.To(true)}}
-		webhook.MutateVMI(vmi, webhook.Namespace{Name: "vms", Labels: map[string]string{"istio-injection": "enabled"}}, webhook.DefaultConfig())
+		vmwebhook.MutateVMI(vmi, vmwebhook.Namespace{Name: "vms", Labels: map[string]string{"istio-injection": "enabled"}}, mesh.DefaultConfig(), vmwebhook.DefaultConfig())
 		if got, want := mesh.VMApp(vm), vmi.Labels["app"]; got != want {
 			t.Errorf("%s: controller says app %q, webhook labels the VMI %q", name, got, want)
 		}

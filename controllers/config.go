@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
-
-	"github.com/virtmesh/virtmesh/internal/mesh"
 )
 
 // NADMode says whether virtmesh manages istio-cni NetworkAttachmentDefinitions.
@@ -26,7 +24,6 @@ const DefaultNADName = "istio-cni"
 
 // Config configures the controllers.
 type Config struct {
-	Mesh    mesh.Config
 	NADMode NADMode
 	NADName string
 	// Workers is how many namespaces (NADs) or apps (Services) are reconciled at once.
@@ -37,11 +34,11 @@ type Config struct {
 
 // DefaultConfig is what the manager runs with by default.
 func DefaultConfig() Config {
-	return Config{Mesh: mesh.DefaultConfig(), NADMode: NADPerNamespace, NADName: DefaultNADName, Workers: 4, SyncPeriod: 10 * time.Hour}
+	return Config{NADMode: NADPerNamespace, NADName: DefaultNADName, Workers: 4, SyncPeriod: 10 * time.Hour}
 }
 
 // Validate names each controller flag that is wrong; the shared membership
-// configuration (Mesh) is checked by its own Validate.
+// configuration (mesh.Config) is checked by its own Validate.
 func (c Config) Validate() error {
 	var errs []error
 	switch c.NADMode {

@@ -33,34 +33,99 @@ func getNamespace(ctx context.Context, c client.Reader, name string) (namespaceI
 	return namespaceInfo{name: name, labels: ns.Labels, exists: true, terminating: ns.DeletionTimestamp != nil}, nil
 }
 
-// vmiMeshed: the VMI is in the mesh and on the pod network.
-func vmiMeshed(ns namespaceInfo, vmi *kubevirtv1.VirtualMachineInstance, cfg mesh.Config) bool {
-	return mesh.Decide(ns.name, ns.labels, vmi.Labels, vmi.Annotations, cfg).InMesh && mesh.HasPodNetwork(&vmi.Spec)
+// workload is a VirtualMachine or a VirtualMachineInstance as membership sees
+// it: the labels, annotations and spec its VMIs carry (a VM's template).
+type workload struct {
+	kind string // "VirtualMachine" or "VirtualMachineInstance"
+	meta *metav1.ObjectMeta
+	// vmiMeta and spec are the VMI's own, or the VM's template (nil for a
+	// VM without one).
+	vmiMeta *metav1.ObjectMeta
+	spec    *kubevirtv1.VirtualMachineInstanceSpec
+	vm      *kubevirtv1.VirtualMachine
 }
 
-// vmMeshed: the VM's VMIs will be in the mesh and on the pod network.
-func vmMeshed(ns namespaceInfo, vm *kubevirtv1.VirtualMachine, cfg mesh.Config) bool {
-	t := vm.Spec.Template
-	if t == nil {
+func vmWorkload(vm *kubevirtv1.VirtualMachine) workload {
+	w := workload{kind: "VirtualMachine", meta: &vm.ObjectMeta, vm: vm}
+	if t := vm.Spec.Template; t != nil {
+		w.vmiMeta, w.spec = &t.ObjectMeta, &t.Spec
+	}
+	return w
+}
+
+func vmiWorkload(vmi *kubevirtv1.VirtualMachineInstance) workload {
+	return workload{kind: "VirtualMachineInstance", meta: &vmi.ObjectMeta, vmiMeta: &vmi.ObjectMeta, spec: &vmi.Spec}
+}
+
+// meshed: the workload's VMIs are (or will be) in the mesh and on the pod
+// network, and it is not being deleted.
+func (w workload) meshed(ns namespaceInfo, cfg mesh.Config) bool {
+	if w.spec == nil || w.meta.DeletionTimestamp != nil {
 		return false
 	}
-	return mesh.Decide(ns.name, ns.labels, t.ObjectMeta.Labels, t.ObjectMeta.Annotations, cfg).InMesh && mesh.HasPodNetwork(&t.Spec)
+	return mesh.Decide(ns.name, ns.labels, w.vmiMeta.Labels, w.vmiMeta.Annotations, cfg).InMesh && mesh.HasPodNetwork(w.spec)
 }
 
-// vmAnnotations are a VM's template annotations with the VM's own over them:
-// an owner may put virtmesh's annotations on either.
-func vmAnnotations(vm *kubevirtv1.VirtualMachine) map[string]string {
-	out := map[string]string{}
-	if vm.Spec.Template != nil {
-		maps.Copy(out, vm.Spec.Template.ObjectMeta.Annotations)
+// standalone: a VM, or a VMI no VM owns (a VM stands for its VMIs).
+func (w workload) standalone() bool {
+	return w.vm != nil || !mesh.OwnedByVM(w.meta)
+}
+
+// app is the app label its VMIs carry, as the webhook sets it.
+func (w workload) app() string {
+	if w.vm != nil {
+		return mesh.VMApp(w.vm)
 	}
-	maps.Copy(out, vm.Annotations)
+	return mesh.VMIApp(w.meta)
+}
+
+// annotations are those virtmesh reads for Services: a VM's template
+// annotations with the VM's own over them (an owner may use either).
+func (w workload) annotations() map[string]string {
+	if w.vm == nil {
+		return w.meta.Annotations
+	}
+	out := map[string]string{}
+	if w.vmiMeta != nil {
+		maps.Copy(out, w.vmiMeta.Annotations)
+	}
+	maps.Copy(out, w.meta.Annotations)
 	return out
 }
 
-func podPorts(spec *kubevirtv1.VirtualMachineInstanceSpec) []kubevirtv1.Port {
-	if iface := mesh.PodInterface(spec); iface != nil {
+// ports are those declared on its pod-network interface.
+func (w workload) ports() []kubevirtv1.Port {
+	if w.spec == nil {
+		return nil
+	}
+	if iface := mesh.PodInterface(w.spec); iface != nil {
 		return iface.Ports
+	}
+	return nil
+}
+
+// eachWorkload lists the VMs, then the VMIs, matching opts from c (the
+// trimmed cache) and calls fn on each until it returns false. It is the one
+// loop over both kinds: membership, Services, NADs and metrics all use it.
+func eachWorkload(ctx context.Context, c client.Reader, fn func(workload) bool, opts ...client.ListOption) error {
+	opts = append(opts, client.UnsafeDisableDeepCopy)
+	vms := &kubevirtv1.VirtualMachineList{}
+	if err := c.List(ctx, vms, opts...); err != nil {
+		return err
+	}
+	for i := range vms.Items {
+		if !fn(vmWorkload(&vms.Items[i])) {
+			return nil
+		}
+	}
+	vmis := &kubevirtv1.VirtualMachineInstanceList{}
+	if err := c.List(ctx, vmis, opts...); err != nil {
+		return err
+	}
+	for i := range vmis.Items {
+		if !fn(vmiWorkload(&vmis.Items[i])) {
+			return nil
+		}
 	}
 	return nil
 }

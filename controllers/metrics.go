@@ -6,9 +6,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/virtmesh/virtmesh/internal/mesh"
 )
 
 var (
@@ -23,7 +24,7 @@ var (
 // one that holds VMs); other replicas report nothing rather than a wrong 0.
 type meshCollector struct {
 	reader  client.Reader
-	cfg     Config
+	mesh    mesh.Config
 	elected <-chan struct{}
 }
 
@@ -41,37 +42,26 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	namespaces := map[string]namespaceInfo{}
-	nsOf := func(name string) (namespaceInfo, bool) {
-		if ns, ok := namespaces[name]; ok {
-			return ns, true
-		}
-		ns, err := getNamespace(ctx, c.reader, name)
-		if err != nil {
-			return ns, false
-		}
-		namespaces[name] = ns
-		return ns, true
-	}
-	vmis := &kubevirtv1.VirtualMachineInstanceList{}
-	if err := c.reader.List(ctx, vmis, client.UnsafeDisableDeepCopy); err == nil {
-		n := 0
-		for i := range vmis.Items {
-			if ns, ok := nsOf(vmis.Items[i].Namespace); ok && vmiMeshed(ns, &vmis.Items[i], c.cfg.Mesh) {
-				n++
+	counts := map[string]int{}
+	err := eachWorkload(ctx, c.reader, func(w workload) bool {
+		ns, ok := namespaces[w.meta.Namespace]
+		if !ok {
+			var err error
+			if ns, err = getNamespace(ctx, c.reader, w.meta.Namespace); err != nil {
+				return true // not counted; the next scrape tries again
 			}
+			namespaces[w.meta.Namespace] = ns
 		}
-		ch <- prometheus.MustNewConstMetric(meshedVMIsDesc, prometheus.GaugeValue, float64(n))
-	}
-	vms := &kubevirtv1.VirtualMachineList{}
-	if err := c.reader.List(ctx, vms, client.UnsafeDisableDeepCopy); err == nil {
-		n := 0
-		for i := range vms.Items {
-			if ns, ok := nsOf(vms.Items[i].Namespace); ok && vmMeshed(ns, &vms.Items[i], c.cfg.Mesh) {
-				n++
-			}
+		if w.meshed(ns, c.mesh) {
+			counts[w.kind]++
 		}
-		ch <- prometheus.MustNewConstMetric(meshedVMsDesc, prometheus.GaugeValue, float64(n))
+		return true
+	})
+	if err != nil {
+		return // no figure rather than a wrong one
 	}
+	ch <- prometheus.MustNewConstMetric(meshedVMIsDesc, prometheus.GaugeValue, float64(counts["VirtualMachineInstance"]))
+	ch <- prometheus.MustNewConstMetric(meshedVMsDesc, prometheus.GaugeValue, float64(counts["VirtualMachine"]))
 }
 
 // registerCollector registers c in controller-runtime's registry, replacing

@@ -13,34 +13,31 @@ import (
 )
 
 // SetupWithManager registers the Service controller, the NAD controller
-// (unless --cni-nad=off) and the meshed-VM gauge. The manager's cache must be
-// built with CacheByObject(cfg).
-func SetupWithManager(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
-	if err := errors.Join(cfg.Validate(), cfg.Mesh.Validate()); err != nil {
+// (unless --cni-nad=off; it starts once the NAD CRD exists) and the
+// meshed-VM gauge. The manager's cache must be built with CacheByObject(cfg).
+func SetupWithManager(ctx context.Context, mgr ctrl.Manager, meshCfg mesh.Config, cfg Config) error {
+	if err := errors.Join(cfg.Validate(), meshCfg.Validate()); err != nil {
 		return err
 	}
-	idx := mgr.GetFieldIndexer()
-	if err := idx.IndexField(ctx, &kubevirtv1.VirtualMachine{}, appIndex, func(o client.Object) []string {
-		return []string{mesh.VMApp(o.(*kubevirtv1.VirtualMachine))}
-	}); err != nil {
-		return fmt.Errorf("indexing VirtualMachines by app: %w", err)
-	}
-	if err := idx.IndexField(ctx, &kubevirtv1.VirtualMachineInstance{}, appIndex, func(o client.Object) []string {
-		vmi := o.(*kubevirtv1.VirtualMachineInstance)
-		if mesh.OwnedByVM(&vmi.ObjectMeta) {
-			return nil
+	appOfObject := func(o client.Object) []string {
+		if req, ok := appOf(o); ok {
+			return []string{req.Name}
 		}
-		return []string{mesh.VMIApp(&vmi.ObjectMeta)}
-	}); err != nil {
-		return fmt.Errorf("indexing VirtualMachineInstances by app: %w", err)
+		return nil
 	}
-	if err := setupServiceController(mgr, cfg); err != nil {
+	idx := mgr.GetFieldIndexer()
+	for _, obj := range []client.Object{&kubevirtv1.VirtualMachine{}, &kubevirtv1.VirtualMachineInstance{}} {
+		if err := idx.IndexField(ctx, obj, appIndex, appOfObject); err != nil {
+			return fmt.Errorf("indexing %T by app: %w", obj, err)
+		}
+	}
+	if err := NewServiceReconciler(mgr, meshCfg, cfg).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Service controller: %w", err)
 	}
 	if cfg.NADMode != NADOff {
-		if err := setupNADController(mgr, cfg); err != nil {
+		if err := setupNADController(mgr, NewNADReconciler(mgr, meshCfg, cfg)); err != nil {
 			return fmt.Errorf("setting up the NetworkAttachmentDefinition controller: %w", err)
 		}
 	}
-	return registerCollector(&meshCollector{reader: mgr.GetClient(), cfg: cfg, elected: mgr.Elected()})
+	return registerCollector(&meshCollector{reader: mgr.GetClient(), mesh: meshCfg, elected: mgr.Elected()})
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs a pinned developer tool (controller-gen, golangci-lint, ginkgo, ko)
+# Installs a pinned developer tool (controller-gen, golangci-lint, ginkgo, ko;
+# shellcheck from Debian)
 # into bin/, each under a versioned name so a bump rebuilds it.
 # Usage: hack/tools.sh NAME   (prints the binary's path)
 set -euo pipefail
@@ -26,10 +27,24 @@ install_tool() {
   printf '%s\n' "${dest}"
 }
 
+# shellcheck is a Debian package, not a Go module: installed with apt-get
+# (as root, or through sudo) when the machine lacks it.
+install_shellcheck() {
+  if ! command -v shellcheck >/dev/null; then
+    log "installing shellcheck from Debian's packages (first time only)"
+    local sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq >&2 && "${sudo[@]}" apt-get install -y -qq shellcheck >&2 ||
+      die "could not install shellcheck: apt-get install shellcheck"
+  fi
+  command -v shellcheck
+}
+
 case "${1:-}" in
   controller-gen) install_tool controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen "${CONTROLLER_TOOLS_VERSION}" ;;
   golangci-lint) install_tool golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint "${GOLANGCI_LINT_VERSION}" ;;
   ginkgo) install_tool ginkgo github.com/onsi/ginkgo/v2/ginkgo "${GINKGO_VERSION}" ;;
   ko) install_tool ko github.com/google/ko "${KO_VERSION}" ;;
-  *) die "usage: $0 controller-gen|golangci-lint|ginkgo|ko" ;;
+  shellcheck) install_shellcheck ;;
+  *) die "usage: $0 controller-gen|golangci-lint|ginkgo|ko|shellcheck" ;;
 esac

@@ -2,8 +2,6 @@ package webhook
 
 import (
 	"fmt"
-
-	"github.com/virtmesh/virtmesh/internal/mesh"
 )
 
 // BridgePolicy says what to do with a bridge binding on the pod network,
@@ -17,23 +15,23 @@ const (
 	BridgeDeny BridgePolicy = "deny"
 )
 
-// Config is the webhook's configuration.
+// Config is the webhook's own configuration. Membership (which VMIs are in
+// the mesh) is configured by mesh.Config, shared with the controllers.
 type Config struct {
-	mesh.Config
 	BridgePolicy BridgePolicy
 }
 
 // DefaultConfig returns the defaults the manager runs with.
 func DefaultConfig() Config {
-	return Config{Config: mesh.DefaultConfig(), BridgePolicy: BridgeMasquerade}
+	return Config{BridgePolicy: BridgeMasquerade}
 }
 
 // Validate rejects unknown policy values.
 func (c Config) Validate() error {
 	switch c.BridgePolicy {
 	case BridgeMasquerade, BridgeDeny:
+		return nil
 	default:
 		return fmt.Errorf("--bridge-policy must be masquerade or deny, got %q", c.BridgePolicy)
 	}
-	return c.Config.Validate()
 }

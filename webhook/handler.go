@@ -11,6 +11,8 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	sigsjson "sigs.k8s.io/json"
+
+	"github.com/virtmesh/virtmesh/internal/mesh"
 )
 
 // Path is where the API server sends VMI admission reviews; other tools rely on it.
@@ -21,6 +23,7 @@ type NamespaceLabels func(ctx context.Context, name string) (map[string]string, 
 
 // Handler adapts MutateVMI to admission requests.
 type Handler struct {
+	Mesh            mesh.Config
 	Config          Config
 	NamespaceLabels NamespaceLabels
 }
@@ -52,7 +55,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading namespace %q: %w", vmi.Namespace, err))
 	}
 	original := vmi.DeepCopy()
-	res := MutateVMI(vmi, Namespace{Name: vmi.Namespace, Labels: nsLabels}, h.Config)
+	res := MutateVMI(vmi, Namespace{Name: vmi.Namespace, Labels: nsLabels}, h.Mesh, h.Config)
 	if res.Denied {
 		return admission.Denied(res.Reason).WithWarnings(res.Warnings...)
 	}

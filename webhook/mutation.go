@@ -43,8 +43,8 @@ type Result struct {
 
 // MutateVMI makes vmi Istio-ready in place if it belongs in the mesh. It is a
 // pure function of its inputs, and idempotent: a mutated VMI is left as it is.
-func MutateVMI(vmi *kubevirtv1.VirtualMachineInstance, ns Namespace, cfg Config) Result {
-	d := mesh.Decide(ns.Name, ns.Labels, vmi.Labels, vmi.Annotations, cfg.Config)
+func MutateVMI(vmi *kubevirtv1.VirtualMachineInstance, ns Namespace, meshCfg mesh.Config, cfg Config) Result {
+	d := mesh.Decide(ns.Name, ns.Labels, vmi.Labels, vmi.Annotations, meshCfg)
 	if d.Denied {
 		return Result{Denied: true, Reason: "virtmesh: " + d.Reason()}
 	}

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"errors"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -10,23 +11,26 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/virtmesh/virtmesh/internal/mesh"
 )
 
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 
-// SetupWithManager registers the VMI webhook at Path on the manager's webhook server.
-func SetupWithManager(mgr ctrl.Manager, cfg Config) error {
-	return SetupWithServer(mgr, mgr.GetWebhookServer(), cfg)
+// SetupWithManager registers the VMI webhook on srv, reading namespaces
+// through the manager. srv is the manager's webhook server, or one the caller
+// starts itself (e.g. once its certificate is mounted).
+func SetupWithManager(mgr ctrl.Manager, srv ctrlwebhook.Server, meshCfg mesh.Config, cfg Config) error {
+	return Register(srv, meshCfg, cfg, namespaceLabelsFrom(mgr.GetClient(), mgr.GetAPIReader()))
 }
 
-// SetupWithServer registers the VMI webhook at Path on srv, a webhook server
-// the caller starts (e.g. once its certificate exists), reading namespaces
-// through the manager.
-func SetupWithServer(mgr ctrl.Manager, srv ctrlwebhook.Server, cfg Config) error {
-	if err := cfg.Validate(); err != nil {
+// Register serves the VMI webhook at Path on srv. Every path that serves the
+// webhook (the manager, the load program) registers it here.
+func Register(srv ctrlwebhook.Server, meshCfg mesh.Config, cfg Config, nsLabels NamespaceLabels) error {
+	if err := errors.Join(meshCfg.Validate(), cfg.Validate()); err != nil {
 		return err
 	}
-	h := &Handler{Config: cfg, NamespaceLabels: namespaceLabelsFrom(mgr.GetClient(), mgr.GetAPIReader())}
+	h := &Handler{Mesh: meshCfg, Config: cfg, NamespaceLabels: nsLabels}
 	srv.Register(Path, &admission.Webhook{Handler: h})
 	return nil
 }

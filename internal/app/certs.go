@@ -8,7 +8,7 @@ import (
 	"github.com/open-policy-agent/cert-controller/pkg/rotator"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 )
 
 // cert-controller keeps the serving certificate in a Secret (mounted into the
@@ -27,7 +27,7 @@ var rotators atomic.Int32
 // certificate when it starts, so it is started only once the kubelet has
 // mounted it: not through the manager's own webhook runnable but by
 // delayedWebhook, added before the manager starts.
-func certRotation(mgr ctrl.Manager, o *Options, srv webhook.Server) error {
+func certRotation(mgr ctrl.Manager, o *Options, srv ctrlwebhook.Server) error {
 	ready := make(chan struct{})
 	name := "cert-rotator"
 	if n := rotators.Add(1); n > 1 {
@@ -60,7 +60,7 @@ func certRotation(mgr ctrl.Manager, o *Options, srv webhook.Server) error {
 
 // delayedWebhook starts the webhook server once its certificate is ready.
 type delayedWebhook struct {
-	srv   webhook.Server
+	srv   ctrlwebhook.Server
 	ready <-chan struct{}
 }
 

@@ -12,7 +12,7 @@ import (
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/virtmesh/virtmesh/controllers"
 	"github.com/virtmesh/virtmesh/internal/version"
@@ -32,10 +32,9 @@ func NewManager(cfg *rest.Config, o *Options) (ctrl.Manager, error) {
 		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
 	}
 	timeout := o.GracefulShutdownTimeout
-	cc := o.ControllersConfig()
-	cacheOpts := cache.Options{SyncPeriod: &cc.SyncPeriod}
+	cacheOpts := cache.Options{SyncPeriod: &o.Controllers.SyncPeriod}
 	if o.EnableControllers {
-		cacheOpts.ByObject = controllers.CacheByObject(cc)
+		cacheOpts.ByObject = controllers.CacheByObject(o.Controllers)
 		cacheOpts.DefaultTransform = controllers.DefaultTransform()
 	}
 	if cfg.QPS == 0 && cfg.RateLimiter == nil {
@@ -44,7 +43,7 @@ func NewManager(cfg *rest.Config, o *Options) (ctrl.Manager, error) {
 		cfg = rest.CopyConfig(cfg)
 		cfg.QPS = -1
 	}
-	o.webhookServer = webhook.NewServer(webhook.Options{
+	o.webhookServer = ctrlwebhook.NewServer(ctrlwebhook.Options{
 		Host:    o.WebhookHost,
 		Port:    o.WebhookPort,
 		CertDir: o.WebhookCertDir,
@@ -94,6 +93,25 @@ func readiness(o *Options) healthz.Checker {
 	}
 }
 
+// setupWebhook registers the VMI webhook on the server that will serve it:
+// the manager's own, or with --cert-rotation one started only once its
+// certificate is mounted (see certRotation).
+func setupWebhook(mgr ctrl.Manager, o *Options) error {
+	srv := o.webhookServer
+	if !o.CertRotation {
+		srv = mgr.GetWebhookServer() // adds it to the manager's runnables
+	}
+	if err := vmwebhook.SetupWithManager(mgr, srv, o.Mesh, o.Webhook); err != nil {
+		return fmt.Errorf("setting up the VMI webhook: %w", err)
+	}
+	if o.CertRotation {
+		if err := certRotation(mgr, o, srv); err != nil {
+			return fmt.Errorf("setting up certificate rotation: %w", err)
+		}
+	}
+	return nil
+}
+
 // Run builds the manager, registers everything the options enable and blocks
 // until ctx is cancelled and the manager has shut down.
 func Run(ctx context.Context, cfg *rest.Config, o *Options) error {
@@ -101,21 +119,13 @@ func Run(ctx context.Context, cfg *rest.Config, o *Options) error {
 	if err != nil {
 		return err
 	}
-	switch {
-	case o.EnableWebhook && o.CertRotation:
-		if err := vmwebhook.SetupWithServer(mgr, o.webhookServer, o.Mesh); err != nil {
-			return fmt.Errorf("setting up the VMI webhook: %w", err)
-		}
-		if err := certRotation(mgr, o, o.webhookServer); err != nil {
-			return fmt.Errorf("setting up certificate rotation: %w", err)
-		}
-	case o.EnableWebhook:
-		if err := vmwebhook.SetupWithManager(mgr, o.Mesh); err != nil {
-			return fmt.Errorf("setting up the VMI webhook: %w", err)
+	if o.EnableWebhook {
+		if err := setupWebhook(mgr, o); err != nil {
+			return err
 		}
 	}
 	if o.EnableControllers {
-		if err := controllers.SetupWithManager(ctx, mgr, o.ControllersConfig()); err != nil {
+		if err := controllers.SetupWithManager(ctx, mgr, o.Mesh, o.Controllers); err != nil {
 			return fmt.Errorf("setting up the controllers: %w", err)
 		}
 	}

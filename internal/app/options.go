@@ -14,7 +14,7 @@ import (
 
 	"github.com/virtmesh/virtmesh/controllers"
 	"github.com/virtmesh/virtmesh/internal/mesh"
-	"github.com/virtmesh/virtmesh/webhook"
+	vmwebhook "github.com/virtmesh/virtmesh/webhook"
 )
 
 // Options are the manager's command-line settings. The flag names are a
@@ -40,10 +40,12 @@ type Options struct {
 	WebhookConfigurationName string
 
 	webhookServer ctrlwebhook.Server // built by NewManager
-	// Mesh is the webhook's (and the controllers') mesh configuration.
-	Mesh webhook.Config
-	// Controllers configures the NAD and Service controllers; its Mesh is
-	// always taken from Mesh above (one membership configuration).
+	// Mesh decides which VMIs are in the mesh, for the webhook and the
+	// controllers alike (one membership configuration).
+	Mesh mesh.Config
+	// Webhook configures the VMI mutation.
+	Webhook vmwebhook.Config
+	// Controllers configures the NAD and Service controllers.
 	Controllers controllers.Config
 }
 
@@ -61,7 +63,8 @@ func NewOptions() *Options {
 		CertSecretName:           "virtmesh-webhook-cert",
 		WebhookServiceName:       "virtmesh-webhook",
 		WebhookConfigurationName: "virtmesh",
-		Mesh:                     webhook.DefaultConfig(),
+		Mesh:                     mesh.DefaultConfig(),
+		Webhook:                  vmwebhook.DefaultConfig(),
 		Controllers:              controllers.DefaultConfig(),
 	}
 }
@@ -113,7 +116,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 			return nil
 		})
 	fs.Func("bridge-policy", `What to do with a bridge binding on the pod network: "masquerade" (switch it, default) or "deny".`,
-		func(v string) error { o.Mesh.BridgePolicy = webhook.BridgePolicy(v); return nil })
+		func(v string) error { o.Webhook.BridgePolicy = vmwebhook.BridgePolicy(v); return nil })
 	fs.Func("ambient-policy", `What to do with VMIs in ambient namespaces: "sidecar" (give them a sidecar, default) or "ignore".`,
 		func(v string) error { o.Mesh.AmbientPolicy = mesh.AmbientPolicy(v); return nil })
 }
@@ -123,13 +126,6 @@ func envOr(key, def string) string {
 		return v
 	}
 	return def
-}
-
-// ControllersConfig is Controllers with the shared mesh configuration.
-func (o *Options) ControllersConfig() controllers.Config {
-	c := o.Controllers
-	c.Mesh = o.Mesh.Config
-	return c
 }
 
 func splitList(v string) []string {
@@ -160,6 +156,11 @@ func (o *Options) Validate() error {
 	}
 	if err := o.Mesh.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if o.EnableWebhook {
+		if err := o.Webhook.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if o.CertRotation && o.EnableWebhook {
 		for flag, v := range map[string]string{"--cert-namespace": o.CertNamespace, "--cert-secret-name": o.CertSecretName,

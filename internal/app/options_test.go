@@ -31,7 +31,7 @@ func TestFlagsParse(t *testing.T) {
 		o.GracefulShutdownTimeout != 5*time.Second || !o.EnableHTTP2 {
 		t.Fatalf("flags not applied: %+v", o)
 	}
-	if got := strings.Join(o.Mesh.ExcludedNamespaces, ","); got != "a,b" || o.Mesh.BridgePolicy != "deny" || o.Mesh.AmbientPolicy != "ignore" {
+	if got := strings.Join(o.Mesh.ExcludedNamespaces, ","); got != "a,b" || o.Webhook.BridgePolicy != "deny" || o.Mesh.AmbientPolicy != "ignore" {
 		t.Fatalf("mesh flags not applied: %+v", o.Mesh)
 	}
 }
@@ -43,7 +43,7 @@ func TestValidateNamesEveryBadFlag(t *testing.T) {
 		"--metrics-bind-address":      func(o *Options) { o.MetricsBindAddress = "8080" },
 		"--health-probe-bind-address": func(o *Options) { o.HealthProbeBindAddress = ":99999" },
 		"--graceful-shutdown-timeout": func(o *Options) { o.GracefulShutdownTimeout = -time.Second },
-		"--bridge-policy":             func(o *Options) { o.Mesh.BridgePolicy = "nope" },
+		"--bridge-policy":             func(o *Options) { o.Webhook.BridgePolicy = "nope" },
 		"--ambient-policy":            func(o *Options) { o.Mesh.AmbientPolicy = "nope" },
 	}
 	for flagName, breakIt := range cases {

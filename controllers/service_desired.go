@@ -6,37 +6,16 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
-	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
 	kubevirtv1 "kubevirt.io/api/core/v1"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/virtmesh/virtmesh/internal/mesh"
 )
-
-// DesiredNAD is the istio-cni NetworkAttachmentDefinition virtmesh keeps in a
-// mesh namespace: an empty config, which makes Multus run the istio-cni
-// plugin configured on the node (domain-facts: Multus clusters).
-func DesiredNAD(namespace, name string) *nadv1.NetworkAttachmentDefinition {
-	return &nadv1.NetworkAttachmentDefinition{
-		TypeMeta: metav1.TypeMeta{APIVersion: nadv1.SchemeGroupVersion.String(), Kind: "NetworkAttachmentDefinition"},
-		ObjectMeta: metav1.ObjectMeta{
-			Name: name, Namespace: namespace,
-			Labels: map[string]string{mesh.ManagedByLabel: mesh.ManagedByValue},
-		},
-	}
-}
-
-// Managed reports whether virtmesh created obj (and so may change or delete it).
-func Managed(obj metav1.Object) bool {
-	return obj.GetLabels()[mesh.ManagedByLabel] == mesh.ManagedByValue
-}
 
 // Member is a VM or standalone VMI a Service serves.
 type Member struct {
@@ -66,20 +45,6 @@ var istioProtocols = map[string]bool{
 	"http": true, "http2": true, "https": true, "grpc": true, "grpc-web": true,
 	"tcp": true, "tls": true, "mongo": true, "mysql": true, "redis": true, "udp": true,
 }
-
-// Event reasons.
-const (
-	ReasonServiceCreated  = "ServiceCreated"
-	ReasonServiceUpdated  = "ServiceUpdated"
-	ReasonServiceDeleted  = "ServiceDeleted"
-	ReasonServiceConflict = "ServiceConflict"
-	ReasonNoPorts         = "NoPorts"
-	ReasonInvalidAppName  = "InvalidAppName"
-	ReasonPortProtocol    = "PortProtocol"
-	ReasonNADCreated      = "NetworkAttachmentDefinitionCreated"
-	ReasonNADRestored     = "NetworkAttachmentDefinitionRestored"
-	ReasonNADDeleted      = "NetworkAttachmentDefinitionDeleted"
-)
 
 // ValidServiceName reports why app cannot name a Service, or "".
 func ValidServiceName(app string) string {
@@ -268,85 +233,19 @@ func knownProtocols() string {
 	return strings.Join(l, ", ")
 }
 
-// serviceUpToDate reports whether have already has every field virtmesh sets
-// in want (fields the API server defaults, like clusterIP, are not compared).
-func serviceUpToDate(have, want *corev1.Service) bool {
-	if !Managed(have) || !mapsEqual(have.Spec.Selector, want.Spec.Selector) || len(have.Spec.Ports) != len(want.Spec.Ports) {
-		return false
+// describe says what a Service selects and serves, for Events.
+func describe(svc *corev1.Service) string {
+	var ports []string
+	for _, p := range svc.Spec.Ports {
+		ports = append(ports, fmt.Sprintf("%s %d/%s", p.Name, p.Port, p.Protocol))
 	}
-	for i, w := range want.Spec.Ports {
-		h := have.Spec.Ports[i]
-		if h.Name != w.Name || h.Port != w.Port || h.Protocol != w.Protocol || h.TargetPort != w.TargetPort ||
-			!ptrEqual(h.AppProtocol, w.AppProtocol) {
-			return false
-		}
-	}
-	return sameOwners(have.OwnerReferences, want.OwnerReferences)
-}
-
-// applyService copies the fields virtmesh owns from want onto a copy of have.
-func applyService(have, want *corev1.Service) *corev1.Service {
-	out := have.DeepCopy()
-	if out.Labels == nil {
-		out.Labels = map[string]string{}
-	}
-	out.Labels[mesh.ManagedByLabel] = mesh.ManagedByValue
-	out.Spec.Selector = want.Spec.Selector
-	out.Spec.Ports = want.Spec.Ports
-	// Keep owner references that are not virtmesh's (someone else's business).
-	var owners []metav1.OwnerReference
-	for _, o := range out.OwnerReferences {
-		if !isMemberKind(o) {
-			owners = append(owners, o)
-		}
-	}
-	out.OwnerReferences = append(owners, want.OwnerReferences...)
-	return out
+	return fmt.Sprintf("selector %s=%s, ports %s", mesh.AppLabel, svc.Spec.Selector[mesh.AppLabel], strings.Join(ports, ", "))
 }
 
 func isMemberKind(o metav1.OwnerReference) bool {
 	return o.APIVersion == kubevirtv1.SchemeGroupVersion.String() && (o.Kind == "VirtualMachine" || o.Kind == "VirtualMachineInstance")
 }
 
-func sameOwners(have, want []metav1.OwnerReference) bool {
-	var mine []metav1.OwnerReference
-	for _, o := range have {
-		if isMemberKind(o) {
-			mine = append(mine, o)
-		}
-	}
-	if len(mine) != len(want) {
-		return false
-	}
-	for _, w := range want {
-		if !slices.ContainsFunc(mine, func(h metav1.OwnerReference) bool {
-			return h.UID == w.UID && h.Kind == w.Kind && h.Name == w.Name && (h.Controller == nil || !*h.Controller)
-		}) {
-			return false
-		}
-	}
-	return true
+func (m Member) ref() *corev1.ObjectReference {
+	return &corev1.ObjectReference{APIVersion: kubevirtv1.SchemeGroupVersion.String(), Kind: m.Kind, Name: m.Name, Namespace: m.Namespace, UID: m.UID}
 }
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if bv, ok := b[k]; !ok || bv != v {
-			return false
-		}
-	}
-	return true
-}
-
-func ptrEqual(a, b *string) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return *a == *b
-}
-
-// requeueSoon retries after the cache catches up with a write (ours or
-// someone else's) that a reconcile just ran into.
-var requeueSoon = reconcile.Result{RequeueAfter: 500 * time.Millisecond}

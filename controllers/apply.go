@@ -1,0 +1,109 @@
+package controllers
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	"k8s.io/client-go/util/csaupgrade"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+)
+
+// FieldOwner is the field manager of every object virtmesh writes. Services
+// and NADs are written by server-side apply: virtmesh owns exactly the fields
+// it applies, and a field it stops applying is removed.
+const FieldOwner = "virtmesh"
+
+// requeueSoon retries after the cache catches up with a write (ours or
+// someone else's) that a reconcile just ran into.
+var requeueSoon = reconcile.Result{RequeueAfter: 500 * time.Millisecond}
+
+// serviceApplyConfiguration is want as virtmesh applies it: only the fields
+// virtmesh owns (labels, selector, ports, owner references).
+func serviceApplyConfiguration(want *corev1.Service) *corev1ac.ServiceApplyConfiguration {
+	spec := corev1ac.ServiceSpec().WithSelector(want.Spec.Selector)
+	for _, p := range want.Spec.Ports {
+		port := corev1ac.ServicePort().WithName(p.Name).WithPort(p.Port).WithProtocol(p.Protocol).WithTargetPort(p.TargetPort)
+		if p.AppProtocol != nil {
+			port.WithAppProtocol(*p.AppProtocol)
+		}
+		spec.WithPorts(port)
+	}
+	ac := corev1ac.Service(want.Name, want.Namespace).WithLabels(want.Labels).WithSpec(spec)
+	for _, o := range want.OwnerReferences {
+		ac.WithOwnerReferences(metav1ac.OwnerReference().WithAPIVersion(o.APIVersion).WithKind(o.Kind).WithName(o.Name).WithUID(o.UID))
+	}
+	return ac
+}
+
+// serviceApplied is the cheap cached equality check: what virtmesh last
+// applied to have (its managed fields, read from the cached object) is want,
+// so applying want again would change nothing and no request is sent.
+func serviceApplied(have *corev1.Service, want *corev1ac.ServiceApplyConfiguration) bool {
+	if !Managed(have) {
+		return false
+	}
+	got, err := corev1ac.ExtractService(have, FieldOwner)
+	if err != nil {
+		return false
+	}
+	// The API server keeps associative lists in its own order.
+	if got.Spec != nil {
+		slices.SortFunc(got.Spec.Ports, func(a, b corev1ac.ServicePortApplyConfiguration) int {
+			return cmp.Or(cmp.Compare(deref(a.Port), deref(b.Port)), cmp.Compare(deref(a.Protocol), deref(b.Protocol)))
+		})
+	}
+	slices.SortFunc(got.OwnerReferences, func(a, b metav1ac.OwnerReferenceApplyConfiguration) int {
+		return cmp.Or(cmp.Compare(deref(a.Kind), deref(b.Kind)), cmp.Compare(deref(a.Name), deref(b.Name)))
+	})
+	return equality.Semantic.DeepEqual(got, want)
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
+// nadApplyConfiguration is DesiredNAD as virtmesh applies it. The NAD client
+// has no typed apply configurations, so it goes as an unstructured object.
+func nadApplyConfiguration(want *nadv1.NetworkAttachmentDefinition) (runtime.ApplyConfiguration, error) {
+	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(want)
+	if err != nil {
+		return nil, fmt.Errorf("encoding NetworkAttachmentDefinition %s/%s: %w", want.Namespace, want.Name, err)
+	}
+	u := &unstructured.Unstructured{Object: obj}
+	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+	return client.ApplyConfigurationFromUnstructured(u), nil
+}
+
+// migrateFieldOwner moves the fields virtmesh versions before server-side
+// apply wrote (Create and Update, field manager "virtmesh", operation Update)
+// under its apply field manager, as kubectl does for client-side apply:
+// otherwise those fields stay co-owned and a port virtmesh stops applying is
+// never removed. It sends one JSON patch, only when there is something to move,
+// and reports whether it did.
+func migrateFieldOwner(ctx context.Context, c client.Client, obj client.Object) (bool, error) {
+	patch, err := csaupgrade.UpgradeManagedFieldsPatch(obj, sets.New(FieldOwner), FieldOwner)
+	if err != nil || patch == nil {
+		return false, err
+	}
+	if err := c.Patch(ctx, obj, client.RawPatch(types.JSONPatchType, patch)); err != nil {
+		return false, fmt.Errorf("moving the fields of %s/%s to server-side apply: %w", obj.GetNamespace(), obj.GetName(), err)
+	}
+	return true, nil
+}

@@ -1,0 +1,88 @@
+package controllers
+
+import (
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
+)
+
+// Event reasons, on the VM or VMI (Services) or the Namespace (NADs).
+const (
+	ReasonServiceCreated  = "ServiceCreated"
+	ReasonServiceUpdated  = "ServiceUpdated"
+	ReasonServiceDeleted  = "ServiceDeleted"
+	ReasonServiceConflict = "ServiceConflict"
+	ReasonNoPorts         = "NoPorts"
+	ReasonInvalidAppName  = "InvalidAppName"
+	ReasonPortProtocol    = "PortProtocol"
+	ReasonNADCreated      = "NetworkAttachmentDefinitionCreated"
+	ReasonNADRestored     = "NetworkAttachmentDefinitionRestored"
+	ReasonNADDeleted      = "NetworkAttachmentDefinitionDeleted"
+)
+
+// notifier records Events about the VMs and VMIs a Service serves. Warnings
+// are sent once per problem: a resync repeats none, so at steady state
+// virtmesh makes no API writes at all.
+type notifier struct {
+	recorder record.EventRecorder
+	warned   warnings
+}
+
+func (n *notifier) eventAll(members []Member, typ, reason, format string, args ...any) {
+	for _, m := range members {
+		n.recorder.Eventf(m.ref(), typ, reason, format, args...)
+	}
+}
+
+// warnAll sends a Warning to every member once per distinct message; an empty
+// message marks the problem solved, so it is reported again if it comes back.
+func (n *notifier) warnAll(members []Member, reason, msg string) {
+	for _, m := range members {
+		n.warnOnce(m, reason, msg)
+	}
+}
+
+func (n *notifier) warnOnce(m Member, reason, msg string) {
+	if n.warned.set(m.UID, reason, msg) && msg != "" {
+		n.recorder.Event(m.ref(), corev1.EventTypeWarning, reason, "virtmesh: "+msg)
+	}
+}
+
+// warnings remembers the last Warning of each reason sent to each object.
+type warnings struct {
+	mu   sync.Mutex
+	last map[types.UID]map[string]string
+}
+
+// set records msg and reports whether it differs from the last one.
+func (w *warnings) set(uid types.UID, reason, msg string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.last == nil {
+		w.last = map[types.UID]map[string]string{}
+	}
+	if w.last[uid][reason] == msg {
+		return false
+	}
+	if msg == "" {
+		delete(w.last[uid], reason)
+		if len(w.last[uid]) == 0 {
+			delete(w.last, uid)
+		}
+		return true
+	}
+	if w.last[uid] == nil {
+		w.last[uid] = map[string]string{}
+	}
+	w.last[uid][reason] = msg
+	return true
+}
+
+// forget drops what was sent to an object that is gone.
+func (w *warnings) forget(uid types.UID) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.last, uid)
+}

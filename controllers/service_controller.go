@@ -1,0 +1,232 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/virtmesh/virtmesh/internal/mesh"
+)
+
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
+
+// conflictRecheck is how often an app whose Service name is taken by someone
+// else's Service is looked at again.
+const conflictRecheck = 2 * time.Minute
+
+// appIndex indexes VMs and standalone VMIs by the app their VMIs carry.
+const appIndex = "virtmesh.io/app"
+
+// ServiceReconciler keeps one Service per app for meshed VMs and standalone
+// VMIs. Its requests are namespace/app; the Service is named after the app.
+type ServiceReconciler struct {
+	Client    client.Client // the manager's, with FieldOwner: reads from the cache
+	APIReader client.Reader // reads the API server, for Services virtmesh does not cache
+	Mesh      mesh.Config
+	Config    Config
+	notifier
+}
+
+// NewServiceReconciler builds the reconciler on the manager's clients.
+func NewServiceReconciler(mgr ctrl.Manager, meshCfg mesh.Config, cfg Config) *ServiceReconciler {
+	return &ServiceReconciler{Client: client.WithFieldOwner(mgr.GetClient(), FieldOwner), APIReader: mgr.GetAPIReader(),
+		Mesh: meshCfg, Config: cfg, notifier: notifier{recorder: mgr.GetEventRecorderFor("virtmesh-service")}}
+}
+
+// SetupWithManager watches the VMs and VMIs of every app, virtmesh's
+// Services, and namespace labels.
+func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("service").
+		Watches(&corev1.Service{}, &handler.EnqueueRequestForObject{}).
+		Watches(&kubevirtv1.VirtualMachine{}, appHandler(r.warned.forget)).
+		Watches(&kubevirtv1.VirtualMachineInstance{}, appHandler(r.warned.forget)).
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(appsInNamespace(r.Client)), builder.OnlyMetadata,
+			builder.WithPredicates(namespaceChanged())).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.Config.Workers}).
+		Complete(r)
+}
+
+// Reconcile makes the Service of one app match the VMs and VMIs it serves.
+func (r *ServiceReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	ns, err := getNamespace(ctx, r.Client, req.Namespace)
+	if err != nil || !ns.exists || ns.terminating {
+		return reconcile.Result{}, err
+	}
+	app := req.Name
+	members, err := r.members(ctx, ns, app)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	var have *corev1.Service
+	cached := &corev1.Service{}
+	switch err := r.Client.Get(ctx, req.NamespacedName, cached); { // the cache holds only virtmesh's Services
+	case err == nil:
+		have = cached
+	case !apierrors.IsNotFound(err):
+		return reconcile.Result{}, err
+	}
+	want := r.desired(ns, app, members)
+	if want == nil {
+		if have != nil {
+			return r.delete(ctx, have, members, deleteReason(members, app))
+		}
+		return reconcile.Result{}, nil
+	}
+	return r.ensure(ctx, have, want, members)
+}
+
+// desired is the Service app should have, or nil; it warns the members about
+// what keeps them from having one.
+func (r *ServiceReconciler) desired(ns namespaceInfo, app string, members []Member) *corev1.Service {
+	if len(members) == 0 {
+		return nil
+	}
+	if why := ValidServiceName(app); why != "" {
+		r.warnAll(members, ReasonInvalidAppName, fmt.Sprintf(
+			"app label %q cannot name a Service (%s): virtmesh gives this VM no Service; use an app label that is a DNS-1035 label", app, why))
+		return nil
+	}
+	r.warnAll(members, ReasonInvalidAppName, "")
+	want, problems := DesiredService(ns.name, app, members)
+	for _, m := range members {
+		var mine []string
+		for _, p := range problems {
+			if p.Member.UID == m.UID {
+				mine = append(mine, p.Message)
+			}
+		}
+		r.warnOnce(m, ReasonPortProtocol, strings.Join(mine, "; "))
+	}
+	if want == nil {
+		r.warnAll(members, ReasonNoPorts, fmt.Sprintf("no VM or VMI of app %q declares a port on its pod-network interface, so virtmesh "+
+			"creates no Service for it: list the ports the guest serves under spec.domain.devices.interfaces[].ports "+
+			"(name them http-..., grpc-..., tcp-... to choose Istio's protocol)", app))
+		return nil
+	}
+	r.warnAll(members, ReasonNoPorts, "")
+	return want
+}
+
+func deleteReason(members []Member, app string) string {
+	if len(members) == 0 {
+		return fmt.Sprintf("no meshed VM or VMI of app %q is left to serve", app)
+	}
+	return fmt.Sprintf("no VM or VMI of app %q declares a port any more", app)
+}
+
+// ensure applies want. have is virtmesh's Service from the cache, or nil.
+func (r *ServiceReconciler) ensure(ctx context.Context, have, want *corev1.Service, members []Member) (reconcile.Result, error) {
+	ac := serviceApplyConfiguration(want)
+	if have == nil {
+		if res, proceed, err := r.checkName(ctx, want, members); !proceed {
+			return res, err
+		}
+	} else {
+		r.warnAll(members, ReasonServiceConflict, "")
+		if migrated, err := migrateFieldOwner(ctx, r.Client, have); migrated || err != nil {
+			return requeueSoon, err
+		}
+		if serviceApplied(have, ac) {
+			return reconcile.Result{}, nil
+		}
+		// Only over the version virtmesh has seen: a change it has not
+		// seen yet makes the apply fail, and the reconcile runs again.
+		ac.WithResourceVersion(have.ResourceVersion)
+	}
+	if err := r.Client.Apply(ctx, ac, client.ForceOwnership); err != nil {
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+			return requeueSoon, nil
+		}
+		return reconcile.Result{}, fmt.Errorf("applying Service %s/%s: %w", want.Namespace, want.Name, err)
+	}
+	verb, reason := "updated", ReasonServiceUpdated
+	if have == nil {
+		verb, reason = "created", ReasonServiceCreated
+	}
+	log.FromContext(ctx).Info(verb+" Service", "ports", len(want.Spec.Ports), "members", len(members))
+	r.eventAll(members, corev1.EventTypeNormal, reason, "virtmesh %s Service %q: %s", verb, want.Name, describe(want))
+	return reconcile.Result{}, nil
+}
+
+// checkName looks at the API server for a Service of want's name that is not
+// in the cache: someone else's is never touched; none may be created.
+func (r *ServiceReconciler) checkName(ctx context.Context, want *corev1.Service, members []Member) (reconcile.Result, bool, error) {
+	live := &corev1.Service{}
+	err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(want), live)
+	switch {
+	case err == nil && Managed(live):
+		return requeueSoon, false, nil // ours; the cache is behind
+	case err == nil:
+		r.warnAll(members, ReasonServiceConflict, fmt.Sprintf("Service %q already exists and virtmesh did not create it, so virtmesh "+
+			"leaves it as it is; make sure it selects %s=%s and lists the VM's ports, or delete it and virtmesh will create one",
+			want.Name, mesh.AppLabel, want.Name))
+		// virtmesh does not watch Services it did not create, so look again
+		// later: if the owner deletes theirs, virtmesh creates its own. A read,
+		// not a write; the warning is not repeated.
+		return reconcile.Result{RequeueAfter: conflictRecheck}, false, nil
+	case !apierrors.IsNotFound(err):
+		return reconcile.Result{}, false, err
+	}
+	r.warnAll(members, ReasonServiceConflict, "")
+	return reconcile.Result{}, true, nil
+}
+
+func (r *ServiceReconciler) delete(ctx context.Context, svc *corev1.Service, members []Member, why string) (reconcile.Result, error) {
+	err := r.Client.Delete(ctx, svc, client.Preconditions{UID: &svc.UID, ResourceVersion: &svc.ResourceVersion})
+	if apierrors.IsConflict(err) {
+		return requeueSoon, nil
+	}
+	if client.IgnoreNotFound(err) != nil {
+		return reconcile.Result{}, fmt.Errorf("deleting Service %s/%s: %w", svc.Namespace, svc.Name, err)
+	}
+	log.FromContext(ctx).Info("deleted Service", "why", why)
+	// Tell the owners that are still there (e.g. a VM that opted out).
+	for _, o := range svc.OwnerReferences {
+		if isMemberKind(o) {
+			ref := &corev1.ObjectReference{APIVersion: o.APIVersion, Kind: o.Kind, Name: o.Name, Namespace: svc.Namespace, UID: o.UID}
+			r.recorder.Eventf(ref, corev1.EventTypeNormal, ReasonServiceDeleted, "virtmesh deleted Service %q: %s", svc.Name, why)
+		}
+	}
+	for _, m := range members {
+		if !ownsService(svc, m.UID) {
+			r.recorder.Eventf(m.ref(), corev1.EventTypeNormal, ReasonServiceDeleted, "virtmesh deleted Service %q: %s", svc.Name, why)
+		}
+	}
+	return reconcile.Result{}, nil
+}
+
+func ownsService(svc *corev1.Service, uid types.UID) bool {
+	for _, o := range svc.OwnerReferences {
+		if o.UID == uid {
+			return true
+		}
+	}
+	return false
+}
+
+// members are the meshed VMs and standalone VMIs of app that want a Service.
+func (r *ServiceReconciler) members(ctx context.Context, ns namespaceInfo, app string) ([]Member, error) {
+	var out []Member
+	err := eachWorkload(ctx, r.Client, func(w workload) bool {
+		annotations := w.annotations()
+		if w.standalone() && w.meshed(ns, r.Mesh) && annotations[mesh.ServiceAnnotation] != "false" {
+			out = append(out, Member{Kind: w.kind, Namespace: ns.name, Name: w.meta.Name, UID: w.meta.UID, Ports: w.ports(), Annotations: annotations})
+		}
+		return true
+	}, client.InNamespace(ns.name), client.MatchingFields{appIndex: app})
+	return out, err
+}
