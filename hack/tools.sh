@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs a pinned developer tool (controller-gen, golangci-lint, ginkgo, ko;
-# shellcheck from Debian)
-# into bin/, each under a versioned name so a bump rebuilds it.
+# Installs a pinned developer tool (controller-gen, golangci-lint, ginkgo, ko,
+# and Debian's shellcheck package) into bin/ or the system.
+# Go tools go under a versioned name, so a bump rebuilds them.
 # Usage: hack/tools.sh NAME   (prints the binary's path)
 set -euo pipefail
 # shellcheck source=hack/lib.sh
@@ -27,15 +27,16 @@ install_tool() {
   printf '%s\n' "${dest}"
 }
 
-# shellcheck is a Debian package, not a Go module: installed with apt-get
+# The shellcheck tool is a Debian package, not a Go module: installed with apt-get
 # (as root, or through sudo) when the machine lacks it.
 install_shellcheck() {
   if ! command -v shellcheck >/dev/null; then
     log "installing shellcheck from Debian's packages (first time only)"
     local sudo=()
     [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-    "${sudo[@]}" apt-get update -qq >&2 && "${sudo[@]}" apt-get install -y -qq shellcheck >&2 ||
+    if ! { "${sudo[@]}" apt-get update -qq && "${sudo[@]}" apt-get install -y -qq shellcheck; } >&2; then
       die "could not install shellcheck: apt-get install shellcheck"
+    fi
   fi
   command -v shellcheck
 }

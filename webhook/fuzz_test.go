@@ -3,24 +3,23 @@ package webhook
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"net/http/httptest"
-	"path/filepath"
 	"reflect"
-	"strings"
+	"slices"
 	"testing"
 
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/virtmesh/virtmesh/internal/mesh"
 )
 
 // addGoldenSeeds seeds a fuzzer with every golden input VMI.
 func addGoldenSeeds(f *testing.F, add func(raw []byte)) {
-	inputs, _ := filepath.Glob(filepath.Join("testdata", "*.yaml"))
-	for _, in := range inputs {
-		if strings.HasSuffix(in, ".mutated.yaml") {
-			continue
-		}
-		_, raw := readCase(f, in)
+	inputs := goldenInputs(f)
+	for _, name := range slices.Sorted(maps.Keys(inputs)) {
+		_, raw := parseCase(f, name, inputs[name])
 		add(raw)
 	}
 }
@@ -47,9 +46,9 @@ func FuzzMutateVMI(f *testing.F) {
 		if deny {
 			cfg.BridgePolicy = BridgeDeny
 		}
-		first := MutateVMI(vmi, ns, cfg)
+		first := MutateVMI(vmi, ns, mesh.DefaultConfig(), cfg)
 		once := vmi.DeepCopy()
-		second := MutateVMI(vmi, ns, cfg)
+		second := MutateVMI(vmi, ns, mesh.DefaultConfig(), cfg)
 		if first.Denied != second.Denied {
 			t.Fatalf("verdict changed on the second run: %+v then %+v", first, second)
 		}
@@ -71,7 +70,7 @@ func FuzzServeHTTP(f *testing.F) {
 	addGoldenSeeds(f, func(raw []byte) { f.Add(reviewBody(f, raw)) })
 	f.Add([]byte("{{{"))
 	f.Add([]byte(`{"request":{"object":null}}`))
-	wh := &admission.Webhook{Handler: &Handler{Config: DefaultConfig(), NamespaceLabels: meshedNamespace}}
+	wh := &admission.Webhook{Handler: &Handler{Mesh: mesh.DefaultConfig(), Config: DefaultConfig(), NamespaceLabels: meshedNamespace}}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		rec := httptest.NewRecorder()
 		wh.ServeHTTP(rec, httptest.NewRequest("POST", "/", bytes.NewReader(body)))

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -18,50 +21,170 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/virtmesh/virtmesh/internal/mesh"
+	"github.com/virtmesh/virtmesh/internal/testkit"
 )
 
 // Golden files, Istio style: testdata/<case>.yaml holds the Namespace and the
 // VMI as a VM owner wrote it; <case>.mutated.yaml the VMI as stored after the
-// webhook's patch; <case>.warnings.txt what the owner is told. Refresh them
-// with REFRESH_GOLDEN=true go test ./webhook/.
+// webhook's patch; <case>.warnings.txt what the owner is told. One case's
+// input is not in testdata: seed 004 (testkit.Seed004YAML), which the demo,
+// the benchmarks and the load programs build on too. Refresh the outputs with
+// REFRESH_GOLDEN=true go test ./webhook/.
 var refreshGolden = os.Getenv("REFRESH_GOLDEN") == "true"
 
 // goldenConfigs names the cases that run with a non-default configuration.
-var goldenConfigs = map[string]func(*Config){
-	"bridge-deny":    func(c *Config) { c.BridgePolicy = BridgeDeny },
-	"ambient-ignore": func(c *Config) { c.AmbientPolicy = mesh.AmbientIgnore },
+var goldenConfigs = map[string]func(*mesh.Config, *Config){
+	"bridge-deny":    func(_ *mesh.Config, c *Config) { c.BridgePolicy = BridgeDeny },
+	"ambient-ignore": func(m *mesh.Config, _ *Config) { m.AmbientPolicy = mesh.AmbientIgnore },
 }
 
+const goldenDir = "testdata"
+
 func TestGolden(t *testing.T) {
-	inputs, err := filepath.Glob(filepath.Join("testdata", "*.yaml"))
+	cases := goldenInputs(t)
+	if len(cases) < 25 {
+		t.Fatalf("only %d golden cases; the webhook's rules need at least 25", len(cases))
+	}
+	for _, name := range slices.Sorted(maps.Keys(cases)) {
+		t.Run(name, func(t *testing.T) { runGolden(t, name, cases[name]) })
+	}
+}
+
+// TestGoldenFilesHaveInputs fails on a stale golden file: an output whose
+// input is gone, or (unless REFRESH_GOLDEN creates them) an input without its
+// outputs.
+func TestGoldenFilesHaveInputs(t *testing.T) {
+	problems, err := goldenProblems(goldenDir, slices.Collect(maps.Keys(goldenInputs(t))), !refreshGolden)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cases int
-	for _, in := range inputs {
-		if strings.HasSuffix(in, ".mutated.yaml") {
-			continue
-		}
-		cases++
-		name := strings.TrimSuffix(filepath.Base(in), ".yaml")
-		t.Run(name, func(t *testing.T) { runGolden(t, in, name) })
-	}
-	if cases < 25 {
-		t.Fatalf("only %d golden cases; the webhook's rules need at least 25", cases)
+	for _, p := range problems {
+		t.Error(p)
 	}
 }
 
-func runGolden(t *testing.T, in, name string) {
-	ns, raw := readCase(t, in)
-	cfg := DefaultConfig()
-	if tweak, ok := goldenConfigs[name]; ok {
-		tweak(&cfg)
+func TestGoldenProblems(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"a.yaml", "a.mutated.yaml", "a.warnings.txt", "seed.mutated.yaml", "seed.warnings.txt",
+		"gone.mutated.yaml", "b.yaml", "b.mutated.yaml", "notes.md"} {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
-	h := &Handler{Config: cfg, NamespaceLabels: func(context.Context, string) (map[string]string, error) { return ns.Labels, nil }}
+	got, err := goldenProblems(dir, []string{"a", "b", "seed"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"notes.md: neither", "gone.mutated.yaml: stale", "b.warnings.txt: missing"}
+	if len(got) != len(want) {
+		t.Fatalf("got %d problems, want %d:\n%s", len(got), len(want), strings.Join(got, "\n"))
+	}
+	for _, w := range want {
+		if !slices.ContainsFunc(got, func(p string) bool { return strings.Contains(p, w) }) {
+			t.Errorf("no problem %q in:\n%s", w, strings.Join(got, "\n"))
+		}
+	}
+	if got, _ := goldenProblems(dir, []string{"a", "b", "seed"}, false); len(got) != 2 {
+		t.Errorf("without requiring outputs: %q, want the 2 stale files only", got)
+	}
+}
+
+// goldenInputs returns every case's input by case name: testdata/<case>.yaml
+// and seed 004.
+func goldenInputs(t testing.TB) map[string][]byte {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(goldenDir, "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inputs := map[string][]byte{testkit.Seed004Case: testkit.Seed004YAML}
+	for _, path := range paths {
+		name, ok := inputCase(filepath.Base(path))
+		if !ok {
+			continue
+		}
+		if name == testkit.Seed004Case {
+			t.Fatalf("%s: seed 004's input is internal/testkit/seed004.yaml; delete this copy", path)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inputs[name] = data
+	}
+	return inputs
+}
+
+// Golden outputs, by file suffix.
+var goldenOutputs = []string{".mutated.yaml", ".warnings.txt"}
+
+// inputCase reports whether file is a golden input, and its case name.
+func inputCase(file string) (string, bool) {
+	for _, suffix := range goldenOutputs {
+		if strings.HasSuffix(file, suffix) {
+			return "", false
+		}
+	}
+	return strings.CutSuffix(file, ".yaml")
+}
+
+// goldenProblems lists what is stale in dir, given the names of every case:
+// outputs of no case, files that are neither input nor output, and, when
+// requireOutputs, cases without their outputs.
+func goldenProblems(dir string, cases []string, requireOutputs bool) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var problems []string
+	have := map[string]bool{}
+	for _, e := range entries {
+		file := e.Name()
+		have[file] = true
+		if _, ok := inputCase(file); ok {
+			continue
+		}
+		name, ok := outputCase(file)
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("%s: neither a golden input (<case>.yaml) nor an output", filepath.Join(dir, file)))
+		case !slices.Contains(cases, name):
+			problems = append(problems, fmt.Sprintf("%s: stale, no case %q has it as output (its input %s.yaml is gone)",
+				filepath.Join(dir, file), name, name))
+		}
+	}
+	for _, name := range cases {
+		for _, suffix := range goldenOutputs {
+			if requireOutputs && !have[name+suffix] {
+				problems = append(problems, fmt.Sprintf("%s: missing for case %q (create it with REFRESH_GOLDEN=true)",
+					filepath.Join(dir, name+suffix), name))
+			}
+		}
+	}
+	return problems, nil
+}
+
+// outputCase reports whether file is a golden output, and its case name.
+func outputCase(file string) (string, bool) {
+	for _, suffix := range goldenOutputs {
+		if name, ok := strings.CutSuffix(file, suffix); ok {
+			return name, true
+		}
+	}
+	return "", false
+}
+
+func runGolden(t *testing.T, name string, input []byte) {
+	ns, raw := parseCase(t, name, input)
+	meshCfg, cfg := mesh.DefaultConfig(), DefaultConfig()
+	if tweak, ok := goldenConfigs[name]; ok {
+		tweak(&meshCfg, &cfg)
+	}
+	h := &Handler{Mesh: meshCfg, Config: cfg, NamespaceLabels: func(context.Context, string) (map[string]string, error) { return ns.Labels, nil }}
 
 	mutated, report := admit(t, h, ns.Name, raw)
-	compareGolden(t, strings.TrimSuffix(in, ".yaml")+".mutated.yaml", toYAML(t, mutated))
-	compareGolden(t, strings.TrimSuffix(in, ".yaml")+".warnings.txt", []byte(report))
+	compareGolden(t, filepath.Join(goldenDir, name+".mutated.yaml"), toYAML(t, mutated))
+	compareGolden(t, filepath.Join(goldenDir, name+".warnings.txt"), []byte(report))
 
 	// Idempotence: the stored VMI, admitted again (reinvocation), is not changed.
 	again, _ := admit(t, h, ns.Name, mutated)
@@ -104,23 +227,20 @@ func admit(t *testing.T, h *Handler, ns string, raw []byte) ([]byte, string) {
 	return out, report.String()
 }
 
-func readCase(t testing.TB, path string) (*corev1.Namespace, []byte) {
+// parseCase splits a golden input into its Namespace and its VMI as JSON.
+func parseCase(t testing.TB, name string, data []byte) (*corev1.Namespace, []byte) {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	docs := strings.SplitN(string(data), "\n---\n", 2)
 	if len(docs) != 2 {
-		t.Fatalf("%s: want a Namespace and a VMI separated by ---", path)
+		t.Fatalf("case %s: want a Namespace and a VMI separated by ---", name)
 	}
 	ns := &corev1.Namespace{}
 	if err := yaml.UnmarshalStrict([]byte(docs[0]), ns); err != nil {
-		t.Fatalf("%s: namespace: %v", path, err)
+		t.Fatalf("case %s: namespace: %v", name, err)
 	}
 	raw, err := yaml.YAMLToJSON([]byte(docs[1]))
 	if err != nil {
-		t.Fatalf("%s: VMI: %v", path, err)
+		t.Fatalf("case %s: VMI: %v", name, err)
 	}
 	return ns, raw
 }

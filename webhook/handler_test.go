@@ -14,6 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/virtmesh/virtmesh/internal/mesh"
 )
 
 var vmiResource = metav1.GroupVersionResource{Group: "kubevirt.io", Version: "v1", Resource: "virtualmachineinstances"}
@@ -43,7 +45,7 @@ func TestHandleRequests(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			h := &Handler{Config: DefaultConfig(), NamespaceLabels: func(ctx context.Context, n string) (map[string]string, error) {
+			h := &Handler{Mesh: mesh.DefaultConfig(), Config: DefaultConfig(), NamespaceLabels: func(ctx context.Context, n string) (map[string]string, error) {
 				if tc.nsErr != nil {
 					return nil, tc.nsErr
 				}
@@ -66,7 +68,7 @@ func TestHandleRequests(t *testing.T) {
 // TestServeHTTPBadBodies sends what no API server would and checks that each
 // gets a clear error and that the server goes on serving.
 func TestServeHTTPBadBodies(t *testing.T) {
-	srv := httptest.NewServer(&admission.Webhook{Handler: &Handler{Config: DefaultConfig(), NamespaceLabels: meshedNamespace}})
+	srv := httptest.NewServer(&admission.Webhook{Handler: &Handler{Mesh: mesh.DefaultConfig(), Config: DefaultConfig(), NamespaceLabels: meshedNamespace}})
 	defer srv.Close()
 	good := reviewBody(t, []byte(`{"apiVersion":"kubevirt.io/v1","kind":"VirtualMachineInstance","metadata":{"name":"a","namespace":"vms"}}`))
 	bodies := map[string][]byte{

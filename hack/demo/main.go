@@ -14,26 +14,20 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	"github.com/virtmesh/virtmesh/internal/app"
 	"github.com/virtmesh/virtmesh/internal/controlplane"
-	"github.com/virtmesh/virtmesh/internal/localrun"
-	"github.com/virtmesh/virtmesh/internal/manifests"
-	"github.com/virtmesh/virtmesh/internal/mesh"
+	"github.com/virtmesh/virtmesh/internal/testkit"
+	"github.com/virtmesh/virtmesh/internal/testkit/local"
 )
 
 const ns = "demo"
@@ -52,35 +46,16 @@ func main() {
 func step(format string, args ...any) { fmt.Printf("\n==> "+format+"\n", args...) }
 func say(format string, args ...any)  { fmt.Printf("    "+format+"\n", args...) }
 
-type warnings struct {
-	mu   sync.Mutex
-	list []string
-}
-
-func (w *warnings) HandleWarningHeader(_ int, _ string, msg string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.list = append(w.list, msg)
-}
-
 func run(binary, root string, verbose bool) error {
 	ctx := context.Background()
 	if _, err := os.Stat(binary); err != nil {
 		return fmt.Errorf("%s: %w (run make build)", binary, err)
 	}
-	webhookObjs, err := manifests.Render(filepath.Join(root, "manifests", "webhook"))
-	if err != nil {
-		return err
-	}
-	webhooks, err := manifests.MutatingWebhookConfigurations(webhookObjs)
-	if err != nil {
-		return err
-	}
 
 	step("Starting a real control plane: etcd, kube-apiserver and kube-controller-manager (Kubernetes v1.34),")
 	say("with KubeVirt v1.9.0's CRDs, the Multus NetworkAttachmentDefinition CRD, and virtmesh's webhook configuration")
 	say("(manifests/webhook, pointed at this machine with a certificate made for the demo).")
-	cp, err := controlplane.Start(controlplane.Options{CRDDirs: []string{filepath.Join(root, "tests", "crds")}, MutatingWebhooks: webhooks})
+	cp, err := local.StartControlPlane(root, controlplane.Options{})
 	defer func() {
 		if cp != nil {
 			step("Stopping the control plane.")
@@ -100,7 +75,7 @@ func run(binary, root string, verbose bool) error {
 	if err != nil {
 		return err
 	}
-	if err := localrun.InstallRBAC(ctx, admin, root); err != nil {
+	if err := local.InstallRBAC(ctx, admin, root); err != nil {
 		return err
 	}
 
@@ -122,7 +97,7 @@ func run(binary, root string, verbose bool) error {
 	say("no sidecar.istio.io/inject annotation, no app label, no masquerade binding, no Service.")
 	printYAML(vm.Spec.Template)
 	ownerCfg := cp.Config()
-	w := &warnings{}
+	w := &testkit.Warnings{}
 	ownerCfg.WarningHandler = w
 	owner, err := client.New(ownerCfg, client.Options{Scheme: app.NewScheme()})
 	if err != nil {
@@ -134,13 +109,13 @@ func run(binary, root string, verbose bool) error {
 
 	step("KubeVirt starts the VM: virt-controller creates its VMI. (This control plane runs no KubeVirt,")
 	say("so the demo creates the VMI exactly as virt-controller would: the template, owned by the VM.)")
-	written := vmiFor(vm)
+	written := testkit.VMIFor(vm)
 	stored := written.DeepCopy()
 	if err := owner.Create(ctx, stored); err != nil {
 		return err
 	}
 	step("What the API server told the creator (admission warnings from virtmesh):")
-	for _, m := range w.list {
+	for _, m := range w.All() {
 		say("Warning: %s", m)
 	}
 	step("The VMI as written (-) and as stored (+):")
@@ -198,15 +173,15 @@ func run(binary, root string, verbose bool) error {
 func startVirtmesh(cp *controlplane.ControlPlane, binary string, verbose bool) (func(), error) {
 	host, port, certDir := cp.WebhookServing()
 	args := []string{"--webhook-host=" + host, fmt.Sprintf("--webhook-port=%d", port), "--webhook-cert-dir=" + certDir,
-		"--leader-elect", "--leader-election-namespace=" + localrun.Namespace,
+		"--leader-elect", "--leader-election-namespace=" + local.Namespace,
 		"--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0"}
-	say("%s --kubeconfig=<%s/%s> %s", binary, localrun.Namespace, localrun.ServiceAccount, strings.Join(args, " "))
+	say("%s --kubeconfig=<%s/%s> %s", binary, local.Namespace, local.ServiceAccount, strings.Join(args, " "))
 	var log bytes.Buffer
 	var out io.Writer = &log
 	if verbose {
 		out = os.Stderr
 	}
-	p, err := localrun.Start(cp, binary, args, out)
+	p, err := local.Start(cp, binary, args, out)
 	if err != nil {
 		return nil, err
 	}
@@ -215,81 +190,19 @@ func startVirtmesh(cp *controlplane.ControlPlane, binary string, verbose bool) (
 			fmt.Fprintln(os.Stderr, err)
 		}
 	}
-	// Ready when the webhook answers: a dry-run VMI in an unlabelled namespace is admitted.
-	probe := &kubevirtv1.VirtualMachineInstance{ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: "default",
-		Labels: map[string]string{mesh.InjectKey: "true"}}}
-	c, err := client.New(cp.Config(), client.Options{Scheme: app.NewScheme()})
-	if err != nil {
+	if err := local.WaitForWebhook(context.Background(), cp.Config(), p.Exited, time.Minute); err != nil {
 		stop()
-		return nil, err
+		return nil, fmt.Errorf("%w\n%s", err, log.String())
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if exited, err := p.Exited(); exited {
-			stop()
-			return nil, fmt.Errorf("virtmesh exited (%w):\n%s", err, log.String())
-		}
-		err := c.Create(context.Background(), probe.DeepCopy(), client.DryRunAll)
-		if err == nil {
-			return stop, nil
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return nil, fmt.Errorf("virtmesh's webhook did not answer within a minute: %w", err)
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
+	return stop, nil
 }
 
-// seedVM is seed 004's istio-vmi as a VirtualMachine, without the manual steps.
+// seedVM is seed 004's VM minus its one manual Istio step in the spec, the
+// masquerade binding: its owner writes what KubeVirt defaults to.
 func seedVM() *kubevirtv1.VirtualMachine {
-	return &kubevirtv1.VirtualMachine{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachine"},
-		ObjectMeta: metav1.ObjectMeta{Name: "istio-vm", Namespace: ns},
-		Spec: kubevirtv1.VirtualMachineSpec{
-			RunStrategy: ptr.To(kubevirtv1.RunStrategyAlways),
-			Template: &kubevirtv1.VirtualMachineInstanceTemplateSpec{
-				Spec: kubevirtv1.VirtualMachineInstanceSpec{
-					Domain: kubevirtv1.DomainSpec{
-						Devices: kubevirtv1.Devices{
-							Interfaces: []kubevirtv1.Interface{{Name: "default", Ports: []kubevirtv1.Port{{Name: "http", Port: 8080}}}},
-							Disks: []kubevirtv1.Disk{
-								{Name: "containerdisk", DiskDevice: kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: "virtio"}}},
-								{Name: "cloudinitdisk", DiskDevice: kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: "virtio"}}},
-							},
-						},
-						Resources: kubevirtv1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1024M")}},
-					},
-					Networks:                      []kubevirtv1.Network{*kubevirtv1.DefaultPodNetwork()},
-					TerminationGracePeriodSeconds: ptr.To[int64](0),
-					Volumes: []kubevirtv1.Volume{
-						{Name: "containerdisk", VolumeSource: kubevirtv1.VolumeSource{ContainerDisk: &kubevirtv1.ContainerDiskSource{
-							Image: "quay.io/kubevirt/fedora-cloud-container-disk-demo:latest"}}},
-						{Name: "cloudinitdisk", VolumeSource: kubevirtv1.VolumeSource{CloudInitNoCloud: &kubevirtv1.CloudInitNoCloudSource{
-							UserData: "#cloud-config\npassword: fedora\nchpasswd: { expire: False }\nruncmd:\n" +
-								"- dnf install -y nc\n" +
-								"- while true ; do sh -c \"nc -lp 8080 -c \\\"echo -e 'HTTP/1.1 200 OK\\n\\nHello'\\\" \" ; done &\n"}}},
-					},
-				},
-			},
-		},
-	}
-}
-
-// vmiFor is the VMI virt-controller creates for a running VM.
-func vmiFor(vm *kubevirtv1.VirtualMachine) *kubevirtv1.VirtualMachineInstance {
-	vmi := &kubevirtv1.VirtualMachineInstance{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachineInstance"},
-		ObjectMeta: *vm.Spec.Template.ObjectMeta.DeepCopy(),
-		Spec:       *vm.Spec.Template.Spec.DeepCopy(),
-	}
-	vmi.Name, vmi.Namespace = vm.Name, vm.Namespace
-	if vmi.Labels == nil {
-		vmi.Labels = map[string]string{}
-	}
-	vmi.Labels["kubevirt.io/vm"] = vm.Name
-	vmi.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(vm, kubevirtv1.VirtualMachineGroupVersionKind)}
-	return vmi
+	vm := testkit.SeedVM(ns)
+	vm.Spec.Template.Spec.Domain.Devices.Interfaces[0].InterfaceBindingMethod = kubevirtv1.InterfaceBindingMethod{}
+	return vm
 }
 
 func waitFor(ctx context.Context, cond func() error) error {
@@ -301,89 +214,4 @@ func waitFor(ctx context.Context, cond func() error) error {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-func toYAML(v any) []byte {
-	b, err := yaml.Marshal(v)
-	if err != nil {
-		return []byte(err.Error())
-	}
-	return b
-}
-
-func printYAML(v any) {
-	for _, l := range strings.Split(strings.TrimRight(string(toYAML(v)), "\n"), "\n") {
-		fmt.Println("      " + l)
-	}
-}
-
-// printDiff shows metadata and spec as written against as stored (fields the
-// API server sets itself, such as uid and managedFields, left out).
-func printDiff(written, stored *kubevirtv1.VirtualMachineInstance) error {
-	view := func(v *kubevirtv1.VirtualMachineInstance) []string {
-		meta := map[string]any{"name": v.Name, "labels": v.Labels}
-		if len(v.Annotations) > 0 {
-			meta["annotations"] = v.Annotations
-		}
-		m := map[string]any{"metadata": meta, "spec": v.Spec}
-		return strings.Split(strings.TrimRight(string(toYAML(m)), "\n"), "\n")
-	}
-	for _, l := range diff(view(written), view(stored)) {
-		fmt.Println("      " + l)
-	}
-	return nil
-}
-
-// diff is a line diff (longest common subsequence), unchanged lines prefixed
-// with a space.
-func diff(a, b []string) []string {
-	lcs := make([][]int, len(a)+1)
-	for i := range lcs {
-		lcs[i] = make([]int, len(b)+1)
-	}
-	for i := len(a) - 1; i >= 0; i-- {
-		for j := len(b) - 1; j >= 0; j-- {
-			if a[i] == b[j] {
-				lcs[i][j] = lcs[i+1][j+1] + 1
-			} else {
-				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
-			}
-		}
-	}
-	var out []string
-	i, j := 0, 0
-	for i < len(a) || j < len(b) {
-		switch {
-		case i < len(a) && j < len(b) && a[i] == b[j]:
-			out = append(out, "  "+a[i])
-			i, j = i+1, j+1
-		case j < len(b) && (i == len(a) || lcs[i][j+1] >= lcs[i+1][j]):
-			out = append(out, "+ "+b[j])
-			j++
-		default:
-			out = append(out, "- "+a[i])
-			i++
-		}
-	}
-	return out
-}
-
-func printEvents(ctx context.Context, c client.Client, kind, name string) error {
-	return waitFor(ctx, func() error {
-		events := &corev1.EventList{}
-		if err := c.List(ctx, events, client.InNamespace(ns)); err != nil {
-			return err
-		}
-		n := 0
-		for _, e := range events.Items {
-			if e.InvolvedObject.Kind == kind && e.InvolvedObject.Name == name {
-				say("  %s %s: %s", e.Type, e.Reason, e.Message)
-				n++
-			}
-		}
-		if n == 0 {
-			return fmt.Errorf("no events on %s %s yet", kind, name)
-		}
-		return nil
-	})
 }

@@ -17,11 +17,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/remotecommand"
-	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	kvcorev1 "kubevirt.io/client-go/kubevirt/typed/core/v1"
 
 	"github.com/virtmesh/virtmesh/internal/mesh"
+	"github.com/virtmesh/virtmesh/internal/testkit"
 )
 
 var (
@@ -54,10 +54,11 @@ func meshNamespace(ctx context.Context) string {
 	return newNamespace(ctx, map[string]string{"istio-injection": "enabled"})
 }
 
-// guestVM is a VM written as a VM owner writes one, with no Istio step: no
-// annotation, no binding, no app label. Its guest serves HTTP on port 8080
-// (files in /srv) and, if fetch is set, fetches that URL every 2 seconds into
-// /srv/outbound.txt, so a spec can read what the guest reached.
+// guestVM is seed 004's VM as a VM owner writes it, with no Istio step (no
+// annotation, no binding, no app label), booting a Fedora kubevirtci can run.
+// Its guest serves HTTP on port 8080 (files in /srv) and, if fetch is set,
+// fetches that URL every 2 seconds into /srv/outbound.txt, so a spec can read
+// what the guest reached.
 func guestVM(name, fetch string) *kubevirtv1.VirtualMachine {
 	userData := "#cloud-config\npassword: fedora\nchpasswd: { expire: False }\nruncmd:\n" +
 		"  - mkdir -p /srv && echo hello from " + name + " > /srv/index.html\n" +
@@ -68,32 +69,17 @@ func guestVM(name, fetch string) *kubevirtv1.VirtualMachine {
 	}
 	// Repeated, so a console attached late still sees it.
 	userData += "  - nohup sh -c 'while true; do echo virtmesh-guest-ready > /dev/console; sleep 10; done' >/dev/null 2>&1 &\n"
-	return &kubevirtv1.VirtualMachine{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: kubevirtv1.VirtualMachineSpec{
-			RunStrategy: ptr.To(kubevirtv1.RunStrategyAlways),
-			Template: &kubevirtv1.VirtualMachineInstanceTemplateSpec{
-				Spec: kubevirtv1.VirtualMachineInstanceSpec{
-					Domain: kubevirtv1.DomainSpec{
-						Devices: kubevirtv1.Devices{
-							Interfaces: []kubevirtv1.Interface{{Name: "default", Ports: []kubevirtv1.Port{{Name: "http", Port: guestPort}}}},
-							Disks: []kubevirtv1.Disk{
-								{Name: "containerdisk", DiskDevice: kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: kubevirtv1.DiskBusVirtio}}},
-								{Name: "cloudinitdisk", DiskDevice: kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: kubevirtv1.DiskBusVirtio}}},
-							},
-						},
-						Resources: kubevirtv1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")}},
-					},
-					Networks:                      []kubevirtv1.Network{*kubevirtv1.DefaultPodNetwork()},
-					TerminationGracePeriodSeconds: ptr.To[int64](0),
-					Volumes: []kubevirtv1.Volume{
-						{Name: "containerdisk", VolumeSource: kubevirtv1.VolumeSource{ContainerDisk: &kubevirtv1.ContainerDiskSource{Image: fedoraImage}}},
-						{Name: "cloudinitdisk", VolumeSource: kubevirtv1.VolumeSource{CloudInitNoCloud: &kubevirtv1.CloudInitNoCloudSource{UserData: userData}}},
-					},
-				},
-			},
-		},
-	}
+	vm := testkit.SeedVM("")
+	vm.Name = name
+	spec := &vm.Spec.Template.Spec
+	// No binding: KubeVirt's default, which virtmesh must turn into masquerade.
+	spec.Domain.Devices.Interfaces = []kubevirtv1.Interface{{Name: "default", Ports: []kubevirtv1.Port{{Name: "http", Port: guestPort}}}}
+	spec.Domain.Resources.Requests[corev1.ResourceMemory] = resource.MustParse("1Gi")
+	// startVM waits for the guest on its console, not for a readiness probe.
+	spec.ReadinessProbe = nil
+	spec.Volumes[0].ContainerDisk.Image = fedoraImage
+	spec.Volumes[1].CloudInitNoCloud.UserData = userData
+	return vm
 }
 
 // startVM creates vm in ns and waits until its VMI runs, its launcher pod is

@@ -19,13 +19,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/virtmesh/virtmesh/internal/app"
+	"github.com/virtmesh/virtmesh/internal/testkit"
+	"github.com/virtmesh/virtmesh/internal/testkit/local"
 )
 
 var _ = Describe("Self-managed webhook certificates (--cert-rotation)", func() {
 	It("makes a CA and serving certificate, injects the CA, and serves once the certificate is mounted", func(ctx SpecContext) {
 		const secretName, configName = "rotation-test-cert", "virtmesh-rotation-test"
 		By("installing what manifests/default ships: an empty Secret and the webhook configuration")
-		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: secretName, Namespace: managerNamespace}}
+		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: secretName, Namespace: local.Namespace}}
 		Expect(adminClient.Create(ctx, secret)).To(Succeed())
 		DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(adminClient.Delete(ctx, secret))).To(Succeed()) })
 		// A configuration of its own that matches nothing, so the suite's
@@ -37,7 +39,7 @@ var _ = Describe("Self-managed webhook certificates (--cert-rotation)", func() {
 				AdmissionReviewVersions: []string{"v1"},
 				SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNone),
 				ClientConfig: admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{
-					Namespace: managerNamespace, Name: "virtmesh-webhook", Path: ptr.To("/mutate-kubevirt-io-v1-virtualmachineinstance")}},
+					Namespace: local.Namespace, Name: "virtmesh-webhook", Path: ptr.To("/mutate-kubevirt-io-v1-virtualmachineinstance")}},
 				ObjectSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"never": "matches"}},
 			}},
 		}
@@ -46,11 +48,11 @@ var _ = Describe("Self-managed webhook certificates (--cert-rotation)", func() {
 
 		By("starting a replica with --cert-rotation (webhook only)")
 		certDir := GinkgoT().TempDir()
-		health := freeAddress()
-		_, port, _ := strings.Cut(freeAddress(), ":")
+		health := testkit.FreeAddress()
+		_, port, _ := strings.Cut(testkit.FreeAddress(), ":")
 		m := startManagerNoWait(managerConfig(), func(o *app.Options) {
 			o.EnableControllers, o.LeaderElect = false, false
-			o.CertRotation, o.CertSecretName, o.WebhookConfigurationName, o.CertNamespace = true, secretName, configName, managerNamespace
+			o.CertRotation, o.CertSecretName, o.WebhookConfigurationName, o.CertNamespace = true, secretName, configName, local.Namespace
 			o.WebhookCertDir, o.WebhookHost = certDir, "127.0.0.1"
 			o.WebhookPort, _ = strconv.Atoi(port)
 			o.HealthProbeBindAddress, o.MetricsBindAddress = health, "0"

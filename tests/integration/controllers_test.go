@@ -28,40 +28,12 @@ import (
 	"github.com/virtmesh/virtmesh/controllers"
 	"github.com/virtmesh/virtmesh/internal/app"
 	"github.com/virtmesh/virtmesh/internal/mesh"
+	"github.com/virtmesh/virtmesh/internal/testkit"
 )
 
 const converge = 30 * time.Second
 
 var enabledNS = map[string]string{"istio-injection": "enabled"}
-
-// meshVM is a VirtualMachine as a VM owner writes it: a pod network, the
-// ports the guest serves, and (optionally) app and version labels.
-func meshVM(name, app, version string, ports ...int32) *kubevirtv1.VirtualMachine {
-	labels := map[string]string{}
-	if app != "" {
-		labels[mesh.AppLabel] = app
-	}
-	if version != "" {
-		labels[mesh.VersionLabel] = version
-	}
-	iface := kubevirtv1.Interface{Name: "default", InterfaceBindingMethod: kubevirtv1.InterfaceBindingMethod{Masquerade: &kubevirtv1.InterfaceMasquerade{}}}
-	for _, p := range ports {
-		iface.Ports = append(iface.Ports, kubevirtv1.Port{Name: "http-" + strconv.Itoa(int(p)), Port: p})
-	}
-	return &kubevirtv1.VirtualMachine{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: kubevirtv1.VirtualMachineSpec{
-			RunStrategy: ptrTo(kubevirtv1.RunStrategyHalted),
-			Template: &kubevirtv1.VirtualMachineInstanceTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: kubevirtv1.VirtualMachineInstanceSpec{
-					Domain:   kubevirtv1.DomainSpec{Devices: kubevirtv1.Devices{Interfaces: []kubevirtv1.Interface{iface}}},
-					Networks: []kubevirtv1.Network{*kubevirtv1.DefaultPodNetwork()},
-				},
-			},
-		},
-	}
-}
 
 func createIn(ctx context.Context, ns string, obj client.Object) {
 	GinkgoHelper()
@@ -200,7 +172,7 @@ var _ = Describe("The NetworkAttachmentDefinition controller", func() {
 
 	It("creates the NAD for a VMI that opts in by itself, and removes it when the VMI goes", func(ctx SpecContext) {
 		ns := newNamespace(ctx)
-		vmi := plainVMI("opted-in")
+		vmi := testkit.PlainVMI("opted-in")
 		vmi.Labels = map[string]string{mesh.InjectKey: "true"}
 		createIn(ctx, ns, vmi)
 		Eventually(nadExists).WithArguments(ctx, ns).WithTimeout(converge).Should(BeTrue())
@@ -236,7 +208,7 @@ var _ = Describe("The NetworkAttachmentDefinition controller without the NAD CRD
 		ns := newLabelledNamespace(ctx, enabledNS)
 		// The manager runs normally: the webhook still mutates VMIs.
 		virt, _ := vmOwner()
-		created, err := virt.KubevirtV1().VirtualMachineInstances(ns).Create(ctx, plainVMI("early"), metav1.CreateOptions{})
+		created, err := virt.KubevirtV1().VirtualMachineInstances(ns).Create(ctx, testkit.PlainVMI("early"), metav1.CreateOptions{})
 		Expect(err).NotTo(HaveOccurred())
 		Expect(created.Labels).To(HaveKeyWithValue(mesh.InjectKey, "true"))
 		Consistently(mgr.probe).WithArguments("/readyz").WithTimeout(2 * time.Second).Should(Equal(http.StatusOK))
@@ -261,7 +233,7 @@ var _ = Describe("The NetworkAttachmentDefinition controller without the NAD CRD
 var _ = Describe("The Service controller", func() {
 	It("creates a Service for a meshed VM and updates it when its ports change", func(ctx SpecContext) {
 		ns := newLabelledNamespace(ctx, enabledNS)
-		vm := meshVM("shop", "", "", 8080)
+		vm := testkit.MeshVM("shop", "", "", 8080)
 		createIn(ctx, ns, vm)
 
 		Eventually(getService(ctx, ns, "shop")).WithTimeout(converge).Should(And(
@@ -287,8 +259,8 @@ var _ = Describe("The Service controller", func() {
 
 	It("shares one Service between the VMs of an app; garbage collection deletes it after the last one", func(ctx SpecContext) {
 		ns := newLabelledNamespace(ctx, enabledNS)
-		v1 := meshVM("reviews-v1", "reviews", "v1", 8080)
-		v2 := meshVM("reviews-v2", "reviews", "v2", 8080, 8443)
+		v1 := testkit.MeshVM("reviews-v1", "reviews", "v1", 8080)
+		v2 := testkit.MeshVM("reviews-v2", "reviews", "v2", 8080, 8443)
 		createIn(ctx, ns, v1)
 		createIn(ctx, ns, v2)
 		Eventually(getService(ctx, ns, "reviews")).WithTimeout(converge).Should(And(
@@ -314,7 +286,7 @@ var _ = Describe("The Service controller", func() {
 	It("serves a standalone VMI, as the webhook labelled it", func(ctx SpecContext) {
 		ns := newLabelledNamespace(ctx, enabledNS)
 		virt, _ := vmOwner()
-		vmi, err := virt.KubevirtV1().VirtualMachineInstances(ns).Create(ctx, plainVMI("cache"), metav1.CreateOptions{})
+		vmi, err := virt.KubevirtV1().VirtualMachineInstances(ns).Create(ctx, testkit.PlainVMI("cache"), metav1.CreateOptions{})
 		Expect(err).NotTo(HaveOccurred())
 		Eventually(getService(ctx, ns, "cache")).WithTimeout(converge).Should(And(
 			WithTransform(servicePorts, Equal([]int32{8080})),
@@ -329,7 +301,7 @@ var _ = Describe("The Service controller", func() {
 		theirs := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "legacy", Namespace: ns},
 			Spec: corev1.ServiceSpec{Selector: map[string]string{"tier": "old"}, Ports: []corev1.ServicePort{{Port: 80}}}}
 		Expect(adminClient.Create(ctx, theirs)).To(Succeed())
-		createIn(ctx, ns, meshVM("legacy", "", "", 8080))
+		createIn(ctx, ns, testkit.MeshVM("legacy", "", "", 8080))
 		Eventually(eventReasons).WithArguments(ctx, ns, "VirtualMachine", "legacy").WithTimeout(converge).
 			Should(ContainElement(controllers.ReasonServiceConflict))
 		Expect(eventMessages(ctx, ns, "VirtualMachine", "legacy", controllers.ReasonServiceConflict)[0]).To(ContainSubstring("did not create it"))
@@ -340,7 +312,7 @@ var _ = Describe("The Service controller", func() {
 
 	It("creates no Service for a VM without ports, and says how to declare them", func(ctx SpecContext) {
 		ns := newLabelledNamespace(ctx, enabledNS)
-		createIn(ctx, ns, meshVM("quiet", "", ""))
+		createIn(ctx, ns, testkit.MeshVM("quiet", "", ""))
 		Eventually(eventReasons).WithArguments(ctx, ns, "VirtualMachine", "quiet").WithTimeout(converge).Should(ContainElement(controllers.ReasonNoPorts))
 		Expect(eventMessages(ctx, ns, "VirtualMachine", "quiet", controllers.ReasonNoPorts)[0]).To(ContainSubstring("interfaces[].ports"))
 		_, err := getService(ctx, ns, "quiet")()
@@ -349,10 +321,10 @@ var _ = Describe("The Service controller", func() {
 
 	It("creates no Service for a VM annotated virtmesh.io/service=false, and deletes its own when a VM opts out", func(ctx SpecContext) {
 		ns := newLabelledNamespace(ctx, enabledNS)
-		out := meshVM("private", "", "", 8080)
+		out := testkit.MeshVM("private", "", "", 8080)
 		out.Annotations = map[string]string{mesh.ServiceAnnotation: "false"}
 		createIn(ctx, ns, out)
-		in := meshVM("public", "", "", 8080)
+		in := testkit.MeshVM("public", "", "", 8080)
 		createIn(ctx, ns, in)
 		Eventually(getService(ctx, ns, "public")).WithTimeout(converge).Should(WithTransform(servicePorts, Equal([]int32{8080})))
 		_, err := getService(ctx, ns, "private")()
@@ -371,14 +343,15 @@ var _ = Describe("The Service controller", func() {
 
 var _ = Describe("The controllers at steady state", Ordered, func() {
 	It("make zero API writes across full resyncs", func(ctx SpecContext) {
-		By("restarting virtmesh with a 2s resync period")
+		By("restarting virtmesh with a 2s resync period, counting its write requests")
 		Expect(mgr.stop(ctx)).To(Succeed())
-		mgr = startManager(managerConfig(), func(o *app.Options) { o.Controllers.SyncPeriod = 2 * time.Second })
+		writes := &writeCounter{}
+		mgr = startManager(writes.wrap(managerConfig()), func(o *app.Options) { o.Controllers.SyncPeriod = 2 * time.Second })
 
 		ns := newLabelledNamespace(ctx, enabledNS)
-		createIn(ctx, ns, meshVM("web-v1", "web", "v1", 8080))
-		createIn(ctx, ns, meshVM("web-v2", "web", "v2", 8080, 9090))
-		createIn(ctx, ns, meshVM("db", "", "", 5432))
+		createIn(ctx, ns, testkit.MeshVM("web-v1", "web", "v1", 8080))
+		createIn(ctx, ns, testkit.MeshVM("web-v2", "web", "v2", 8080, 9090))
+		createIn(ctx, ns, testkit.MeshVM("db", "", "", 5432))
 		Eventually(getService(ctx, ns, "web")).WithTimeout(converge).Should(WithTransform(servicePorts, Equal([]int32{8080, 9090})))
 		Eventually(getService(ctx, ns, "db")).WithTimeout(converge).Should(WithTransform(servicePorts, Equal([]int32{5432})))
 		Eventually(nadExists).WithArguments(ctx, ns).WithTimeout(converge).Should(BeTrue())
@@ -399,11 +372,14 @@ var _ = Describe("The controllers at steady state", Ordered, func() {
 		}
 		// Let the creation settle, then watch two full resyncs go by.
 		time.Sleep(3 * time.Second)
-		before, reconcilesBefore := snapshot(), reconciles("service")+reconciles("nad")
+		before, reconcilesBefore, writesBefore := snapshot(), reconciles("service")+reconciles("nad"), writes.snapshot()
+		Expect(writesBefore).To(HaveKey(ContainSubstring("PATCH /api/v1/namespaces/"+ns+"/services/")),
+			"the counter saw none of virtmesh's applies: it counts nothing")
 		time.Sleep(7 * time.Second)
-		after, reconcilesAfter := snapshot(), reconciles("service")+reconciles("nad")
+		after, reconcilesAfter, writesAfter := snapshot(), reconciles("service")+reconciles("nad"), writes.snapshot()
 		Expect(reconcilesAfter-reconcilesBefore).To(BeNumerically(">=", 4), "no resync happened")
 		Expect(after).To(Equal(before))
+		Expect(writesAfter).To(Equal(writesBefore), "virtmesh sent write requests at steady state")
 	}, SpecTimeout(2*time.Minute))
 
 	It("converge after a restart mid-way with no duplicates", func(ctx SpecContext) {
@@ -412,7 +388,7 @@ var _ = Describe("The controllers at steady state", Ordered, func() {
 		vms := map[string]types.UID{}
 		for i := range 12 {
 			app := "app-" + strconv.Itoa(i%4)
-			vm := meshVM(app+"-v"+strconv.Itoa(i), app, "v"+strconv.Itoa(i), int32(8000+i))
+			vm := testkit.MeshVM(app+"-v"+strconv.Itoa(i), app, "v"+strconv.Itoa(i), int32(8000+i))
 			createIn(ctx, ns, vm)
 			vms[vm.Name] = vm.UID
 		}
@@ -437,10 +413,10 @@ var _ = Describe("The controllers at steady state", Ordered, func() {
 
 	It("reports the meshed VMs as a gauge", func(ctx SpecContext) {
 		ns := newLabelledNamespace(ctx, enabledNS)
-		createIn(ctx, ns, meshVM("counted-1", "", "", 8080))
-		createIn(ctx, ns, meshVM("counted-2", "", "", 8080))
+		createIn(ctx, ns, testkit.MeshVM("counted-1", "", "", 8080))
+		createIn(ctx, ns, testkit.MeshVM("counted-2", "", "", 8080))
 		virt, _ := vmOwner()
-		_, err := virt.KubevirtV1().VirtualMachineInstances(ns).Create(ctx, plainVMI("counted"), metav1.CreateOptions{})
+		_, err := virt.KubevirtV1().VirtualMachineInstances(ns).Create(ctx, testkit.PlainVMI("counted"), metav1.CreateOptions{})
 		Expect(err).NotTo(HaveOccurred())
 		Eventually(func() (float64, error) { return metricValue("virtmesh_meshed_virtualmachines") }).
 			WithTimeout(converge).Should(BeNumerically(">=", 2))

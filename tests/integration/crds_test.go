@@ -13,21 +13,15 @@ import (
 
 var _ = Describe("KubeVirt and NAD CRDs", func() {
 	It("prunes a field KubeVirt's schema does not know and keeps the ones it does", func(ctx SpecContext) {
-		ns := newNamespace(ctx)
-		vmi := &unstructured.Unstructured{Object: map[string]any{
-			"apiVersion": "kubevirt.io/v1",
-			"kind":       "VirtualMachineInstance",
-			"metadata":   map[string]any{"name": "pruned", "namespace": ns},
-			"spec": map[string]any{
-				"notAKubeVirtField": "dropped",
-				"domain": map[string]any{
-					"devices": map[string]any{
-						"interfaces": []any{map[string]any{"name": "default", "masquerade": map[string]any{}, "bogus": true}},
-					},
+		vmi := unstructuredVMI(newNamespace(ctx), "pruned", map[string]any{
+			"notAKubeVirtField": "dropped",
+			"domain": map[string]any{
+				"devices": map[string]any{
+					"interfaces": []any{map[string]any{"name": "default", "masquerade": map[string]any{}, "bogus": true}},
 				},
-				"networks": []any{map[string]any{"name": "default", "pod": map[string]any{}}},
 			},
-		}}
+			"networks": []any{map[string]any{"name": "default", "pod": map[string]any{}}},
+		})
 		Expect(adminClient.Create(ctx, vmi)).To(Succeed())
 
 		stored := &unstructured.Unstructured{}
@@ -45,13 +39,7 @@ var _ = Describe("KubeVirt and NAD CRDs", func() {
 	})
 
 	It("rejects a VMI that violates KubeVirt's schema", func(ctx SpecContext) {
-		ns := newNamespace(ctx)
-		vmi := &unstructured.Unstructured{Object: map[string]any{
-			"apiVersion": "kubevirt.io/v1",
-			"kind":       "VirtualMachineInstance",
-			"metadata":   map[string]any{"name": "invalid", "namespace": ns},
-			"spec":       map[string]any{"domain": map[string]any{"devices": "not-an-object"}},
-		}}
+		vmi := unstructuredVMI(newNamespace(ctx), "invalid", map[string]any{"domain": map[string]any{"devices": "not-an-object"}})
 		Expect(adminClient.Create(ctx, vmi)).To(MatchError(ContainSubstring("spec.domain.devices")))
 	})
 
@@ -71,4 +59,15 @@ func listOf(gvk schema.GroupVersionKind) *unstructured.UnstructuredList {
 	l := &unstructured.UnstructuredList{}
 	l.SetGroupVersionKind(gvk)
 	return l
+}
+
+// unstructuredVMI is a VMI with spec as written, whatever KubeVirt's schema
+// says of it.
+func unstructuredVMI(ns, name string, spec map[string]any) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "kubevirt.io/v1",
+		"kind":       "VirtualMachineInstance",
+		"metadata":   map[string]any{"name": name, "namespace": ns},
+		"spec":       spec,
+	}}
 }

@@ -12,10 +12,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/virtmesh/virtmesh/internal/app"
+	"github.com/virtmesh/virtmesh/internal/testkit/local"
 )
 
 var _ = Describe("The manager", Ordered, func() {
-	leaseKey := client.ObjectKey{Namespace: managerNamespace, Name: app.LeaderElectionID}
+	leaseKey := client.ObjectKey{Namespace: local.Namespace, Name: app.LeaderElectionID}
 
 	It("is live and ready, serves metrics, and holds the leader lease", func(ctx SpecContext) {
 		Expect(mgr.probe("/healthz")).To(Equal(http.StatusOK))

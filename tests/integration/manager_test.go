@@ -3,8 +3,6 @@ package integration
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
 	"net/http"
 	"time"
 
@@ -13,6 +11,8 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/virtmesh/virtmesh/internal/app"
+	"github.com/virtmesh/virtmesh/internal/testkit"
+	"github.com/virtmesh/virtmesh/internal/testkit/local"
 )
 
 // runningManager is a virtmesh manager started through app.Run, the same entry
@@ -49,10 +49,10 @@ func startManagerNoWait(cfg *rest.Config, tweaks ...func(*app.Options)) *running
 	host, port, certDir := cp.WebhookServing()
 	o := app.NewOptions()
 	o.WebhookHost, o.WebhookPort, o.WebhookCertDir = host, port, certDir
-	o.MetricsBindAddress = freeAddress()
-	o.HealthProbeBindAddress = freeAddress()
+	o.MetricsBindAddress = testkit.FreeAddress()
+	o.HealthProbeBindAddress = testkit.FreeAddress()
 	o.LeaderElect = true
-	o.LeaderElectionNamespace = managerNamespace
+	o.LeaderElectionNamespace = local.Namespace
 	o.GracefulShutdownTimeout = 10 * time.Second
 	for _, t := range tweaks {
 		t(o)
@@ -95,13 +95,4 @@ func httpStatus(url string) (int, error) {
 	}
 	defer func() { _ = resp.Body.Close() }()
 	return resp.StatusCode, nil
-}
-
-// freeAddress returns a loopback address with a port nobody listens on.
-func freeAddress() string {
-	GinkgoHelper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	Expect(err).NotTo(HaveOccurred())
-	defer func() { _ = l.Close() }()
-	return fmt.Sprintf("127.0.0.1:%d", l.Addr().(*net.TCPAddr).Port)
 }

@@ -22,13 +22,7 @@ import (
 
 	"github.com/virtmesh/virtmesh/internal/app"
 	"github.com/virtmesh/virtmesh/internal/controlplane"
-	"github.com/virtmesh/virtmesh/internal/manifests"
-)
-
-const (
-	// managerNamespace and managerServiceAccount match manifests/rbac.
-	managerNamespace      = "virtmesh-system"
-	managerServiceAccount = "virtmesh"
+	"github.com/virtmesh/virtmesh/internal/testkit/local"
 )
 
 var (
@@ -48,27 +42,16 @@ func TestIntegration(t *testing.T) {
 var _ = BeforeSuite(func(ctx SpecContext) {
 	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 
-	webhookObjs, err := manifests.Render(filepath.Join(repoRoot, "manifests", "webhook"))
-	Expect(err).NotTo(HaveOccurred())
-	webhooks, err := manifests.MutatingWebhookConfigurations(webhookObjs)
-	Expect(err).NotTo(HaveOccurred())
-
 	By("starting etcd, kube-apiserver and kube-controller-manager")
-	cp, err = controlplane.Start(controlplane.Options{
-		CRDDirs:              []string{filepath.Join(repoRoot, "tests", "crds")},
-		MutatingWebhooks:     webhooks,
-		ControllerManagerLog: GinkgoWriter,
-	})
+	var err error
+	cp, err = local.StartControlPlane(repoRoot, controlplane.Options{ControllerManagerLog: GinkgoWriter})
 	Expect(err).NotTo(HaveOccurred())
 
 	adminClient, err = client.New(cp.Config(), client.Options{Scheme: app.NewScheme()})
 	Expect(err).NotTo(HaveOccurred())
 
 	By("installing the shipped RBAC")
-	Expect(adminClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNamespace}})).To(Succeed())
-	rbac, err := manifests.Render(filepath.Join(repoRoot, "manifests", "rbac"))
-	Expect(err).NotTo(HaveOccurred())
-	Expect(manifests.Apply(ctx, adminClient, rbac)).To(Succeed())
+	Expect(local.InstallRBAC(ctx, adminClient, repoRoot)).To(Succeed())
 
 	By("starting virtmesh as its ServiceAccount")
 	mgr = startManager(managerConfig())
@@ -85,7 +68,7 @@ var _ = AfterSuite(func(ctx SpecContext) {
 
 // managerConfig is the ServiceAccount identity the manager runs with.
 func managerConfig() *rest.Config {
-	return cp.ImpersonatedConfig(managerNamespace, managerServiceAccount)
+	return local.ManagerConfig(cp)
 }
 
 // newNamespace creates a namespace for one spec and deletes it afterwards.

@@ -2,60 +2,28 @@ package integration
 
 import (
 	"encoding/json"
-	"sync"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"kubevirt.io/client-go/kubevirt"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/virtmesh/virtmesh/internal/mesh"
+	"github.com/virtmesh/virtmesh/internal/testkit"
 )
-
-// warningRecorder collects the API server's warnings, as kubectl shows them.
-type warningRecorder struct {
-	mu       sync.Mutex
-	messages []string
-}
-
-func (w *warningRecorder) HandleWarningHeader(_ int, _ string, message string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.messages = append(w.messages, message)
-}
-
-func (w *warningRecorder) all() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]string(nil), w.messages...)
-}
 
 // vmOwner returns KubeVirt's typed client acting as a VM owner, and the
 // warnings that owner is shown.
-func vmOwner() (kubevirt.Interface, *warningRecorder) {
+func vmOwner() (kubevirt.Interface, *testkit.Warnings) {
 	GinkgoHelper()
 	cfg := cp.Config()
-	w := &warningRecorder{}
+	w := &testkit.Warnings{}
 	cfg.WarningHandler = w
 	c, err := kubevirt.NewForConfig(cfg)
 	Expect(err).NotTo(HaveOccurred())
 	return c, w
-}
-
-// plainVMI is a VMI as a VM owner writes it: no annotation, binding or labels.
-func plainVMI(name string) *kubevirtv1.VirtualMachineInstance {
-	return &kubevirtv1.VirtualMachineInstance{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: kubevirtv1.VirtualMachineInstanceSpec{Domain: kubevirtv1.DomainSpec{
-			Devices: kubevirtv1.Devices{Interfaces: []kubevirtv1.Interface{{
-				Name: "default", InterfaceBindingMethod: kubevirtv1.InterfaceBindingMethod{Bridge: &kubevirtv1.InterfaceBridge{}},
-				Ports: []kubevirtv1.Port{{Name: "http", Port: 8080}},
-			}}},
-		}, Networks: []kubevirtv1.Network{*kubevirtv1.DefaultPodNetwork()}},
-	}
 }
 
 var _ = Describe("The VMI webhook", func() {
@@ -64,7 +32,7 @@ var _ = Describe("The VMI webhook", func() {
 	It("makes a VMI in a mesh namespace Istio-ready, tells the owner, and KubeVirt's schema accepts it", func(ctx SpecContext) {
 		ns := newLabelledNamespace(ctx, enabled)
 		virt, warnings := vmOwner()
-		_, err := virt.KubevirtV1().VirtualMachineInstances(ns).Create(ctx, plainVMI("web"), metav1.CreateOptions{})
+		_, err := virt.KubevirtV1().VirtualMachineInstances(ns).Create(ctx, testkit.PlainVMI("web"), metav1.CreateOptions{})
 		Expect(err).NotTo(HaveOccurred())
 
 		stored := &kubevirtv1.VirtualMachineInstance{}
@@ -77,14 +45,14 @@ var _ = Describe("The VMI webhook", func() {
 		Expect(iface.Bridge).To(BeNil())
 		Expect(iface.Masquerade).NotTo(BeNil())
 		Expect(iface.Ports).To(ConsistOf(kubevirtv1.Port{Name: "http", Port: 8080}))
-		Expect(warnings.all()).To(ContainElement(
+		Expect(warnings.All()).To(ContainElement(
 			`virtmesh: interface "default" switched from bridge to masquerade (Istio needs masquerade)`))
 	})
 
 	It("stores a VMI in a namespace outside the mesh exactly as written", func(ctx SpecContext) {
 		ns := newNamespace(ctx)
 		virt, warnings := vmOwner()
-		sent := plainVMI("plain")
+		sent := testkit.PlainVMI("plain")
 		_, err := virt.KubevirtV1().VirtualMachineInstances(ns).Create(ctx, sent, metav1.CreateOptions{})
 		Expect(err).NotTo(HaveOccurred())
 		stored := &kubevirtv1.VirtualMachineInstance{}
@@ -92,13 +60,13 @@ var _ = Describe("The VMI webhook", func() {
 		Expect(jsonOf(stored.Spec)).To(MatchJSON(jsonOf(sent.Spec)))
 		Expect(stored.Labels).To(BeEmpty())
 		Expect(stored.Annotations).To(BeEmpty())
-		Expect(warnings.all()).To(BeEmpty())
+		Expect(warnings.All()).To(BeEmpty())
 	})
 
 	It("leaves a VMI that opts out alone", func(ctx SpecContext) {
 		ns := newLabelledNamespace(ctx, enabled)
 		virt, _ := vmOwner()
-		vmi := plainVMI("out")
+		vmi := testkit.PlainVMI("out")
 		vmi.Labels = map[string]string{mesh.InjectKey: "false"}
 		_, err := virt.KubevirtV1().VirtualMachineInstances(ns).Create(ctx, vmi, metav1.CreateOptions{})
 		Expect(err).NotTo(HaveOccurred())
@@ -111,7 +79,7 @@ var _ = Describe("The VMI webhook", func() {
 	It("denies an opt-out in an enforced namespace, naming the label", func(ctx SpecContext) {
 		ns := newLabelledNamespace(ctx, map[string]string{mesh.NamespaceInjectionLabel: "enabled", mesh.EnforceLabel: "true"})
 		virt, _ := vmOwner()
-		vmi := plainVMI("rebel")
+		vmi := testkit.PlainVMI("rebel")
 		vmi.Labels = map[string]string{mesh.InjectKey: "false"}
 		_, err := virt.KubevirtV1().VirtualMachineInstances(ns).Create(ctx, vmi, metav1.CreateOptions{})
 		Expect(err).To(MatchError(ContainSubstring(mesh.EnforceLabel + "=true")))
@@ -120,12 +88,12 @@ var _ = Describe("The VMI webhook", func() {
 	It("mutates a dry-run VMI the same way and stores nothing", func(ctx SpecContext) {
 		ns := newLabelledNamespace(ctx, enabled)
 		virt, warnings := vmOwner()
-		got, err := virt.KubevirtV1().VirtualMachineInstances(ns).Create(ctx, plainVMI("dry"),
+		got, err := virt.KubevirtV1().VirtualMachineInstances(ns).Create(ctx, testkit.PlainVMI("dry"),
 			metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		Expect(err).NotTo(HaveOccurred())
 		Expect(got.Labels).To(HaveKeyWithValue(mesh.InjectKey, "true"))
 		Expect(got.Spec.Domain.Devices.Interfaces[0].Masquerade).NotTo(BeNil())
-		Expect(warnings.all()).NotTo(BeEmpty())
+		Expect(warnings.All()).NotTo(BeEmpty())
 		Expect(adminClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "dry"}, &kubevirtv1.VirtualMachineInstance{})).
 			NotTo(Succeed())
 	})
@@ -141,7 +109,7 @@ var _ = Describe("The VMI webhook", func() {
 		}, metav1.CreateOptions{})
 		Expect(err).NotTo(HaveOccurred())
 		// As virt-controller does when it starts the VM.
-		vmi := plainVMI("shop")
+		vmi := testkit.PlainVMI("shop")
 		vmi.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(vm, kubevirtv1.VirtualMachineGroupVersionKind)}
 		created, err := virt.KubevirtV1().VirtualMachineInstances(ns).Create(ctx, vmi, metav1.CreateOptions{})
 		Expect(err).NotTo(HaveOccurred())
@@ -155,5 +123,3 @@ func jsonOf(v any) string {
 	Expect(err).NotTo(HaveOccurred())
 	return string(b)
 }
-
-var _ rest.WarningHandler = &warningRecorder{}

@@ -1,10 +1,6 @@
-// Package localrun runs bin/virtmesh against a local control plane
-// (internal/controlplane) as its ServiceAccount, with the shipped RBAC. The
-// demo and the controllers' load program share it.
-package localrun
+package local
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -13,32 +9,8 @@ import (
 	"syscall"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-
 	"github.com/virtmesh/virtmesh/internal/controlplane"
-	"github.com/virtmesh/virtmesh/internal/manifests"
 )
-
-// Namespace and ServiceAccount are virtmesh's, as in manifests/rbac.
-const (
-	Namespace      = "virtmesh-system"
-	ServiceAccount = "virtmesh"
-)
-
-// InstallRBAC creates virtmesh's namespace and applies manifests/rbac from
-// the repository at root.
-func InstallRBAC(ctx context.Context, admin client.Client, root string) error {
-	if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}); err != nil {
-		return fmt.Errorf("creating namespace %s: %w", Namespace, err)
-	}
-	rbac, err := manifests.Render(filepath.Join(root, "manifests", "rbac"))
-	if err != nil {
-		return err
-	}
-	return manifests.Apply(ctx, admin, rbac)
-}
 
 // Process is a running virtmesh binary.
 type Process struct {

@@ -14,13 +14,10 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,7 +25,6 @@ import (
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
@@ -36,8 +32,9 @@ import (
 
 	"github.com/virtmesh/virtmesh/internal/app"
 	"github.com/virtmesh/virtmesh/internal/controlplane"
-	"github.com/virtmesh/virtmesh/internal/localrun"
 	"github.com/virtmesh/virtmesh/internal/mesh"
+	"github.com/virtmesh/virtmesh/internal/testkit"
+	"github.com/virtmesh/virtmesh/internal/testkit/local"
 )
 
 type scale struct {
@@ -68,7 +65,7 @@ func main() {
 func run(s scale, binary, root string, timeout time.Duration, workers int, verbose bool) error {
 	ctx := context.Background()
 	fmt.Println("starting etcd, kube-apiserver and kube-controller-manager")
-	cp, err := controlplane.Start(controlplane.Options{CRDDirs: []string{filepath.Join(root, "tests", "crds")}})
+	cp, err := controlplane.Start(controlplane.Options{CRDDirs: []string{local.CRDDir(root)}})
 	defer func() {
 		if cp != nil {
 			stopCtx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -85,7 +82,7 @@ func run(s scale, binary, root string, timeout time.Duration, workers int, verbo
 	if err != nil {
 		return err
 	}
-	if err := localrun.InstallRBAC(ctx, admin, root); err != nil {
+	if err := local.InstallRBAC(ctx, admin, root); err != nil {
 		return err
 	}
 
@@ -98,15 +95,15 @@ func run(s scale, binary, root string, timeout time.Duration, workers int, verbo
 	}
 	fmt.Printf("created in %s\n", time.Since(start).Round(time.Millisecond))
 
-	metrics, health := freeAddress(), freeAddress()
+	metrics, health := testkit.FreeAddress(), testkit.FreeAddress()
 	out := io.Discard
 	if verbose {
 		out = os.Stderr
 	}
 	fmt.Printf("starting %s; waiting for %d Services and %d NADs\n", binary, services, s.namespaces)
 	t0 := time.Now()
-	p, err := localrun.Start(cp, binary, []string{"--enable-webhook=false",
-		"--leader-elect", "--leader-election-namespace=" + localrun.Namespace,
+	p, err := local.Start(cp, binary, []string{"--enable-webhook=false",
+		"--leader-elect", "--leader-election-namespace=" + local.Namespace,
 		"--metrics-bind-address=" + metrics, "--health-probe-bind-address=" + health}, out)
 	if err != nil {
 		return err
@@ -191,14 +188,14 @@ func fill(ctx context.Context, c client.Client, s scale, workers int) error {
 						Spec: kubevirtv1.VirtualMachineSpec{RunStrategy: ptr.To(kubevirtv1.RunStrategyAlways),
 							Template: &kubevirtv1.VirtualMachineInstanceTemplateSpec{
 								ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{mesh.AppLabel: app, mesh.VersionLabel: fmt.Sprintf("v%d", v+1)}},
-								Spec:       vmiSpec(8080),
+								Spec:       testkit.VMISpec(8080),
 							}},
 					}
 					if err := c.Create(ctx, vm); err != nil {
 						errs <- err
 						return
 					}
-					vmi := meshedVMI(ns, vm.Name, app, 8080)
+					vmi := testkit.MeshedVMI(ns, vm.Name, app, 8080)
 					vmi.Labels[mesh.VersionLabel] = fmt.Sprintf("v%d", v+1)
 					vmi.Labels["kubevirt.io/vm"] = vm.Name
 					vmi.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(vm, kubevirtv1.VirtualMachineGroupVersionKind)}
@@ -208,7 +205,7 @@ func fill(ctx context.Context, c client.Client, s scale, workers int) error {
 			for a := range s.vmiApps {
 				for r := range s.vmisPerApp {
 					app := fmt.Sprintf("vmi-app-%d", a)
-					objs <- meshedVMI(ns, fmt.Sprintf("%s-%d", app, r), app, 8080, 9090)
+					objs <- testkit.MeshedVMI(ns, fmt.Sprintf("%s-%d", app, r), app, 8080, 9090)
 				}
 			}
 		}
@@ -216,41 +213,6 @@ func fill(ctx context.Context, c client.Client, s scale, workers int) error {
 	wg.Wait()
 	close(errs)
 	return <-errs
-}
-
-func vmiSpec(ports ...int32) kubevirtv1.VirtualMachineInstanceSpec {
-	iface := kubevirtv1.Interface{Name: "default", InterfaceBindingMethod: kubevirtv1.InterfaceBindingMethod{Masquerade: &kubevirtv1.InterfaceMasquerade{}}}
-	for _, p := range ports {
-		iface.Ports = append(iface.Ports, kubevirtv1.Port{Name: "http-" + strconv.Itoa(int(p)), Port: p, Protocol: "TCP"})
-	}
-	return kubevirtv1.VirtualMachineInstanceSpec{
-		Domain: kubevirtv1.DomainSpec{
-			Devices: kubevirtv1.Devices{
-				Interfaces: []kubevirtv1.Interface{iface},
-				Disks: []kubevirtv1.Disk{
-					{Name: "containerdisk", DiskDevice: kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: "virtio"}}},
-					{Name: "cloudinitdisk", DiskDevice: kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: "virtio"}}},
-				},
-			},
-			Resources: kubevirtv1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1024M")}},
-		},
-		Networks: []kubevirtv1.Network{*kubevirtv1.DefaultPodNetwork()},
-		Volumes: []kubevirtv1.Volume{
-			{Name: "containerdisk", VolumeSource: kubevirtv1.VolumeSource{ContainerDisk: &kubevirtv1.ContainerDiskSource{Image: "quay.io/kubevirt/fedora-cloud-container-disk-demo:latest"}}},
-			{Name: "cloudinitdisk", VolumeSource: kubevirtv1.VolumeSource{CloudInitNoCloud: &kubevirtv1.CloudInitNoCloudSource{
-				UserData: "#cloud-config\npassword: fedora\nchpasswd: { expire: False }\nbootcmd:\n  - sudo python3 -m http.server 8080 &\n"}}},
-		},
-	}
-}
-
-// meshedVMI is a VMI as the webhook stores it.
-func meshedVMI(ns, name, app string, ports ...int32) *kubevirtv1.VirtualMachineInstance {
-	return &kubevirtv1.VirtualMachineInstance{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns,
-			Labels:      map[string]string{mesh.AppLabel: app, mesh.InjectKey: "true"},
-			Annotations: map[string]string{mesh.InjectKey: "true", mesh.MutationsAnnotation: "inject,app"}},
-		Spec: vmiSpec(ports...),
-	}
 }
 
 func count(ctx context.Context, c client.Client) (int, int, error) {
@@ -299,14 +261,5 @@ func memKB(pid int, field string) (int64, error) {
 			return strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 		}
 	}
-	return 0, errors.New(field + " not found")
-}
-
-func freeAddress() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().String()
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }

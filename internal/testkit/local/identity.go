@@ -1,0 +1,40 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/virtmesh/virtmesh/internal/controlplane"
+	"github.com/virtmesh/virtmesh/internal/manifests"
+)
+
+// Namespace and ServiceAccount are virtmesh's, as in manifests/rbac.
+const (
+	Namespace      = "virtmesh-system"
+	ServiceAccount = "virtmesh"
+)
+
+// InstallRBAC creates virtmesh's namespace and applies manifests/rbac from
+// the repository at root.
+func InstallRBAC(ctx context.Context, admin client.Client, root string) error {
+	if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}); err != nil {
+		return fmt.Errorf("creating namespace %s: %w", Namespace, err)
+	}
+	rbac, err := manifests.Render(filepath.Join(root, "manifests", "rbac"))
+	if err != nil {
+		return err
+	}
+	return manifests.Apply(ctx, admin, rbac)
+}
+
+// ManagerConfig authenticates an in-process manager as virtmesh's
+// ServiceAccount, so it has exactly the rights InstallRBAC granted.
+func ManagerConfig(cp *controlplane.ControlPlane) *rest.Config {
+	return cp.ImpersonatedConfig(Namespace, ServiceAccount)
+}
