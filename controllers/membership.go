@@ -2,11 +2,14 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"maps"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -104,27 +107,40 @@ func (w workload) ports() []kubevirtv1.Port {
 	return nil
 }
 
+// workloadOf is a VM or VMI as a workload.
+func workloadOf(o runtime.Object) (workload, bool) {
+	switch o := o.(type) {
+	case *kubevirtv1.VirtualMachine:
+		return vmWorkload(o), true
+	case *kubevirtv1.VirtualMachineInstance:
+		return vmiWorkload(o), true
+	}
+	return workload{}, false
+}
+
+// errStop ends an eachWorkload loop early.
+var errStop = errors.New("stop")
+
 // eachWorkload lists the VMs, then the VMIs, matching opts from c (the
 // trimmed cache) and calls fn on each until it returns false. It is the one
-// loop over both kinds: membership, Services, NADs and metrics all use it.
+// loop over both kinds: Services, NADs, watches and metrics all use it.
 func eachWorkload(ctx context.Context, c client.Reader, fn func(workload) bool, opts ...client.ListOption) error {
 	opts = append(opts, client.UnsafeDisableDeepCopy)
-	vms := &kubevirtv1.VirtualMachineList{}
-	if err := c.List(ctx, vms, opts...); err != nil {
-		return err
-	}
-	for i := range vms.Items {
-		if !fn(vmWorkload(&vms.Items[i])) {
+	for _, list := range []client.ObjectList{&kubevirtv1.VirtualMachineList{}, &kubevirtv1.VirtualMachineInstanceList{}} {
+		if err := c.List(ctx, list, opts...); err != nil {
+			return err
+		}
+		err := meta.EachListItem(list, func(o runtime.Object) error {
+			if w, ok := workloadOf(o); ok && !fn(w) {
+				return errStop
+			}
+			return nil
+		})
+		if errors.Is(err, errStop) {
 			return nil
 		}
-	}
-	vmis := &kubevirtv1.VirtualMachineInstanceList{}
-	if err := c.List(ctx, vmis, opts...); err != nil {
-		return err
-	}
-	for i := range vmis.Items {
-		if !fn(vmiWorkload(&vmis.Items[i])) {
-			return nil
+		if err != nil {
+			return err
 		}
 	}
 	return nil

@@ -6,7 +6,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
-	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -21,16 +20,8 @@ import (
 // appOf is the request a VM or standalone VMI maps to; VMIs of a VM map to
 // nothing (their VM stands for them).
 func appOf(o client.Object) (reconcile.Request, bool) {
-	var w workload
-	switch o := o.(type) {
-	case *kubevirtv1.VirtualMachine:
-		w = vmWorkload(o)
-	case *kubevirtv1.VirtualMachineInstance:
-		w = vmiWorkload(o)
-	default:
-		return reconcile.Request{}, false
-	}
-	if !w.standalone() {
+	w, ok := workloadOf(o)
+	if !ok || !w.standalone() {
 		return reconcile.Request{}, false
 	}
 	return reconcile.Request{NamespacedName: types.NamespacedName{Namespace: w.meta.Namespace, Name: w.app()}}, true

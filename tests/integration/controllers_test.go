@@ -378,8 +378,8 @@ var _ = Describe("The controllers at steady state", Ordered, func() {
 		time.Sleep(7 * time.Second)
 		after, reconcilesAfter, writesAfter := snapshot(), reconciles("service")+reconciles("nad"), writes.snapshot()
 		Expect(reconcilesAfter-reconcilesBefore).To(BeNumerically(">=", 4), "no resync happened")
-		Expect(after).To(Equal(before))
 		Expect(writesAfter).To(Equal(writesBefore), "virtmesh sent write requests at steady state")
+		Expect(after).To(Equal(before))
 	}, SpecTimeout(2*time.Minute))
 
 	It("converge after a restart mid-way with no duplicates", func(ctx SpecContext) {
