@@ -82,7 +82,7 @@ verify-manifests: manifests ## Fail if generated manifests are stale.
 ##@ Testing
 
 .PHONY: test
-test: test-unit test-integration ## Run unit and integration tests (the CI command).
+test: test-unit test-integration ## Run unit and integration tests (CI runs it, then make verify).
 
 .PHONY: test-unit
 test-unit: ## Run unit tests, golden files and fuzz seeds.

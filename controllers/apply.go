@@ -10,6 +10,7 @@ import (
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -91,19 +92,42 @@ func nadApplyConfiguration(want *nadv1.NetworkAttachmentDefinition) (runtime.App
 	return client.ApplyConfigurationFromUnstructured(u), nil
 }
 
-// migrateFieldOwner moves the fields virtmesh versions before server-side
-// apply wrote (Create and Update, field manager "virtmesh", operation Update)
-// under its apply field manager, as kubectl does for client-side apply:
-// otherwise those fields stay co-owned and a port virtmesh stops applying is
-// never removed. It sends one JSON patch, only when there is something to move,
-// and reports whether it did.
-func migrateFieldOwner(ctx context.Context, c client.Client, obj client.Object) (bool, error) {
-	patch, err := csaupgrade.UpgradeManagedFieldsPatch(obj, sets.New(FieldOwner), FieldOwner)
+// hasUpdateEntry reports whether obj carries fields virtmesh wrote with a
+// create or an update (operation Update): a Service created by virtmesh, or
+// written by a version before server-side apply. Cheap: the cache keeps only
+// virtmesh's own managedFields entries.
+func hasUpdateEntry(obj client.Object) bool {
+	for _, e := range obj.GetManagedFields() {
+		if e.Manager == FieldOwner && e.Operation == metav1.ManagedFieldsOperationUpdate && e.Subresource == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// migrateFieldOwner moves the fields virtmesh wrote with Create or Update
+// (field manager "virtmesh", operation Update) under its apply field manager,
+// as kubectl does for client-side apply: otherwise those fields stay
+// co-owned and a port virtmesh stops applying is never removed. live must be
+// read from the API server, with every manager's entries: the patch replaces
+// metadata.managedFields whole (guarded by its resourceVersion). It sends one
+// JSON patch, only when there is something to move, and reports whether it did.
+func migrateFieldOwner(ctx context.Context, c client.Client, live client.Object) (bool, error) {
+	patch, err := csaupgrade.UpgradeManagedFieldsPatch(live, sets.New(FieldOwner), FieldOwner)
 	if err != nil || patch == nil {
 		return false, err
 	}
-	if err := c.Patch(ctx, obj, client.RawPatch(types.JSONPatchType, patch)); err != nil {
-		return false, fmt.Errorf("moving the fields of %s/%s to server-side apply: %w", obj.GetNamespace(), obj.GetName(), err)
+	if err := c.Patch(ctx, live, client.RawPatch(types.JSONPatchType, patch)); err != nil {
+		return false, fmt.Errorf("moving the fields of %s/%s to server-side apply: %w", live.GetNamespace(), live.GetName(), err)
 	}
 	return true, nil
+}
+
+// changesVisible reports whether applying want changes what users see of
+// have (selector, ports, owner references), so the change is worth an Event;
+// a write that only moves field ownership is not.
+func changesVisible(have, want *corev1.Service) bool {
+	return !equality.Semantic.DeepEqual(have.Spec.Selector, want.Spec.Selector) ||
+		!equality.Semantic.DeepEqual(have.Spec.Ports, want.Spec.Ports) ||
+		!equality.Semantic.DeepEqual(have.OwnerReferences, want.OwnerReferences)
 }

@@ -6,11 +6,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	clientgoapplyconfigurations "k8s.io/client-go/applyconfigurations"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/virtmesh/virtmesh/internal/mesh"
 )
@@ -20,8 +17,7 @@ import (
 func appliedService(t *testing.T, want *corev1.Service) (*corev1.Service, client.Client) {
 	t.Helper()
 	ctx := context.Background()
-	c := fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).WithReturnManagedFields().
-		WithTypeConverters(clientgoapplyconfigurations.NewTypeConverter(clientgoscheme.Scheme)).Build()
+	c := ssaClient()
 	if err := c.Apply(ctx, serviceApplyConfiguration(want), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
 		t.Fatal(err)
 	}
@@ -85,8 +81,7 @@ func TestServiceApplied(t *testing.T) {
 func TestMigrateFieldOwner(t *testing.T) {
 	ctx := context.Background()
 	want, _ := DesiredService("vms", "web", []Member{vm("a", port("http", 8080, ""))})
-	c := fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).WithReturnManagedFields().
-		WithTypeConverters(clientgoapplyconfigurations.NewTypeConverter(clientgoscheme.Scheme)).Build()
+	c := ssaClient()
 	// As virtmesh before server-side apply wrote it: a Create.
 	if err := c.Create(ctx, want.DeepCopy(), client.FieldOwner(FieldOwner)); err != nil {
 		t.Fatal(err)

@@ -61,12 +61,23 @@ func vmiWorkload(vmi *kubevirtv1.VirtualMachineInstance) workload {
 }
 
 // meshed: the workload's VMIs are (or will be) in the mesh and on the pod
-// network, and it is not being deleted.
+// network.
 func (w workload) meshed(ns namespaceInfo, cfg mesh.Config) bool {
-	if w.spec == nil || w.meta.DeletionTimestamp != nil {
+	if w.spec == nil {
 		return false
 	}
 	return mesh.Decide(ns.name, ns.labels, w.vmiMeta.Labels, w.vmiMeta.Annotations, cfg).InMesh && mesh.HasPodNetwork(w.spec)
+}
+
+// deleting: the workload is going away; it no longer needs a NAD or a Service.
+func (w workload) deleting() bool { return w.meta.DeletionTimestamp != nil }
+
+// shortKind is what users call it: VirtualMachine or VMI.
+func (w workload) shortKind() string {
+	if w.vm != nil {
+		return "VirtualMachine"
+	}
+	return "VMI"
 }
 
 // standalone: a VM, or a VMI no VM owns (a VM stands for its VMIs).

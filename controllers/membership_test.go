@@ -67,11 +67,11 @@ func TestEachWorkload(t *testing.T) {
 	if err := eachWorkload(context.Background(), c, func(workload) bool { n++; return false }); err != nil || n != 1 {
 		t.Fatalf("did not stop: n=%d err=%v", n, err)
 	}
-	// A VM being deleted is not meshed.
+	// A VM being deleted says so.
 	now := metav1.Now()
 	deleting := vm.DeepCopy()
 	deleting.DeletionTimestamp = &now
-	if vmWorkload(deleting).meshed(ns, mesh.DefaultConfig()) {
-		t.Error("a VM being deleted counted as meshed")
+	if !vmWorkload(deleting).deleting() || vmWorkload(vm).deleting() {
+		t.Error("deleting() is wrong")
 	}
 }

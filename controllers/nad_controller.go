@@ -7,7 +7,6 @@ import (
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -22,7 +21,7 @@ import (
 	"github.com/virtmesh/virtmesh/internal/mesh"
 )
 
-// +kubebuilder:rbac:groups=k8s.cni.cncf.io,resources=network-attachment-definitions,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=k8s.cni.cncf.io,resources=network-attachment-definitions,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=kubevirt.io,resources=virtualmachineinstances;virtualmachines,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
@@ -30,16 +29,15 @@ import (
 // NADReconciler keeps the istio-cni NetworkAttachmentDefinition in every mesh
 // namespace. Its requests are namespace names.
 type NADReconciler struct {
-	Client    client.Client // the manager's, with FieldOwner: reads from the cache
-	APIReader client.Reader // reads the API server
-	Mesh      mesh.Config
-	Config    Config
-	Recorder  record.EventRecorder
+	Client   client.Client // the manager's, with FieldOwner: reads from the cache
+	Mesh     mesh.Config
+	Config   Config
+	Recorder record.EventRecorder
 }
 
 // NewNADReconciler builds the reconciler on the manager's client.
 func NewNADReconciler(mgr ctrl.Manager, meshCfg mesh.Config, cfg Config) *NADReconciler {
-	return &NADReconciler{Client: client.WithFieldOwner(mgr.GetClient(), FieldOwner), APIReader: mgr.GetAPIReader(), Mesh: meshCfg, Config: cfg,
+	return &NADReconciler{Client: client.WithFieldOwner(mgr.GetClient(), FieldOwner), Mesh: meshCfg, Config: cfg,
 		Recorder: mgr.GetEventRecorderFor("virtmesh-nad")}
 }
 
@@ -81,14 +79,16 @@ func (r *NADReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 	nsRef := &corev1.ObjectReference{Kind: "Namespace", APIVersion: "v1", Name: ns.name}
 	switch {
 	case need && !exists:
-		if err := r.apply(ctx, want, ""); err != nil {
-			return requeueOnConflict(err)
+		// Created, never applied: a NAD of that name someone else creates
+		// meanwhile makes the create fail rather than be merged into.
+		if err := r.Client.Create(ctx, want); err != nil {
+			return requeueOnConflict(fmt.Errorf("creating NetworkAttachmentDefinition %s/%s: %w", ns.name, want.Name, err))
 		}
 		log.FromContext(ctx).Info("created NetworkAttachmentDefinition", "name", want.Name, "why", why)
 		r.Recorder.Eventf(nsRef, corev1.EventTypeNormal, ReasonNADCreated,
 			"virtmesh created NetworkAttachmentDefinition %q so meshed VMs can start here (%s)", want.Name, why)
 	case need && Managed(have) && !nadUpToDate(have, want):
-		if err := r.apply(ctx, want, have.ResourceVersion); err != nil {
+		if err := r.restore(ctx, want, have.ResourceVersion); err != nil {
 			return requeueOnConflict(err)
 		}
 		r.Recorder.Eventf(nsRef, corev1.EventTypeNormal, ReasonNADRestored,
@@ -105,19 +105,9 @@ func (r *NADReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 	return reconcile.Result{}, nil
 }
 
-// apply writes want by server-side apply; with a resourceVersion, only over
-// that version of virtmesh's NAD. Without one (the cache has none) it first
-// asks the API server, so a NAD someone else just created is never merged into.
-func (r *NADReconciler) apply(ctx context.Context, want *nadv1.NetworkAttachmentDefinition, resourceVersion string) error {
-	if resourceVersion == "" {
-		err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(want), &metav1.PartialObjectMetadata{TypeMeta: want.TypeMeta})
-		switch {
-		case err == nil:
-			return apierrors.NewAlreadyExists(nadv1.Resource("network-attachment-definitions"), want.Name) // the cache is behind
-		case !apierrors.IsNotFound(err):
-			return err
-		}
-	}
+// restore applies want over the given version of virtmesh's NAD (server-side
+// apply: virtmesh owns its label and the empty config, nothing else).
+func (r *NADReconciler) restore(ctx context.Context, want *nadv1.NetworkAttachmentDefinition, resourceVersion string) error {
 	want = want.DeepCopy()
 	want.ResourceVersion = resourceVersion
 	ac, err := nadApplyConfiguration(want)
@@ -147,8 +137,8 @@ func (r *NADReconciler) needsNAD(ctx context.Context, ns namespaceInfo) (bool, s
 	}
 	var why string
 	err := eachWorkload(ctx, r.Client, func(w workload) bool {
-		if w.meshed(ns, r.Mesh) {
-			why = fmt.Sprintf("%s %q is in the mesh", w.kind, w.meta.Name)
+		if !w.deleting() && w.meshed(ns, r.Mesh) {
+			why = fmt.Sprintf("%s %q is in the mesh", w.shortKind(), w.meta.Name)
 			return false
 		}
 		return true

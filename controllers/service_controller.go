@@ -21,7 +21,7 @@ import (
 	"github.com/virtmesh/virtmesh/internal/mesh"
 )
 
-// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch;delete
 
 // conflictRecheck is how often an app whose Service name is taken by someone
 // else's Service is looked at again.
@@ -128,38 +128,66 @@ func deleteReason(members []Member, app string) string {
 	return fmt.Sprintf("no VM or VMI of app %q declares a port any more", app)
 }
 
-// ensure applies want. have is virtmesh's Service from the cache, or nil.
+// ensure makes the Service want. have is virtmesh's Service from the cache,
+// or nil: then the Service is created, never applied, so a Service of that
+// name someone else creates meanwhile makes the create fail rather than be
+// merged into.
 func (r *ServiceReconciler) ensure(ctx context.Context, have, want *corev1.Service, members []Member) (reconcile.Result, error) {
+	if have == nil {
+		return r.create(ctx, want, members)
+	}
+	r.warnAll(members, ReasonServiceConflict, "")
+	if hasUpdateEntry(have) {
+		return r.migrate(ctx, have)
+	}
 	ac := serviceApplyConfiguration(want)
-	if have == nil {
-		if res, proceed, err := r.checkName(ctx, want, members); !proceed {
-			return res, err
-		}
-	} else {
-		r.warnAll(members, ReasonServiceConflict, "")
-		if migrated, err := migrateFieldOwner(ctx, r.Client, have); migrated || err != nil {
-			return requeueSoon, err
-		}
-		if serviceApplied(have, ac) {
-			return reconcile.Result{}, nil
-		}
-		// Only over the version virtmesh has seen: a change it has not
-		// seen yet makes the apply fail, and the reconcile runs again.
-		ac.WithResourceVersion(have.ResourceVersion)
+	if serviceApplied(have, ac) {
+		return reconcile.Result{}, nil
 	}
+	// Only over the version virtmesh has seen: a change it has not seen yet
+	// makes the apply fail, and the reconcile runs again.
+	ac.WithResourceVersion(have.ResourceVersion)
 	if err := r.Client.Apply(ctx, ac, client.ForceOwnership); err != nil {
-		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-			return requeueSoon, nil
-		}
-		return reconcile.Result{}, fmt.Errorf("applying Service %s/%s: %w", want.Namespace, want.Name, err)
+		return requeueOnConflict(fmt.Errorf("applying Service %s/%s: %w", want.Namespace, want.Name, err))
 	}
-	verb, reason := "updated", ReasonServiceUpdated
-	if have == nil {
-		verb, reason = "created", ReasonServiceCreated
+	if changesVisible(have, want) {
+		log.FromContext(ctx).Info("updated Service", "ports", len(want.Spec.Ports), "members", len(members))
+		r.eventAll(members, corev1.EventTypeNormal, ReasonServiceUpdated, "virtmesh updated Service %q: %s", want.Name, describe(want))
 	}
-	log.FromContext(ctx).Info(verb+" Service", "ports", len(want.Spec.Ports), "members", len(members))
-	r.eventAll(members, corev1.EventTypeNormal, reason, "virtmesh %s Service %q: %s", verb, want.Name, describe(want))
 	return reconcile.Result{}, nil
+}
+
+func (r *ServiceReconciler) create(ctx context.Context, want *corev1.Service, members []Member) (reconcile.Result, error) {
+	if res, proceed, err := r.checkName(ctx, want, members); !proceed {
+		return res, err
+	}
+	if err := r.Client.Create(ctx, want.DeepCopy()); err != nil {
+		return requeueOnConflict(fmt.Errorf("creating Service %s/%s: %w", want.Namespace, want.Name, err))
+	}
+	log.FromContext(ctx).Info("created Service", "ports", len(want.Spec.Ports), "members", len(members))
+	r.eventAll(members, corev1.EventTypeNormal, ReasonServiceCreated, "virtmesh created Service %q: %s", want.Name, describe(want))
+	return reconcile.Result{}, nil
+}
+
+// migrate moves the fields virtmesh's create (or an older virtmesh) wrote to
+// its apply field manager, reading the Service from the API server: the
+// cached copy lacks other managers' entries, which the patch must keep.
+func (r *ServiceReconciler) migrate(ctx context.Context, have *corev1.Service) (reconcile.Result, error) {
+	live := &corev1.Service{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(have), live); err != nil {
+		return requeueOnConflict(err)
+	}
+	if !Managed(live) {
+		return requeueSoon, nil // changed hands since the cache saw it
+	}
+	migrated, err := migrateFieldOwner(ctx, r.Client, live)
+	if err != nil {
+		return requeueOnConflict(err)
+	}
+	if migrated {
+		log.FromContext(ctx).V(1).Info("moved Service fields to server-side apply")
+	}
+	return requeueSoon, nil
 }
 
 // checkName looks at the API server for a Service of want's name that is not
@@ -223,7 +251,7 @@ func (r *ServiceReconciler) members(ctx context.Context, ns namespaceInfo, app s
 	var out []Member
 	err := eachWorkload(ctx, r.Client, func(w workload) bool {
 		annotations := w.annotations()
-		if w.standalone() && w.meshed(ns, r.Mesh) && annotations[mesh.ServiceAnnotation] != "false" {
+		if w.standalone() && !w.deleting() && w.meshed(ns, r.Mesh) && annotations[mesh.ServiceAnnotation] != "false" {
 			out = append(out, Member{Kind: w.kind, Namespace: ns.name, Name: w.meta.Name, UID: w.meta.UID, Ports: w.ports(), Annotations: annotations})
 		}
 		return true

@@ -70,57 +70,10 @@ func DesiredService(namespace, app string, members []Member) (*corev1.Service, [
 	slices.SortFunc(members, func(a, b Member) int {
 		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Name, b.Name))
 	})
-	var problems []Problem
-	type key struct {
-		port     int32
-		protocol corev1.Protocol
-	}
-	ports := map[key]*servicePort{}
-	for _, m := range members {
-		explicit, errs := parsePortProtocols(m.Annotations[mesh.PortProtocolsAnnotation])
-		for _, e := range errs {
-			problems = append(problems, Problem{Member: m, Reason: ReasonPortProtocol, Message: e})
-		}
-		for _, p := range m.Ports {
-			protocol := corev1.Protocol(strings.ToUpper(p.Protocol))
-			if protocol == "" {
-				protocol = corev1.ProtocolTCP
-			}
-			if protocol != corev1.ProtocolTCP && protocol != corev1.ProtocolUDP {
-				problems = append(problems, Problem{Member: m, Reason: ReasonPortProtocol,
-					Message: fmt.Sprintf("port %d has protocol %q; a Service port here can only be TCP or UDP, so it is left out", p.Port, p.Protocol)})
-				continue
-			}
-			sp := &servicePort{port: p.Port, protocol: protocol, name: strings.ToLower(p.Name), from: m}
-			if a, ok := explicit[p.Port]; ok {
-				sp.app = a
-			} else {
-				sp.app = protocolOfName(sp.name)
-			}
-			if protocol == corev1.ProtocolUDP {
-				sp.app = "" // Istio does not proxy UDP; nothing to select
-			}
-			k := key{p.Port, protocol}
-			prev, ok := ports[k]
-			switch {
-			case !ok, prev.app == "" && sp.app != "":
-				ports[k] = sp
-			case sp.app != "" && sp.app != prev.app:
-				problems = append(problems, Problem{Member: m, Reason: ReasonPortProtocol, Message: fmt.Sprintf(
-					"port %d is declared %s here but %s by %s; the Service uses %s", p.Port, sp.app, prev.app, prev.from, prev.app)})
-			}
-		}
-	}
+	ports, problems := collectPorts(members)
 	if len(ports) == 0 {
 		return nil, problems
 	}
-	list := make([]*servicePort, 0, len(ports))
-	for _, p := range ports {
-		list = append(list, p)
-	}
-	slices.SortFunc(list, func(a, b *servicePort) int {
-		return cmp.Or(cmp.Compare(a.port, b.port), cmp.Compare(a.protocol, b.protocol))
-	})
 	svc := &corev1.Service{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
 		ObjectMeta: metav1.ObjectMeta{
@@ -130,7 +83,7 @@ func DesiredService(namespace, app string, members []Member) (*corev1.Service, [
 		Spec: corev1.ServiceSpec{Selector: map[string]string{mesh.AppLabel: app}},
 	}
 	used := map[string]bool{}
-	for _, p := range list {
+	for _, p := range ports {
 		sp := corev1.ServicePort{Name: portName(p, used), Port: p.port, Protocol: p.protocol, TargetPort: intstr.FromInt32(p.port)}
 		if p.app != "" {
 			sp.AppProtocol = &p.app
@@ -142,6 +95,69 @@ func DesiredService(namespace, app string, members []Member) (*corev1.Service, [
 			APIVersion: kubevirtv1.SchemeGroupVersion.String(), Kind: m.Kind, Name: m.Name, UID: m.UID})
 	}
 	return svc, problems
+}
+
+// collectPorts is the union of the members' ports, one per port and
+// protocol, sorted; members come sorted, so the first declaration wins.
+func collectPorts(members []Member) ([]*servicePort, []Problem) {
+	type key struct {
+		port     int32
+		protocol corev1.Protocol
+	}
+	var problems []Problem
+	ports := map[key]*servicePort{}
+	for _, m := range members {
+		explicit, errs := parsePortProtocols(m.Annotations[mesh.PortProtocolsAnnotation])
+		for _, e := range errs {
+			problems = append(problems, Problem{Member: m, Reason: ReasonPortProtocol, Message: e})
+		}
+		for _, p := range m.Ports {
+			sp, problem := newServicePort(m, p, explicit)
+			if sp == nil {
+				problems = append(problems, problem)
+				continue
+			}
+			k := key{sp.port, sp.protocol}
+			prev, ok := ports[k]
+			switch {
+			case !ok, prev.app == "" && sp.app != "":
+				ports[k] = sp
+			case sp.app != "" && sp.app != prev.app:
+				problems = append(problems, Problem{Member: m, Reason: ReasonPortProtocol, Message: fmt.Sprintf(
+					"port %d is declared %s here but %s by %s; the Service uses %s", p.Port, sp.app, prev.app, prev.from, prev.app)})
+			}
+		}
+	}
+	list := make([]*servicePort, 0, len(ports))
+	for _, p := range ports {
+		list = append(list, p)
+	}
+	slices.SortFunc(list, func(a, b *servicePort) int {
+		return cmp.Or(cmp.Compare(a.port, b.port), cmp.Compare(a.protocol, b.protocol))
+	})
+	return list, problems
+}
+
+// newServicePort reads one declared port, or says why it cannot be served.
+func newServicePort(m Member, p kubevirtv1.Port, explicit map[int32]string) (*servicePort, Problem) {
+	protocol := corev1.Protocol(strings.ToUpper(p.Protocol))
+	if protocol == "" {
+		protocol = corev1.ProtocolTCP
+	}
+	if protocol != corev1.ProtocolTCP && protocol != corev1.ProtocolUDP {
+		return nil, Problem{Member: m, Reason: ReasonPortProtocol,
+			Message: fmt.Sprintf("port %d has protocol %q; a Service port here can only be TCP or UDP, so it is left out", p.Port, p.Protocol)}
+	}
+	sp := &servicePort{port: p.Port, protocol: protocol, name: strings.ToLower(p.Name), from: m}
+	if a, ok := explicit[p.Port]; ok {
+		sp.app = a
+	} else {
+		sp.app = protocolOfName(sp.name)
+	}
+	if protocol == corev1.ProtocolUDP {
+		sp.app = "" // Istio does not proxy UDP; nothing to select
+	}
+	return sp, Problem{}
 }
 
 // portName keeps Istio's protocol selection: a port with a protocol gets a

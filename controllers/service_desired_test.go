@@ -142,13 +142,6 @@ func TestDesiredServiceShape(t *testing.T) {
 	}
 }
 
-func TestDesiredNAD(t *testing.T) {
-	nad := DesiredNAD("vms", "v2-5-istio-cni")
-	if nad.Name != "v2-5-istio-cni" || nad.Namespace != "vms" || nad.Spec.Config != "" || !Managed(nad) {
-		t.Fatalf("%+v", nad)
-	}
-}
-
 func TestValidServiceName(t *testing.T) {
 	for app, ok := range map[string]bool{"web": true, "istio-vm": true, "9lives": false, "my.app": false, "Web": false, strings.Repeat("a", 64): false} {
 		if got := ValidServiceName(app) == ""; got != ok {

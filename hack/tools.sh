@@ -33,7 +33,7 @@ install_shellcheck() {
   if ! command -v shellcheck >/dev/null; then
     log "installing shellcheck from Debian's packages (first time only)"
     local sudo=()
-    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo -n)
     if ! { "${sudo[@]}" apt-get update -qq && "${sudo[@]}" apt-get install -y -qq shellcheck; } >&2; then
       die "could not install shellcheck: apt-get install shellcheck"
     fi

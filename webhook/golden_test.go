@@ -54,12 +54,19 @@ func TestGolden(t *testing.T) {
 // input is gone, or (unless REFRESH_GOLDEN creates them) an input without its
 // outputs.
 func TestGoldenFilesHaveInputs(t *testing.T) {
-	problems, err := goldenProblems(goldenDir, slices.Collect(maps.Keys(goldenInputs(t))), !refreshGolden)
+	inputs := goldenInputs(t)
+	problems, err := goldenProblems(goldenDir, slices.Collect(maps.Keys(inputs)), !refreshGolden)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range problems {
 		t.Error(p)
+	}
+	// A renamed case would otherwise run with the default configuration.
+	for name := range goldenConfigs {
+		if _, ok := inputs[name]; !ok {
+			t.Errorf("goldenConfigs names %q, which is not a golden case", name)
+		}
 	}
 }
 

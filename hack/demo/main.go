@@ -56,18 +56,7 @@ func run(binary, root string, verbose bool) error {
 	say("with KubeVirt v1.9.0's CRDs, the Multus NetworkAttachmentDefinition CRD, and virtmesh's webhook configuration")
 	say("(manifests/webhook, pointed at this machine with a certificate made for the demo).")
 	cp, err := local.StartControlPlane(root, controlplane.Options{})
-	defer func() {
-		if cp != nil {
-			step("Stopping the control plane.")
-			stopCtx, cancel := context.WithTimeout(ctx, time.Minute)
-			defer cancel()
-			start := time.Now()
-			if err := cp.Stop(stopCtx); err != nil {
-				say("stopping it: %v", err)
-			}
-			say("stopped in %s.", time.Since(start).Round(100*time.Millisecond))
-		}
-	}()
+	defer stopControlPlane(cp)
 	if err != nil {
 		return err
 	}
@@ -91,7 +80,43 @@ func run(binary, root string, verbose bool) error {
 	if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"istio-injection": "enabled"}}}); err != nil {
 		return err
 	}
+	vm, err := createVM(ctx, cp)
+	if err != nil {
+		return err
+	}
+	if err := showControllersWork(ctx, admin, vm); err != nil {
+		return err
+	}
+	if err := deleteVM(ctx, admin, vm); err != nil {
+		return err
+	}
 
+	step("Done. Every process the demo started is being stopped.")
+	say("To deploy on a real cluster (KubeVirt and Istio installed):")
+	say("  kubectl apply -k manifests/default        # virtmesh makes and rotates its own certificate")
+	say("  kubectl apply -k manifests/cert-manager   # or: cert-manager issues it")
+	say("  kubectl label namespace <ns> istio-injection=enabled")
+	say("See README.md, \"Deploy on a cluster\".")
+	return nil
+}
+
+func stopControlPlane(cp *controlplane.ControlPlane) {
+	if cp == nil {
+		return
+	}
+	step("Stopping the control plane.")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	if err := cp.Stop(ctx); err != nil {
+		say("stopping it: %v", err)
+	}
+	say("stopped in %s.", time.Since(start).Round(100*time.Millisecond))
+}
+
+// createVM creates seed 004's VM as its owner, and its VMI as virt-controller
+// would, and shows what virtmesh told the owner and changed.
+func createVM(ctx context.Context, cp *controlplane.ControlPlane) (*kubevirtv1.VirtualMachine, error) {
 	vm := seedVM()
 	step("A VM owner creates VirtualMachine %q as seed 004 writes its VM, minus every manual Istio step:", vm.Name)
 	say("no sidecar.istio.io/inject annotation, no app label, no masquerade binding, no Service.")
@@ -101,10 +126,10 @@ func run(binary, root string, verbose bool) error {
 	ownerCfg.WarningHandler = w
 	owner, err := client.New(ownerCfg, client.Options{Scheme: app.NewScheme()})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := owner.Create(ctx, vm); err != nil {
-		return err
+		return nil, err
 	}
 
 	step("KubeVirt starts the VM: virt-controller creates its VMI. (This control plane runs no KubeVirt,")
@@ -112,17 +137,19 @@ func run(binary, root string, verbose bool) error {
 	written := testkit.VMIFor(vm)
 	stored := written.DeepCopy()
 	if err := owner.Create(ctx, stored); err != nil {
-		return err
+		return nil, err
 	}
 	step("What the API server told the creator (admission warnings from virtmesh):")
 	for _, m := range w.All() {
 		say("Warning: %s", m)
 	}
 	step("The VMI as written (-) and as stored (+):")
-	if err := printDiff(written, stored); err != nil {
-		return err
-	}
+	printDiff(written, stored)
+	return vm, nil
+}
 
+// showControllersWork waits for the NAD and the Service and shows them.
+func showControllersWork(ctx context.Context, admin client.Client, vm *kubevirtv1.VirtualMachine) error {
 	step("virtmesh's controllers make the namespace and the VM ready for the mesh:")
 	nad := &nadv1.NetworkAttachmentDefinition{}
 	if err := waitFor(ctx, func() error { return admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "istio-cni"}, nad) }); err != nil {
@@ -131,24 +158,25 @@ func run(binary, root string, verbose bool) error {
 	say("NetworkAttachmentDefinition %s/%s (Multus runs istio-cni for the VM's launcher pod):", ns, nad.Name)
 	printYAML(map[string]any{"metadata": map[string]any{"name": nad.Name, "labels": nad.Labels}, "spec": nad.Spec})
 	svc := &corev1.Service{}
-	if err := waitFor(ctx, func() error { return admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "istio-vm"}, svc) }); err != nil {
+	if err := waitFor(ctx, func() error { return admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: vm.Name}, svc) }); err != nil {
 		return fmt.Errorf("no Service: %w", err)
 	}
-	say("Service %s/%s (selects app=istio-vm; owned by the VM, so it goes with it):", ns, svc.Name)
+	say("Service %s/%s (selects app=%s; owned by the VM, so it goes with it):", ns, svc.Name, vm.Name)
 	printYAML(map[string]any{"metadata": map[string]any{"name": svc.Name, "labels": svc.Labels, "ownerReferences": svc.OwnerReferences},
 		"spec": map[string]any{"selector": svc.Spec.Selector, "ports": svc.Spec.Ports}})
-	say("Events on the VM (kubectl describe vm istio-vm -n %s):", ns)
-	if err := printEvents(ctx, admin, "VirtualMachine", vm.Name); err != nil {
-		return err
-	}
+	say("Events on the VM (kubectl describe vm %s -n %s):", vm.Name, ns)
+	return printEvents(ctx, admin, "VirtualMachine", vm.Name)
+}
 
+// deleteVM deletes the VM and waits for the garbage collector to take its Service.
+func deleteVM(ctx context.Context, admin client.Client, vm *kubevirtv1.VirtualMachine) error {
 	step("The VM owner deletes the VM; Kubernetes' garbage collector removes its VMI and its Service.")
-	say("kubectl delete vm istio-vm -n %s", ns)
+	say("kubectl delete vm %s -n %s", vm.Name, ns)
 	if err := admin.Delete(ctx, vm); err != nil {
 		return err
 	}
 	if err := waitFor(ctx, func() error {
-		err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "istio-vm"}, &corev1.Service{})
+		err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: vm.Name}, &corev1.Service{})
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
@@ -159,14 +187,7 @@ func run(binary, root string, verbose bool) error {
 	}); err != nil {
 		return err
 	}
-	say("Service %s/istio-vm is gone.", ns)
-
-	step("Done. Every process the demo started is being stopped.")
-	say("To deploy on a real cluster (KubeVirt and Istio installed):")
-	say("  kubectl apply -k manifests/default        # virtmesh makes and rotates its own certificate")
-	say("  kubectl apply -k manifests/cert-manager   # or: cert-manager issues it")
-	say("  kubectl label namespace <ns> istio-injection=enabled")
-	say("See README.md, \"Deploy on a cluster\".")
+	say("Service %s/%s is gone.", ns, vm.Name)
 	return nil
 }
 

@@ -27,7 +27,7 @@ func printYAML(v any) {
 
 // printDiff shows metadata and spec as written against as stored (fields the
 // API server sets itself, such as uid and managedFields, left out).
-func printDiff(written, stored *kubevirtv1.VirtualMachineInstance) error {
+func printDiff(written, stored *kubevirtv1.VirtualMachineInstance) {
 	view := func(v *kubevirtv1.VirtualMachineInstance) []string {
 		meta := map[string]any{"name": v.Name, "labels": v.Labels}
 		if len(v.Annotations) > 0 {
@@ -39,7 +39,6 @@ func printDiff(written, stored *kubevirtv1.VirtualMachineInstance) error {
 	for _, l := range diff(view(written), view(stored)) {
 		fmt.Println("      " + l)
 	}
-	return nil
 }
 
 // diff is a line diff (longest common subsequence), unchanged lines prefixed

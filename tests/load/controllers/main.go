@@ -66,13 +66,7 @@ func run(s scale, binary, root string, timeout time.Duration, workers int, verbo
 	ctx := context.Background()
 	fmt.Println("starting etcd, kube-apiserver and kube-controller-manager")
 	cp, err := controlplane.Start(controlplane.Options{CRDDirs: []string{local.CRDDir(root)}})
-	defer func() {
-		if cp != nil {
-			stopCtx, cancel := context.WithTimeout(ctx, time.Minute)
-			defer cancel()
-			_ = cp.Stop(stopCtx)
-		}
-	}()
+	defer stopControlPlane(cp)
 	if err != nil {
 		return err
 	}
@@ -87,7 +81,6 @@ func run(s scale, binary, root string, timeout time.Duration, workers int, verbo
 	}
 
 	vms, vmis := s.namespaces*s.vmApps*s.vmsPerApp, s.namespaces*(s.vmApps*s.vmsPerApp+s.vmiApps*s.vmisPerApp)
-	services := s.namespaces * (s.vmApps + s.vmiApps)
 	fmt.Printf("creating %d mesh namespaces, %d VirtualMachines, %d VMIs (virtmesh not running yet)\n", s.namespaces, vms, vmis)
 	start := time.Now()
 	if err := fill(ctx, admin, s, workers); err != nil {
@@ -100,7 +93,7 @@ func run(s scale, binary, root string, timeout time.Duration, workers int, verbo
 	if verbose {
 		out = os.Stderr
 	}
-	fmt.Printf("starting %s; waiting for %d Services and %d NADs\n", binary, services, s.namespaces)
+	fmt.Printf("starting %s; waiting for %d Services and %d NADs\n", binary, s.namespaces*(s.vmApps+s.vmiApps), s.namespaces)
 	t0 := time.Now()
 	p, err := local.Start(cp, binary, []string{"--enable-webhook=false",
 		"--leader-elect", "--leader-election-namespace=" + local.Namespace,
@@ -114,6 +107,13 @@ func run(s scale, binary, root string, timeout time.Duration, workers int, verbo
 		}
 	}()
 
+	return waitConverged(ctx, admin, p, s, t0, timeout)
+}
+
+// waitConverged polls until every Service and NAD exists, checks them, and
+// reports how long it took and the manager's peak resident memory.
+func waitConverged(ctx context.Context, admin client.Client, p *local.Process, s scale, t0 time.Time, timeout time.Duration) error {
+	services := s.namespaces * (s.vmApps + s.vmiApps)
 	var peakRSS int64
 	var lastLog time.Time
 	for {
@@ -133,12 +133,11 @@ func run(s scale, binary, root string, timeout time.Duration, workers int, verbo
 			if err != nil {
 				return err
 			}
-			peakRSS = max(peakRSS, hwm)
 			if err := verify(ctx, admin, s); err != nil {
 				return fmt.Errorf("converged, but wrongly: %w", err)
 			}
 			fmt.Printf("converged in %s: %d Services, %d NADs, all checked\n", elapsed.Round(time.Millisecond), svcs, nads)
-			fmt.Printf("peak RSS of virtmesh: %.1f MiB\n", float64(peakRSS)/1024)
+			fmt.Printf("peak RSS of virtmesh: %.1f MiB\n", float64(max(peakRSS, hwm))/1024)
 			return nil
 		}
 		if time.Since(lastLog) > 5*time.Second {
@@ -150,6 +149,15 @@ func run(s scale, binary, root string, timeout time.Duration, workers int, verbo
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+func stopControlPlane(cp *controlplane.ControlPlane) {
+	if cp == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_ = cp.Stop(ctx)
 }
 
 // fill creates the namespaces, VMs (each with the VMI virt-controller would

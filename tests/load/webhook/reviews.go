@@ -18,7 +18,8 @@ import (
 // reviews returns the request mix, as the API server would send it: VMIs that
 // virt-controller creates from seed 004's VirtualMachine (most of the traffic),
 // the same VMI on reinvocation (already mutated: no patch), a standalone VMI
-// with bridge binding, and testkit's large VMI.
+// with bridge binding, and testkit's large VMI started by virt-controller
+// (masquerade on the pod network, as the figures in docs/benchmarks.md had it).
 func reviews() ([][]byte, error) {
 	typical := seedVMI()
 	bridge := seedVMI()
@@ -30,6 +31,9 @@ func reviews() ([][]byte, error) {
 	mutated.Annotations["sidecar.istio.io/inject"] = "true"
 	mutated.Annotations["virtmesh.io/mutations"] = "inject,app"
 	large := testkit.LargeVMI("vms", "large")
+	seed := seedVMI()
+	large.Labels, large.Annotations, large.OwnerReferences, large.Finalizers = seed.Labels, seed.Annotations, seed.OwnerReferences, seed.Finalizers
+	large.Spec.Domain.Devices.Interfaces[0].InterfaceBindingMethod = kubevirtv1.InterfaceBindingMethod{Masquerade: &kubevirtv1.InterfaceMasquerade{}}
 	// Seven typical requests for each of the others.
 	mix := []*kubevirtv1.VirtualMachineInstance{typical, typical, typical, typical, typical, typical, typical, mutated, bridge, large}
 	var out [][]byte
@@ -79,6 +83,7 @@ func seedVMI() *kubevirtv1.VirtualMachineInstance {
 	}
 	vmi.Finalizers = []string{"kubevirt.io/virtualMachineControllerFinalize"}
 	vmi.Spec.Domain.Machine = &kubevirtv1.Machine{Type: "q35"}
+	vmi.Spec.Domain.Devices.Interfaces[0].Ports = []kubevirtv1.Port{{Name: "http", Port: 8080, Protocol: "TCP"}}
 	return vmi
 }
 

@@ -1,0 +1,96 @@
+package controllers
+
+import (
+	"context"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clientgoapplyconfigurations "k8s.io/client-go/applyconfigurations"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/record"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+)
+
+// ssaClient is a fake API server that tracks managed fields as a real one.
+func ssaClient() client.Client {
+	return fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).WithReturnManagedFields().
+		WithTypeConverters(clientgoapplyconfigurations.NewTypeConverter(clientgoscheme.Scheme)).Build()
+}
+
+func testReconciler(c, live client.Client) *ServiceReconciler {
+	return &ServiceReconciler{Client: client.WithFieldOwner(c, FieldOwner), APIReader: live,
+		notifier: notifier{recorder: record.NewFakeRecorder(100)}}
+}
+
+// A Service someone else creates between virtmesh's check and its write is
+// never merged into: the write is a create, which fails.
+func TestEnsureNeverMergesIntoAServiceCreatedMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	theirs := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "vms"},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"team": "x"}, Ports: []corev1.ServicePort{{Name: "tcp-5432", Port: 5432, Protocol: corev1.ProtocolTCP}}}}
+	c := ssaClient()
+	if err := c.Create(ctx, theirs, client.FieldOwner("tenant")); err != nil {
+		t.Fatal(err)
+	}
+	members := []Member{vm("a", port("http", 8080, ""))}
+	want, _ := DesiredService("vms", "web", members)
+	r := testReconciler(c, ssaClient()) // the check reads an API server that does not have it yet
+	res, err := r.ensure(ctx, nil, want, members)
+	if err != nil || res != requeueSoon {
+		t.Fatalf("got %+v, %v; want a quick requeue", res, err)
+	}
+	got := &corev1.Service{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(want), got); err != nil {
+		t.Fatal(err)
+	}
+	if Managed(got) || got.Spec.Selector["team"] != "x" || len(got.Spec.Ports) != 1 || len(got.OwnerReferences) != 0 {
+		t.Fatalf("someone else's Service was changed: %+v", got)
+	}
+}
+
+// The migration to server-side apply reads the live Service, so the other
+// managers' managedFields entries survive it.
+func TestMigrateKeepsOtherManagers(t *testing.T) {
+	ctx := context.Background()
+	members := []Member{vm("a", port("http", 8080, ""))}
+	want, _ := DesiredService("vms", "web", members)
+	c := ssaClient()
+	if err := c.Create(ctx, want.DeepCopy(), client.FieldOwner(FieldOwner)); err != nil {
+		t.Fatal(err)
+	}
+	live := &corev1.Service{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(want), live); err != nil {
+		t.Fatal(err)
+	}
+	live.Annotations = map[string]string{"example.com/note": "x"}
+	if err := c.Update(ctx, live, client.FieldOwner("kubectl-annotate")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(want), live); err != nil {
+		t.Fatal(err)
+	}
+	cachedAny, _ := keepOwnManagedFields(live.DeepCopy()) // as the cache holds it
+	cached := cachedAny.(*corev1.Service)
+	if !hasUpdateEntry(cached) {
+		t.Fatal("the cached copy does not show virtmesh's Update entry")
+	}
+	r := testReconciler(c, c)
+	if res, err := r.ensure(ctx, cached, want, members); err != nil || res != requeueSoon {
+		t.Fatalf("got %+v, %v", res, err)
+	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(want), live); err != nil {
+		t.Fatal(err)
+	}
+	managers := map[string]metav1.ManagedFieldsOperationType{}
+	for _, e := range live.ManagedFields {
+		managers[e.Manager] = e.Operation
+	}
+	if managers["kubectl-annotate"] != metav1.ManagedFieldsOperationUpdate || managers[FieldOwner] != metav1.ManagedFieldsOperationApply || len(managers) != 2 {
+		t.Fatalf("managedFields after migration: %v", managers)
+	}
+	if hasUpdateEntry(live) || !serviceApplied(live, serviceApplyConfiguration(want)) {
+		t.Fatalf("not migrated: %+v", live.ManagedFields)
+	}
+}

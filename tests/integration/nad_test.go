@@ -1,0 +1,146 @@
+package integration
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/virtmesh/virtmesh/controllers"
+	"github.com/virtmesh/virtmesh/internal/mesh"
+	"github.com/virtmesh/virtmesh/internal/testkit"
+)
+
+var _ = Describe("The NetworkAttachmentDefinition controller", func() {
+	It("creates the istio-cni NAD when a namespace joins the mesh and deletes it when it leaves", func(ctx SpecContext) {
+		ns := newNamespace(ctx)
+		Consistently(nadExists).WithArguments(ctx, ns).WithTimeout(2 * time.Second).Should(BeFalse())
+
+		nsObj := &corev1.Namespace{}
+		Expect(adminClient.Get(ctx, client.ObjectKey{Name: ns}, nsObj)).To(Succeed())
+		nsObj.Labels["istio-injection"] = "enabled"
+		Expect(adminClient.Update(ctx, nsObj)).To(Succeed())
+		Eventually(nadExists).WithArguments(ctx, ns).WithTimeout(converge).Should(BeTrue())
+		nad := &nadv1.NetworkAttachmentDefinition{}
+		Expect(adminClient.Get(ctx, nadKey(ns), nad)).To(Succeed())
+		Expect(nad.Labels).To(HaveKeyWithValue(mesh.ManagedByLabel, mesh.ManagedByValue))
+		Expect(nad.Spec.Config).To(BeEmpty())
+		Eventually(eventReasons).WithArguments(ctx, "default", "Namespace", ns).Should(ContainElement(controllers.ReasonNADCreated))
+
+		delete(nsObj.Labels, "istio-injection")
+		Expect(adminClient.Update(ctx, nsObj)).To(Succeed())
+		Eventually(nadExists).WithArguments(ctx, ns).WithTimeout(converge).Should(BeFalse())
+		Eventually(eventReasons).WithArguments(ctx, "default", "Namespace", ns).Should(ContainElement(controllers.ReasonNADDeleted))
+	})
+
+	It("restores its own NAD when it is edited or deleted", func(ctx SpecContext) {
+		ns := newLabelledNamespace(ctx, enabledNS)
+		Eventually(nadExists).WithArguments(ctx, ns).WithTimeout(converge).Should(BeTrue())
+		nad := &nadv1.NetworkAttachmentDefinition{}
+		Expect(adminClient.Get(ctx, nadKey(ns), nad)).To(Succeed())
+		nad.Spec.Config = `{"cniVersion":"0.3.1","type":"bridge"}`
+		Expect(adminClient.Update(ctx, nad)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(adminClient.Get(ctx, nadKey(ns), nad)).To(Succeed())
+			g.Expect(nad.Spec.Config).To(BeEmpty())
+		}).WithContext(ctx).WithTimeout(converge).Should(Succeed())
+
+		Expect(adminClient.Delete(ctx, nad)).To(Succeed())
+		Eventually(func(g Gomega) {
+			again := &nadv1.NetworkAttachmentDefinition{}
+			g.Expect(adminClient.Get(ctx, nadKey(ns), again)).To(Succeed())
+			g.Expect(again.UID).NotTo(Equal(nad.UID))
+		}).WithContext(ctx).WithTimeout(converge).Should(Succeed())
+	})
+
+	It("never modifies or deletes a NAD of that name it did not create", func(ctx SpecContext) {
+		ns := newNamespace(ctx)
+		mine := &nadv1.NetworkAttachmentDefinition{ObjectMeta: metav1.ObjectMeta{Name: controllers.DefaultNADName, Namespace: ns},
+			Spec: nadv1.NetworkAttachmentDefinitionSpec{Config: `{"cniVersion":"0.3.1","name":"istio-cni","type":"istio-cni"}`}}
+		Expect(adminClient.Create(ctx, mine)).To(Succeed())
+		nsObj := &corev1.Namespace{}
+		Expect(adminClient.Get(ctx, client.ObjectKey{Name: ns}, nsObj)).To(Succeed())
+		nsObj.Labels["istio-injection"] = "enabled"
+		Expect(adminClient.Update(ctx, nsObj)).To(Succeed())
+
+		same := func(g Gomega) {
+			got := &nadv1.NetworkAttachmentDefinition{}
+			g.Expect(adminClient.Get(ctx, nadKey(ns), got)).To(Succeed())
+			g.Expect(got.UID).To(Equal(mine.UID))
+			g.Expect(got.ResourceVersion).To(Equal(mine.ResourceVersion))
+		}
+		Consistently(same).WithContext(ctx).WithTimeout(3 * time.Second).Should(Succeed())
+		delete(nsObj.Labels, "istio-injection")
+		Expect(adminClient.Update(ctx, nsObj)).To(Succeed())
+		Consistently(same).WithContext(ctx).WithTimeout(3 * time.Second).Should(Succeed())
+	})
+
+	It("creates the NAD for a VMI that opts in by itself, and removes it when the VMI goes", func(ctx SpecContext) {
+		ns := newNamespace(ctx)
+		vmi := testkit.PlainVMI("opted-in")
+		vmi.Labels = map[string]string{mesh.InjectKey: "true"}
+		createIn(ctx, ns, vmi)
+		Eventually(nadExists).WithArguments(ctx, ns).WithTimeout(converge).Should(BeTrue())
+		Expect(adminClient.Delete(ctx, vmi)).To(Succeed())
+		Eventually(nadExists).WithArguments(ctx, ns).WithTimeout(converge).Should(BeFalse())
+	})
+
+	It("does nothing in a terminating namespace", func(ctx SpecContext) {
+		ns := newLabelledNamespace(ctx, enabledNS)
+		Eventually(nadExists).WithArguments(ctx, ns).WithTimeout(converge).Should(BeTrue())
+		// The namespace controller empties the namespace; virtmesh must not
+		// fight it by recreating the NAD.
+		Expect(adminClient.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(adminClient.Get(ctx, client.ObjectKey{Name: ns}, &corev1.Namespace{}))
+		}).WithTimeout(converge).Should(BeTrue())
+	})
+})
+
+var _ = Describe("The NetworkAttachmentDefinition controller without the NAD CRD", Ordered, func() {
+	It("waits for the CRD and creates NADs once it is installed, without a restart", func(ctx SpecContext) {
+		crdKey := client.ObjectKey{Name: controllers.NADCRDName}
+		crd := &apiextensionsv1.CustomResourceDefinition{}
+		Expect(adminClient.Get(ctx, crdKey, crd)).To(Succeed())
+
+		By("stopping virtmesh and removing the CRD")
+		Expect(mgr.stop(ctx)).To(Succeed())
+		Expect(adminClient.Delete(ctx, crd)).To(Succeed())
+		Eventually(func() bool { return apierrors.IsNotFound(adminClient.Get(ctx, crdKey, crd)) }).WithTimeout(converge).Should(BeTrue())
+
+		By("starting virtmesh on a cluster without Multus")
+		mgr = startManager(managerConfig())
+		ns := newLabelledNamespace(ctx, enabledNS)
+		// The manager runs normally: the webhook still mutates VMIs.
+		virt, _ := vmOwner()
+		created, err := virt.KubevirtV1().VirtualMachineInstances(ns).Create(ctx, testkit.PlainVMI("early"), metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(created.Labels).To(HaveKeyWithValue(mesh.InjectKey, "true"))
+		Consistently(mgr.probe).WithArguments("/readyz").WithTimeout(2 * time.Second).Should(Equal(http.StatusOK))
+
+		By("installing the CRD")
+		raw, err := os.ReadFile(filepath.Join(repoRoot, "tests", "crds", "k8s.cni.cncf.io_network-attachment-definitions.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		fresh := &apiextensionsv1.CustomResourceDefinition{}
+		Expect(yaml.Unmarshal(raw, fresh)).To(Succeed())
+		Expect(adminClient.Create(ctx, fresh)).To(Succeed())
+		Eventually(func() error {
+			_, err := adminClient.RESTMapper().RESTMapping(nadv1.SchemeGroupVersion.WithKind("NetworkAttachmentDefinition").GroupKind(), "v1")
+			if err == nil {
+				_, err = nadExists(ctx, ns)
+			}
+			return err
+		}).WithTimeout(converge).Should(Succeed())
+		Eventually(nadExists).WithArguments(ctx, ns).WithTimeout(converge).Should(BeTrue())
+	}, SpecTimeout(2*time.Minute))
+})
