@@ -1,6 +1,8 @@
 package webhook
 
 import (
+	"fmt"
+
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/virtmesh/virtmesh/internal/mesh"
@@ -13,29 +15,27 @@ var istioReservedPorts = map[int32]bool{
 	15009: true, 15020: true, 15021: true, 15053: true, 15090: true,
 }
 
-// ensurePodNetwork makes the pod network's binding one Istio works with. It
-// returns false, leaving the VMI untouched, when the VMI cannot join the mesh
-// (m.denied is then set if it must be refused).
-func (m *mutator) ensurePodNetwork(policy BridgePolicy) bool {
+// ensurePodNetwork makes the pod network's binding one Istio works with. When
+// the VMI cannot join the mesh it returns why, in words for the owner,
+// leaving the spec untouched (m.denied is set if it must be refused).
+func (m *mutator) ensurePodNetwork(policy BridgePolicy) (notMeshable string) {
 	spec := &m.vmi.Spec
 	if len(spec.Networks) == 0 && len(spec.Domain.Devices.Interfaces) == 0 {
 		if a := spec.Domain.Devices.AutoattachPodInterface; a != nil && !*a {
-			m.warn("the VMI has no pod network (autoattachPodInterface: false), so it cannot join the Istio mesh; " +
-				"Istio only captures traffic on the pod network")
-			return false
+			return "the VMI has no pod network (autoattachPodInterface: false), so it cannot join the Istio mesh; " +
+				"Istio only captures traffic on the pod network"
 		}
 		spec.Networks = []kubevirtv1.Network{{Name: mesh.DefaultNetworkName, NetworkSource: kubevirtv1.NetworkSource{Pod: &kubevirtv1.PodNetwork{}}}}
 		spec.Domain.Devices.Interfaces = []kubevirtv1.Interface{{
 			Name: mesh.DefaultNetworkName, InterfaceBindingMethod: kubevirtv1.InterfaceBindingMethod{Masquerade: &kubevirtv1.InterfaceMasquerade{}},
 		}}
 		m.changed(ChangeBinding, "added pod network %q with masquerade binding (Istio needs masquerade; KubeVirt's default is bridge)", mesh.DefaultNetworkName)
-		return true
+		return ""
 	}
 	iface := mesh.PodInterface(&m.vmi.Spec)
 	if iface == nil {
-		m.warn("the VMI has no interface on the pod network, so it cannot join the Istio mesh; " +
-			"Istio only captures traffic on the pod network")
-		return false
+		return "the VMI has no interface on the pod network, so it cannot join the Istio mesh; " +
+			"Istio only captures traffic on the pod network"
 	}
 	switch b := &iface.InterfaceBindingMethod; {
 	case b.Masquerade != nil, b.PasstBinding != nil, iface.Binding != nil && iface.Binding.Name == "passt":
@@ -43,7 +43,7 @@ func (m *mutator) ensurePodNetwork(policy BridgePolicy) bool {
 	case b.Bridge != nil && policy == BridgeDeny:
 		m.denied = "virtmesh: interface \"" + iface.Name + "\" on the pod network uses bridge binding, which Istio does not support, " +
 			"and virtmesh runs with --bridge-policy=deny: use masquerade: {} instead"
-		return false
+		return m.denied
 	case b.Bridge != nil:
 		b.Bridge = nil
 		b.Masquerade = &kubevirtv1.InterfaceMasquerade{}
@@ -52,14 +52,13 @@ func (m *mutator) ensurePodNetwork(policy BridgePolicy) bool {
 		b.Masquerade = &kubevirtv1.InterfaceMasquerade{}
 		m.changed(ChangeBinding, "interface %q set to masquerade binding (Istio needs masquerade; KubeVirt's default is bridge)", iface.Name)
 	default:
-		m.warn("interface %q on the pod network uses a binding Istio does not support, so the VMI cannot join the Istio mesh; "+
+		return fmt.Sprintf("interface %q on the pod network uses a binding Istio does not support, so the VMI cannot join the Istio mesh; "+
 			"use masquerade or passt", iface.Name)
-		return false
 	}
 	for _, p := range iface.Ports {
 		if istioReservedPorts[p.Port] {
 			m.warn("port %d on interface %q is reserved by Istio's proxy; the VM cannot serve on it inside the mesh", p.Port, iface.Name)
 		}
 	}
-	return true
+	return ""
 }

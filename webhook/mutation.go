@@ -20,9 +20,11 @@ const (
 	ChangeAmbient Change = "ambient"
 	ChangeApp     Change = "app"
 	ChangeVersion Change = "version"
+	// ChangeOptOut: a VMI that cannot join the mesh was labelled inject=false.
+	ChangeOptOut Change = "opt-out"
 )
 
-var changeOrder = []Change{ChangeInject, ChangeBinding, ChangeAmbient, ChangeApp, ChangeVersion}
+var changeOrder = []Change{ChangeInject, ChangeBinding, ChangeAmbient, ChangeApp, ChangeVersion, ChangeOptOut}
 
 // Namespace is what the mutation needs to know of the VMI's namespace.
 type Namespace struct {
@@ -51,21 +53,47 @@ func MutateVMI(vmi *kubevirtv1.VirtualMachineInstance, ns Namespace, meshCfg mes
 	if !d.InMesh {
 		return Result{}
 	}
-	m := &mutator{vmi: vmi, decision: d}
-	if !m.ensurePodNetwork(cfg.BridgePolicy) {
-		// Not meshable, or denied: the VMI is left exactly as it came.
-		return Result{Denied: m.denied != "", Reason: m.denied, Warnings: m.warnings}
+	m := &mutator{vmi: vmi, decision: d, namespace: ns.Name}
+	if why := m.ensurePodNetwork(cfg.BridgePolicy); why != "" {
+		return m.notMeshable(why)
 	}
-	m.ensureInjection(d.Ambient)
+	if denied := m.ensureInjection(d.Ambient); denied != "" {
+		return Result{Denied: true, Reason: denied}
+	}
 	m.ensureTelemetryLabels()
 	m.recordChanges()
 	return Result{Changes: m.changes, Warnings: m.warnings}
 }
 
+// notMeshable handles a VMI the mesh rules put in the mesh that cannot join
+// it (no pod network, unsupported binding). The spec is left as written. In
+// an enforced namespace it is refused. Where Istio's namespace-level injector
+// would give its pod a proxy anyway, it is labelled inject=false (unless its
+// owner chose an inject value): KubeVirt's Istio networking could not serve
+// that proxy.
+func (m *mutator) notMeshable(why string) Result {
+	switch {
+	case m.denied != "":
+		return Result{Denied: true, Reason: m.denied, Warnings: m.warnings}
+	case m.decision.Enforced:
+		return Result{Denied: true, Reason: fmt.Sprintf("virtmesh: namespace %q is labelled %s=true, so its VMs must join the mesh, but %s",
+			m.namespace, mesh.EnforceLabel, why)}
+	}
+	m.warn("%s", why)
+	if _, set := m.vmi.Labels[mesh.InjectKey]; !set && m.decision.ByNamespace() {
+		setLabel(m.vmi, mesh.InjectKey, "false")
+		m.changed(ChangeOptOut, "set label %s=\"false\" so Istio's namespace injector gives this VM's pod no proxy "+
+			"(KubeVirt could not serve one); the VM starts outside the mesh", mesh.InjectKey)
+		m.recordChanges()
+	}
+	return Result{Changes: m.changes, Warnings: m.warnings}
+}
+
 // mutator accumulates the changes and warnings of one MutateVMI call.
 type mutator struct {
-	vmi      *kubevirtv1.VirtualMachineInstance
-	decision mesh.Decision
+	vmi       *kubevirtv1.VirtualMachineInstance
+	decision  mesh.Decision
+	namespace string
 	changes  []Change
 	warnings []string
 	denied   string
@@ -82,17 +110,34 @@ func (m *mutator) warn(format string, args ...any) {
 	m.warnings = append(m.warnings, "virtmesh: "+fmt.Sprintf(format, args...))
 }
 
-func (m *mutator) ensureInjection(ambient bool) {
-	if m.vmi.Labels[mesh.InjectKey] != "true" || m.vmi.Annotations[mesh.InjectKey] != "true" {
+// ensureInjection sets the inject label Istio reads and the annotation
+// KubeVirt reads (its Istio networking turns on only for "true", any case),
+// never changing a value the owner set. It returns why the VMI must be
+// refused when the owner's annotation would leave KubeVirt's networking off.
+func (m *mutator) ensureInjection(ambient bool) (denied string) {
+	anno, hasAnno := m.vmi.Annotations[mesh.InjectKey]
+	if hasAnno && anno != "" && !strings.EqualFold(anno, "true") {
+		return fmt.Sprintf("virtmesh: the VMI's annotation %s is %q, but KubeVirt turns on its Istio networking only for \"true\", "+
+			"so the VM would start with a proxy it cannot serve; set the annotation to \"true\" or remove it", mesh.InjectKey, anno)
+	}
+	var added []string
+	if _, set := m.vmi.Labels[mesh.InjectKey]; !set {
 		setLabel(m.vmi, mesh.InjectKey, "true")
+		added = append(added, "label")
+	}
+	if anno == "" {
 		setAnnotation(m.vmi, mesh.InjectKey, "true")
-		m.changed(ChangeInject, "added label and annotation %s=\"true\" (%s)", mesh.InjectKey, m.decision.Reason())
+		added = append(added, "annotation")
+	}
+	if len(added) > 0 {
+		m.changed(ChangeInject, "added %s %s=\"true\" (%s)", strings.Join(added, " and "), mesh.InjectKey, m.decision.Reason())
 	}
 	if ambient && m.vmi.Labels[mesh.DataplaneModeLabel] != mesh.DataplaneModeNone {
 		setLabel(m.vmi, mesh.DataplaneModeLabel, mesh.DataplaneModeNone)
 		m.changed(ChangeAmbient, "set label %s=%s: KubeVirt does not support ambient mode "+
 			"(kubevirt/kubevirt#18871), so this VM gets an Istio sidecar instead", mesh.DataplaneModeLabel, mesh.DataplaneModeNone)
 	}
+	return ""
 }
 
 // recordChanges merges this call's changes into the mutations annotation, so a

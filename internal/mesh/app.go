@@ -1,9 +1,12 @@
 package mesh
 
 import (
+	"fmt"
+	"hash/fnv"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 )
 
@@ -15,6 +18,14 @@ const DefaultNetworkName = "default"
 // replica set or pool, else the VMI's own name (or generateName). from says
 // where the name came from, in words.
 func AppName(name, generateName string, labels map[string]string, owners []metav1.OwnerReference) (app, from string) {
+	app, from = appSource(name, generateName, labels, owners)
+	if short := ShortLabelValue(app); short != app {
+		return short, from + ", shortened to a valid label value with a hash suffix"
+	}
+	return app, from
+}
+
+func appSource(name, generateName string, labels map[string]string, owners []metav1.OwnerReference) (app, from string) {
 	if v := labels[AppNameLabel]; v != "" {
 		return v, AppNameLabel
 	}
@@ -62,7 +73,25 @@ func VMApp(vm *kubevirtv1.VirtualMachine) string {
 	if v := labels[AppNameLabel]; v != "" {
 		return v
 	}
-	return vm.Name
+	return ShortLabelValue(vm.Name)
+}
+
+// maxLabelValue is the longest label value Kubernetes accepts.
+const maxLabelValue = validation.LabelValueMaxLength
+
+// ShortLabelValue makes an object name fit in a label value: names longer than
+// 63 characters (KubeVirt allows VM names up to 253) are cut to 57 and given a
+// dash and a 5-character hash of the whole name, as Kubernetes does for names
+// it generates; the result is stable, so the webhook and the controllers
+// derive the same app (and Service name) from the same VM.
+func ShortLabelValue(v string) string {
+	if len(v) <= maxLabelValue {
+		return v
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(v))
+	prefix := strings.TrimRight(v[:maxLabelValue-6], "-._")
+	return fmt.Sprintf("%s-%05x", prefix, h.Sum32()&0xfffff)
 }
 
 // OwnedByVM reports whether a VMI belongs to a VirtualMachine.

@@ -3,6 +3,7 @@ package mesh
 import (
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // AmbientPolicy says what to do with VMIs in ambient-mode namespaces, which
@@ -51,6 +52,9 @@ type Decision struct {
 	Ambient bool
 	// Denied: the VMI opts out in a namespace that forbids it.
 	Denied bool
+	// Enforced: the namespace is in the mesh and labelled virtmesh.io/enforce=true,
+	// so a VMI that cannot join the mesh is refused too.
+	Enforced bool
 
 	why   why
 	ns    string
@@ -72,7 +76,16 @@ const (
 	whyOptOut
 	whyObjectInject
 	whyObjectRevision
+	whyObjectInjectNotExact
+	whyAmbientDataplaneNone
 )
+
+// ByNamespace: the VMI is in the mesh through its namespace's
+// istio-injection or istio.io/rev label, so Istio's namespace-level
+// injector gives its pod a proxy unless the pod opts out.
+func (d Decision) ByNamespace() bool {
+	return d.why == whyNamespaceEnabled || d.why == whyNamespaceRevision
+}
 
 // Reason says why, in words fit for a warning or a denial.
 func (d Decision) Reason() string {
@@ -90,10 +103,15 @@ func (d Decision) Reason() string {
 	case whyAmbientIgnored:
 		return fmt.Sprintf("namespace %q is in ambient mode and --ambient-policy=ignore", d.ns)
 	case whyEnforced:
-		return fmt.Sprintf("namespace %q is labelled %s=true, so its VMs cannot opt out of the mesh: remove %s=false from the VMI",
-			d.ns, EnforceLabel, InjectKey)
+		return fmt.Sprintf("namespace %q is labelled %s=true, so its VMs cannot stay out of the mesh, but %s: "+
+			"remove that label (or annotation) from the VMI", d.ns, EnforceLabel, d.value)
 	case whyOptOut:
-		return fmt.Sprintf("the VMI opts out with %s=false", InjectKey)
+		return fmt.Sprintf("the VMI opts out with %s=%s", InjectKey, d.value)
+	case whyObjectInjectNotExact:
+		return fmt.Sprintf("the VMI is labelled %s=%s, but in a namespace without an Istio injection label Istio injects only "+
+			"pods labelled exactly %s=true", InjectKey, d.value, InjectKey)
+	case whyAmbientDataplaneNone:
+		return fmt.Sprintf("namespace %q is in ambient mode and the VMI opts out of it with %s=%s", d.ns, DataplaneModeLabel, DataplaneModeNone)
 	case whyObjectInject:
 		return fmt.Sprintf("the VMI is labelled %s=true", InjectKey)
 	case whyObjectRevision:
@@ -104,31 +122,72 @@ func (d Decision) Reason() string {
 }
 
 // Decide applies Istio's injection rules to a VMI's labels and annotations in
-// a namespace with the given name and labels.
+// a namespace with the given name and labels. The inject value is read as
+// Istio reads it (see InjectValue); the namespace-level webhook entries and
+// this function agree on every value (webhook/config_test.go).
 func Decide(nsName string, nsLabels, labels, annotations map[string]string, cfg Config) Decision {
 	ns := namespaceDefault(nsName, nsLabels, cfg)
 	if ns.why == whyExcluded {
 		return ns
 	}
-	if optedOut(labels, annotations) {
-		if ns.InMesh && nsLabels[EnforceLabel] == "true" {
-			return Decision{Denied: true, why: whyEnforced, ns: nsName}
-		}
-		return Decision{why: whyOptOut, ns: nsName}
+	ns.Enforced = ns.InMesh && nsLabels[EnforceLabel] == "true"
+	d := decideVMI(ns, nsLabels, labels, annotations)
+	if ns.Enforced && !d.InMesh {
+		// Only the per-VMI way out is left here, and enforce closes it.
+		return Decision{Denied: true, Enforced: true, why: whyEnforced, ns: nsName, value: d.Reason()}
 	}
-	if ns.InMesh {
-		ns.Ambient = ns.why == whyAmbient
+	return d
+}
+
+func decideVMI(ns Decision, nsLabels, labels, annotations map[string]string) Decision {
+	if v, set := InjectValue(labels, annotations); set && !Truthy(v) {
+		return Decision{why: whyOptOut, ns: ns.ns, value: v}
+	}
+	switch {
+	case ns.why == whyAmbient:
+		return decideAmbient(ns, labels)
+	case ns.InMesh:
 		return ns
 	}
 	if _, set := nsLabels[NamespaceInjectionLabel]; set || nsLabels[RevisionLabel] != "" {
 		// istio-injection=disabled (or any value but enabled) wins over any opt-in.
 		return ns
 	}
-	if labels[InjectKey] == "true" {
-		return Decision{InMesh: true, why: whyObjectInject, ns: nsName}
+	return decideObject(ns, labels)
+}
+
+// decideAmbient: in an ambient namespace Istio injects a sidecar only by its
+// per-object rules; virtmesh gives one to every other VMI (KubeVirt does not
+// support ambient), except those that carry an inject label of their own or
+// leave ambient with istio.io/dataplane-mode=none.
+func decideAmbient(ns Decision, labels map[string]string) Decision {
+	ns.Ambient = true
+	if labels[RevisionLabel] != "" {
+		return ns // Istio's revision entry injects it (opt-outs are handled already)
 	}
-	if rev := labels[RevisionLabel]; rev != "" {
-		return Decision{InMesh: true, why: whyObjectRevision, ns: nsName, value: rev}
+	v, set := labels[InjectKey]
+	switch {
+	case set && v != "true":
+		return Decision{why: whyObjectInjectNotExact, ns: ns.ns, value: v}
+	case !set && labels[DataplaneModeLabel] == DataplaneModeNone:
+		return Decision{why: whyAmbientDataplaneNone, ns: ns.ns}
+	}
+	return ns
+}
+
+// decideObject: a namespace without injection labels meshes a VMI that opts
+// in itself, as Istio's object-selector entries do: label exactly "true", or
+// an istio.io/rev label. (An ambient namespace under --ambient-policy=ignore
+// comes here too.)
+func decideObject(ns Decision, labels map[string]string) Decision {
+	v, set := labels[InjectKey]
+	switch {
+	case v == "true":
+		return Decision{InMesh: true, why: whyObjectInject, ns: ns.ns}
+	case labels[RevisionLabel] != "":
+		return Decision{InMesh: true, why: whyObjectRevision, ns: ns.ns, value: labels[RevisionLabel]}
+	case set:
+		return Decision{why: whyObjectInjectNotExact, ns: ns.ns, value: v}
 	}
 	return ns
 }
@@ -170,11 +229,24 @@ func isAmbientOnly(nsLabels map[string]string) bool {
 	return nsLabels[DataplaneModeLabel] == DataplaneModeAmbient && !inj && nsLabels[RevisionLabel] == ""
 }
 
-// optedOut follows Istio: the inject label wins; the (deprecated) annotation
-// counts only when no label is set.
-func optedOut(labels, annotations map[string]string) bool {
-	if v, ok := labels[InjectKey]; ok {
-		return v == "false"
+// InjectValue is the inject value Istio reads: the label wins; the
+// (deprecated) annotation counts only when no label is set. An empty value
+// counts as unset: the namespace's default applies.
+func InjectValue(labels, annotations map[string]string) (string, bool) {
+	v, ok := labels[InjectKey]
+	if !ok {
+		v = annotations[InjectKey]
 	}
-	return annotations[InjectKey] == "false"
+	return v, v != ""
+}
+
+// Truthy reads an inject value as Istio does (YAML 1.1 booleans): y, yes,
+// true and on, in any case, mean inject; any other non-empty value means do
+// not inject.
+func Truthy(v string) bool {
+	switch strings.ToLower(v) {
+	case "y", "yes", "true", "on":
+		return true
+	}
+	return false
 }

@@ -40,6 +40,23 @@ func TestDecide(t *testing.T) {
 		{name: "ambient with ignore policy", ns: "vms", nsLabels: l(DataplaneModeLabel, "ambient"), cfg: ignore, reason: "--ambient-policy=ignore"},
 		{name: "ambient plus injection is plain sidecar", ns: "vms", nsLabels: l(DataplaneModeLabel, "ambient", "istio-injection", "enabled"), in: true},
 		{name: "excluded namespace", ns: "kube-system", nsLabels: l("istio-injection", "enabled"), labels: l(InjectKey, "true"), reason: "excluded"},
+		{name: "opt-out value no", ns: "vms", nsLabels: l("istio-injection", "enabled"), labels: l(InjectKey, "no"), reason: "opts out with sidecar.istio.io/inject=no"},
+		{name: "opt-out value Off annotation", ns: "vms", nsLabels: l("istio-injection", "enabled"), annos: l(InjectKey, "Off"), reason: "opts out"},
+		{name: "any other value opts out", ns: "vms", nsLabels: l("istio-injection", "enabled"), labels: l(InjectKey, "nope"), reason: "opts out"},
+		{name: "truthy yes stays in", ns: "vms", nsLabels: l("istio-injection", "enabled"), labels: l(InjectKey, "yes"), in: true},
+		{name: "truthy TRUE stays in", ns: "vms", nsLabels: l(RevisionLabel, "canary"), labels: l(InjectKey, "TRUE"), in: true},
+		{name: "empty label wins over the annotation: the default", ns: "vms", nsLabels: l("istio-injection", "enabled"), labels: l(InjectKey, ""), annos: l(InjectKey, "false"), in: true},
+		{name: "empty label and no annotation: default", ns: "vms", nsLabels: l("istio-injection", "enabled"), labels: l(InjectKey, ""), in: true},
+		{name: "object opt-in needs exactly true", ns: "vms", labels: l(InjectKey, "yes"), reason: "exactly sidecar.istio.io/inject=true"},
+		{name: "object revision with opt-out value", ns: "vms", labels: l(RevisionLabel, "stable", InjectKey, "off"), reason: "opts out"},
+		{name: "enforced: other opt-out values are denied", ns: "vms", nsLabels: l("istio-injection", "enabled", EnforceLabel, "true"), labels: l(InjectKey, "no"), denied: true, reason: "inject=no"},
+		{name: "ambient: dataplane-mode=none opts out", ns: "vms", nsLabels: l(DataplaneModeLabel, "ambient"), labels: l(DataplaneModeLabel, "none"), reason: "opts out of it with istio.io/dataplane-mode=none"},
+		{name: "ambient: virtmesh's own mutation stays in", ns: "vms", nsLabels: l(DataplaneModeLabel, "ambient"), labels: l(DataplaneModeLabel, "none", InjectKey, "true"), in: true, ambient: true},
+		{name: "ambient: inject label yes is not Istio's opt-in", ns: "vms", nsLabels: l(DataplaneModeLabel, "ambient"), labels: l(InjectKey, "yes"), reason: "exactly"},
+		{name: "ambient: inject label True is not Istio's opt-in", ns: "vms", nsLabels: l(DataplaneModeLabel, "ambient"), labels: l(InjectKey, "True"), reason: "exactly"},
+		{name: "ambient: empty inject label", ns: "vms", nsLabels: l(DataplaneModeLabel, "ambient"), labels: l(InjectKey, ""), reason: "exactly"},
+		{name: "ambient: revision label", ns: "vms", nsLabels: l(DataplaneModeLabel, "ambient"), labels: l(RevisionLabel, "canary", DataplaneModeLabel, "none"), in: true, ambient: true},
+		{name: "ambient enforced: dataplane none is denied", ns: "vms", nsLabels: l(DataplaneModeLabel, "ambient", EnforceLabel, "true"), labels: l(DataplaneModeLabel, "none"), denied: true, reason: "dataplane-mode=none"},
 		{name: "excluded namespace never denies", ns: "kubevirt", nsLabels: l("istio-injection", "enabled", EnforceLabel, "true"), labels: l(InjectKey, "false"), reason: "excluded"},
 	}
 	for _, tc := range cases {
@@ -57,6 +74,15 @@ func TestDecide(t *testing.T) {
 				t.Fatalf("reason %q does not say %q", d.Reason(), tc.reason)
 			}
 		})
+	}
+}
+
+func TestTruthy(t *testing.T) {
+	for v, want := range map[string]bool{"y": true, "Y": true, "yes": true, "YES": true, "true": true, "True": true, "on": true, "ON": true,
+		"false": false, "no": false, "off": false, "1": false, "": false, "enabled": false} {
+		if Truthy(v) != want {
+			t.Errorf("Truthy(%q) = %v, want %v", v, !want, want)
+		}
 	}
 }
 

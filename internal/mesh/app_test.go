@@ -1,0 +1,46 @@
+package mesh
+
+import (
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+)
+
+func TestShortLabelValue(t *testing.T) {
+	long := strings.Repeat("database-replica-", 6) + "primary" // 109 characters
+	other := strings.Repeat("database-replica-", 6) + "standby"
+	for _, v := range []string{long, other, strings.Repeat("a", 64), strings.Repeat("a.", 40) + "b", strings.Repeat("x", 253)} {
+		got := ShortLabelValue(v)
+		if errs := validation.IsValidLabelValue(got); len(errs) > 0 || len(got) > 63 {
+			t.Errorf("%q -> %q is not a valid label value: %v", v, got, errs)
+		}
+		if got != ShortLabelValue(v) {
+			t.Errorf("%q: not stable", v)
+		}
+	}
+	if ShortLabelValue(long) == ShortLabelValue(other) {
+		t.Error("two names with the same prefix got the same value")
+	}
+	if v := strings.Repeat("a", 63); ShortLabelValue(v) != v {
+		t.Error("a 63-character value was changed")
+	}
+}
+
+func TestAppNameOfLongNamesIsAValidLabel(t *testing.T) {
+	long := strings.Repeat("long-vm-name-", 10)
+	owners := []metav1.OwnerReference{{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachine", Name: long}}
+	app, from := AppName(long, "", nil, owners)
+	if len(validation.IsValidLabelValue(app)) > 0 || !strings.Contains(from, "shortened") {
+		t.Fatalf("app %q from %q", app, from)
+	}
+	vm := &kubevirtv1.VirtualMachine{ObjectMeta: metav1.ObjectMeta{Name: long}, Spec: kubevirtv1.VirtualMachineSpec{Template: &kubevirtv1.VirtualMachineInstanceTemplateSpec{}}}
+	if VMApp(vm) != app {
+		t.Fatalf("the controllers' app %q differs from the webhook's %q", VMApp(vm), app)
+	}
+	if gen, _ := AppName("", strings.Repeat("g", 80)+"-", nil, nil); len(gen) > 63 {
+		t.Fatalf("generateName app %q", gen)
+	}
+}
