@@ -117,6 +117,10 @@ func collectPorts(members []Member) ([]*servicePort, []Problem) {
 				problems = append(problems, problem)
 				continue
 			}
+			if sp.port == mesh.SSHPort {
+				problems = append(problems, Problem{Member: m, Reason: ReasonPortProtocol, Message: "port 22 is in the Service, but KubeVirt " +
+					"never sends SSH through Istio's proxy: no mTLS, AuthorizationPolicy or telemetry applies to it"})
+			}
 			k := key{sp.port, sp.protocol}
 			prev, ok := ports[k]
 			switch {
@@ -147,6 +151,10 @@ func newServicePort(m Member, p kubevirtv1.Port, explicit map[int32]string) (*se
 	if protocol != corev1.ProtocolTCP && protocol != corev1.ProtocolUDP {
 		return nil, Problem{Member: m, Reason: ReasonPortProtocol,
 			Message: fmt.Sprintf("port %d has protocol %q; a Service port here can only be TCP or UDP, so it is left out", p.Port, p.Protocol)}
+	}
+	if mesh.IstioReservedPort(p.Port) {
+		return nil, Problem{Member: m, Reason: ReasonPortProtocol, Message: fmt.Sprintf(
+			"port %d is reserved by Istio's proxy in the VM's pod, so it is left out of the Service; serve on another port", p.Port)}
 	}
 	sp := &servicePort{port: p.Port, protocol: protocol, name: strings.ToLower(p.Name), from: m}
 	if a, ok := explicit[p.Port]; ok {

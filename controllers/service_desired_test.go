@@ -149,3 +149,25 @@ func TestValidServiceName(t *testing.T) {
 		}
 	}
 }
+
+func TestDesiredServiceLeavesIstioPortsOutAndWarnsAboutSSH(t *testing.T) {
+	svc, problems := DesiredService("vms", "web", []Member{vm("a", port("http", 8080, ""), port("", 15021, ""), port("ssh", 22, ""))})
+	var ports []int32
+	for _, p := range svc.Spec.Ports {
+		ports = append(ports, p.Port)
+	}
+	if len(ports) != 2 || ports[0] != 22 || ports[1] != 8080 {
+		t.Fatalf("ports %v, want [22 8080]", ports)
+	}
+	var msgs []string
+	for _, p := range problems {
+		msgs = append(msgs, p.Message)
+	}
+	all := strings.Join(msgs, "\n")
+	if len(problems) != 2 || !strings.Contains(all, "port 15021 is reserved by Istio") || !strings.Contains(all, "never sends SSH through Istio") {
+		t.Fatalf("problems: %s", all)
+	}
+	if only, _ := DesiredService("vms", "web", []Member{vm("a", port("", 15090, ""))}); only != nil {
+		t.Fatalf("a Service with only Istio's ports: %+v", only)
+	}
+}

@@ -8,13 +8,6 @@ import (
 	"github.com/virtmesh/virtmesh/internal/mesh"
 )
 
-// istioReservedPorts are the ports Istio's proxy takes in the launcher pod
-// (KubeVirt pkg/network/istio/ports.go); a VM cannot serve on them in the mesh.
-var istioReservedPorts = map[int32]bool{
-	15000: true, 15001: true, 15004: true, 15006: true, 15008: true,
-	15009: true, 15020: true, 15021: true, 15053: true, 15090: true,
-}
-
 // ensurePodNetwork makes the pod network's binding one Istio works with. When
 // the VMI cannot join the mesh it returns why, in words for the owner,
 // leaving the spec untouched (m.denied is set if it must be refused).
@@ -56,7 +49,7 @@ func (m *mutator) ensurePodNetwork(policy BridgePolicy) (notMeshable string) {
 			"use masquerade or passt", iface.Name)
 	}
 	for _, p := range iface.Ports {
-		if istioReservedPorts[p.Port] {
+		if mesh.IstioReservedPort(p.Port) {
 			m.warn("port %d on interface %q is reserved by Istio's proxy; the VM cannot serve on it inside the mesh", p.Port, iface.Name)
 		}
 	}

@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"errors"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -21,7 +22,7 @@ import (
 // through the manager. srv is the manager's webhook server, or one the caller
 // starts itself (e.g. once its certificate is mounted).
 func SetupWithManager(mgr ctrl.Manager, srv ctrlwebhook.Server, meshCfg mesh.Config, cfg Config) error {
-	return Register(srv, meshCfg, cfg, namespaceLabelsFrom(mgr.GetClient(), mgr.GetAPIReader()))
+	return Register(srv, meshCfg, cfg, namespaceLabelsFrom(mgr.GetClient(), mgr.GetAPIReader(), meshCfg))
 }
 
 // Register serves the VMI webhook at Path on srv. Every path that serves the
@@ -36,14 +37,19 @@ func Register(srv ctrlwebhook.Server, meshCfg mesh.Config, cfg Config, nsLabels 
 }
 
 // namespaceLabelsFrom reads namespace labels from the manager's metadata-only
-// cache, falling back to the API server for a namespace created so recently
-// that the cache has not seen it yet.
-func namespaceLabelsFrom(cached client.Reader, live client.Reader) NamespaceLabels {
+// cache. The API server calls the webhook on its own, fresh, view of the
+// labels: when the cached labels say the namespace is not in the mesh (it may
+// have been labelled a moment ago) or the cache has not seen it yet, they are
+// read again from the API server, so a VMI is never admitted unmeshed into a
+// namespace whose pods Istio injects.
+func namespaceLabelsFrom(cached client.Reader, live client.Reader, cfg mesh.Config) NamespaceLabels {
 	return func(ctx context.Context, name string) (map[string]string, error) {
 		ns := &metav1.PartialObjectMetadata{}
 		ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
 		err := cached.Get(ctx, client.ObjectKey{Name: name}, ns)
-		if apierrors.IsNotFound(err) {
+		stale := apierrors.IsNotFound(err) ||
+			(err == nil && !slices.Contains(cfg.ExcludedNamespaces, name) && !mesh.NamespaceInMesh(name, ns.Labels, cfg).InMesh)
+		if stale {
 			err = live.Get(ctx, client.ObjectKey{Name: name}, ns)
 		}
 		if err != nil {

@@ -14,7 +14,13 @@ import (
 // cert-controller keeps the serving certificate in a Secret (mounted into the
 // pod at --webhook-cert-dir) and the CA in the webhook configuration.
 // +kubebuilder:rbac:groups="",namespace=virtmesh-system,resources=secrets,verbs=get;list;watch;update
-// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;list;watch;update
+//
+// cert-controller lists and watches every MutatingWebhookConfiguration but
+// writes only virtmesh's own: RBAC names it, so virtmesh cannot rewrite
+// another (Istio's injector, say). A --webhook-configuration-name other than
+// "virtmesh" needs the same rule for that name (a kustomize patch).
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;list;watch
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,resourceNames=virtmesh,verbs=update
 
 // rotators numbers cert-controller's controller, whose name must be unique
 // in the process (a test or the demo may build a second manager).

@@ -99,6 +99,19 @@ func OwnedByVM(meta *metav1.ObjectMeta) bool {
 	return ownerOfKind(meta.OwnerReferences, "VirtualMachine") != ""
 }
 
+// istioReservedPorts are the ports Istio's proxy takes in the launcher pod
+// (KubeVirt pkg/network/istio/ports.go); a VM cannot serve on them in the mesh.
+var istioReservedPorts = map[int32]bool{
+	15000: true, 15001: true, 15004: true, 15006: true, 15008: true,
+	15009: true, 15020: true, 15021: true, 15053: true, 15090: true,
+}
+
+// IstioReservedPort reports whether Istio's proxy takes port p.
+func IstioReservedPort(p int32) bool { return istioReservedPorts[p] }
+
+// SSHPort is never proxied by KubeVirt with Istio: no mTLS or policy applies to it.
+const SSHPort = 22
+
 // PodInterface returns the interface bound to the pod network, if any.
 func PodInterface(spec *kubevirtv1.VirtualMachineInstanceSpec) *kubevirtv1.Interface {
 	for _, n := range spec.Networks {

@@ -14,6 +14,7 @@ import (
 	. "github.com/onsi/gomega"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -22,6 +23,22 @@ import (
 	"github.com/virtmesh/virtmesh/internal/testkit"
 	"github.com/virtmesh/virtmesh/internal/testkit/local"
 )
+
+// grantUpdateOn lets virtmesh's ServiceAccount update one more
+// MutatingWebhookConfiguration, by name, for the rest of the spec.
+func grantUpdateOn(ctx SpecContext, name string) {
+	GinkgoHelper()
+	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "virtmesh-webhook-" + name}, Rules: []rbacv1.PolicyRule{{
+		APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"},
+		ResourceNames: []string{name}, Verbs: []string{"update"}}}}
+	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: role.Name},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: local.Namespace, Name: local.ServiceAccount}}}
+	for _, o := range []client.Object{role, binding} {
+		Expect(adminClient.Create(ctx, o)).To(Succeed())
+		DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(adminClient.Delete(ctx, o))).To(Succeed()) })
+	}
+}
 
 var _ = Describe("Self-managed webhook certificates (--cert-rotation)", func() {
 	It("makes a CA and serving certificate, injects the CA, and serves once the certificate is mounted", func(ctx SpecContext) {
@@ -45,6 +62,8 @@ var _ = Describe("Self-managed webhook certificates (--cert-rotation)", func() {
 		}
 		Expect(adminClient.Create(ctx, mwc)).To(Succeed())
 		DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(adminClient.Delete(ctx, mwc))).To(Succeed()) })
+		By("granting update on that configuration by name, as the README says for a --webhook-configuration-name other than virtmesh")
+		grantUpdateOn(ctx, configName)
 
 		By("starting a replica with --cert-rotation (webhook only)")
 		certDir := GinkgoT().TempDir()
