@@ -94,9 +94,9 @@ type mutator struct {
 	vmi       *kubevirtv1.VirtualMachineInstance
 	decision  mesh.Decision
 	namespace string
-	changes  []Change
-	warnings []string
-	denied   string
+	changes   []Change
+	warnings  []string
+	denied    string
 }
 
 func (m *mutator) changed(c Change, format string, args ...any) {

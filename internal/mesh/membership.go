@@ -80,7 +80,7 @@ const (
 	whyAmbientDataplaneNone
 )
 
-// ByNamespace: the VMI is in the mesh through its namespace's
+// ByNamespace reports whether the VMI is in the mesh through its namespace's
 // istio-injection or istio.io/rev label, so Istio's namespace-level
 // injector gives its pod a proxy unless the pod opts out.
 func (d Decision) ByNamespace() bool {
