@@ -17,12 +17,15 @@ import (
 
 // CacheByObject is how the manager's cache must hold the objects the
 // controllers watch: VMs and VMIs trimmed to what membership and Services
-// read, Services only when virtmesh manages them (with their managedFields,
-// which tell what virtmesh last applied), the one CRD it waits for.
+// read, Services only when labelled as virtmesh's (with their managedFields,
+// which tell whether virtmesh owns them, what it last applied and who else
+// changed them), NADs with virtmesh's own managedFields entries only, the one
+// CRD it waits for.
 // NetworkAttachmentDefinitions cannot be narrowed here: the cache resolves
 // every type it is configured for when the manager is built, and the NAD CRD
-// may not exist yet. They are few and small; DefaultTransform strips their
-// managedFields. The manager must be built with both (app.NewManager is).
+// may not exist yet. They are few and small; DefaultTransform keeps only
+// virtmesh's own managedFields entries. The manager must be built with both
+// (app.NewManager is).
 //
 // Anything that reads VMs or VMIs through the manager's cache sees the trimmed
 // objects; read the API server (mgr.GetAPIReader) for whole ones.
@@ -31,7 +34,7 @@ func CacheByObject(cfg Config) map[client.Object]cache.ByObject {
 		&kubevirtv1.VirtualMachineInstance{}: {Transform: trimVMI},
 		&kubevirtv1.VirtualMachine{}:         {Transform: trimVM},
 		&corev1.Service{}: {Label: labels.SelectorFromSet(labels.Set{mesh.ManagedByLabel: mesh.ManagedByValue}),
-			Transform: keepOwnManagedFields},
+			Transform: keepManagedFields},
 	}
 	if cfg.NADMode != NADOff {
 		by[&apiextensionsv1.CustomResourceDefinition{}] = cache.ByObject{Field: fields.OneTermEqualSelector("metadata.name", NADCRDName),
@@ -40,8 +43,10 @@ func CacheByObject(cfg Config) map[client.Object]cache.ByObject {
 	return by
 }
 
-// DefaultTransform is the transform of every other cached type.
-func DefaultTransform() toolscache.TransformFunc { return cache.TransformStripManagedFields() }
+// DefaultTransform is the transform of every other cached type: it keeps
+// only virtmesh's own managedFields entries (a NAD is virtmesh's only if they
+// own its label).
+func DefaultTransform() toolscache.TransformFunc { return keepOwnManagedFields }
 
 // keptAnnotations are the only annotations membership and Services read.
 var keptAnnotations = []string{mesh.InjectKey, mesh.ServiceAnnotation, mesh.PortProtocolsAnnotation}
@@ -100,6 +105,10 @@ func trimVM(in any) (any, error) {
 	}
 	return out, nil
 }
+
+// keepManagedFields keeps a Service whole: its managedFields say whether
+// virtmesh owns it, what virtmesh last applied, and who else changed it.
+func keepManagedFields(in any) (any, error) { return in, nil }
 
 // keepOwnManagedFields keeps virtmesh's own managedFields entries (what it
 // last applied; and what versions before server-side apply wrote, until they

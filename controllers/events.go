@@ -14,6 +14,7 @@ const (
 	ReasonServiceUpdated  = "ServiceUpdated"
 	ReasonServiceDeleted  = "ServiceDeleted"
 	ReasonServiceConflict = "ServiceConflict"
+	ReasonServiceReleased = "ServiceReleased"
 	ReasonNoPorts         = "NoPorts"
 	ReasonInvalidAppName  = "InvalidAppName"
 	ReasonPortProtocol    = "PortProtocol"

@@ -87,13 +87,13 @@ func (r *NADReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 		log.FromContext(ctx).Info("created NetworkAttachmentDefinition", "name", want.Name, "why", why)
 		r.Recorder.Eventf(nsRef, corev1.EventTypeNormal, ReasonNADCreated,
 			"virtmesh created NetworkAttachmentDefinition %q so meshed VMs can start here (%s)", want.Name, why)
-	case need && Managed(have) && !nadUpToDate(have, want):
+	case need && Virtmeshs(have) && !nadUpToDate(have, want):
 		if err := r.restore(ctx, want, have.ResourceVersion); err != nil {
 			return requeueOnConflict(err)
 		}
 		r.Recorder.Eventf(nsRef, corev1.EventTypeNormal, ReasonNADRestored,
 			"virtmesh restored the empty config of its NetworkAttachmentDefinition %q (istio-cni reads its own configuration)", want.Name)
-	case !need && exists && Managed(have):
+	case !need && exists && Virtmeshs(have):
 		err := r.Client.Delete(ctx, have, client.Preconditions{UID: &have.UID, ResourceVersion: &have.ResourceVersion})
 		if client.IgnoreNotFound(err) != nil {
 			return requeueOnConflict(fmt.Errorf("deleting NetworkAttachmentDefinition %s/%s: %w", ns.name, want.Name, err))

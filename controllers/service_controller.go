@@ -73,11 +73,16 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req reconcile.Request
 	}
 	var have *corev1.Service
 	cached := &corev1.Service{}
-	switch err := r.Client.Get(ctx, req.NamespacedName, cached); { // the cache holds only virtmesh's Services
-	case err == nil:
+	switch err := r.Client.Get(ctx, req.NamespacedName, cached); { // the cache holds only Services labelled as virtmesh's
+	case err == nil && Virtmeshs(cached):
 		have = cached
-	case !apierrors.IsNotFound(err):
+	case err != nil && !apierrors.IsNotFound(err):
 		return reconcile.Result{}, err
+	}
+	if have != nil {
+		if by := takenOverBy(have); by != "" {
+			return r.release(ctx, have, members, by)
+		}
 	}
 	want := r.desired(ns, app, members)
 	if want == nil {
@@ -177,7 +182,7 @@ func (r *ServiceReconciler) migrate(ctx context.Context, have *corev1.Service) (
 	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(have), live); err != nil {
 		return requeueOnConflict(err)
 	}
-	if !Managed(live) {
+	if !Virtmeshs(live) {
 		return requeueSoon, nil // changed hands since the cache saw it
 	}
 	migrated, err := migrateFieldOwner(ctx, r.Client, live)
@@ -196,7 +201,7 @@ func (r *ServiceReconciler) checkName(ctx context.Context, want *corev1.Service,
 	live := &corev1.Service{}
 	err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(want), live)
 	switch {
-	case err == nil && Managed(live):
+	case err == nil && Virtmeshs(live):
 		return requeueSoon, false, nil // ours; the cache is behind
 	case err == nil:
 		r.warnAll(members, ReasonServiceConflict, fmt.Sprintf("Service %q already exists and virtmesh did not create it, so virtmesh "+
@@ -211,6 +216,32 @@ func (r *ServiceReconciler) checkName(ctx context.Context, want *corev1.Service,
 	}
 	r.warnAll(members, ReasonServiceConflict, "")
 	return reconcile.Result{}, true, nil
+}
+
+// release stops managing a Service someone else has changed, and tells the
+// VMs' owners; virtmesh never reverts such a change.
+func (r *ServiceReconciler) release(ctx context.Context, have *corev1.Service, members []Member, by string) (reconcile.Result, error) {
+	live := &corev1.Service{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(have), live); err != nil {
+		return requeueOnConflict(err)
+	}
+	if !Virtmeshs(live) || takenOverBy(live) == "" {
+		return requeueSoon, nil // the cache is behind
+	}
+	if err := release(ctx, r.Client, live); err != nil {
+		return requeueOnConflict(err)
+	}
+	msg := fmt.Sprintf("Service %q was changed by %q (its selector, ports or labels), so virtmesh no longer manages it: "+
+		"it removed its label and owner references (the Service now stays when the VMs go) and leaves the rest as it is; "+
+		"delete the Service and virtmesh creates its own again", have.Name, by)
+	log.FromContext(ctx).Info("released a Service someone else changed", "manager", by)
+	for _, o := range have.OwnerReferences {
+		if isMemberKind(o) {
+			ref := &corev1.ObjectReference{APIVersion: o.APIVersion, Kind: o.Kind, Name: o.Name, Namespace: have.Namespace, UID: o.UID}
+			r.recorder.Event(ref, corev1.EventTypeWarning, ReasonServiceReleased, "virtmesh: "+msg)
+		}
+	}
+	return reconcile.Result{}, nil
 }
 
 func (r *ServiceReconciler) delete(ctx context.Context, svc *corev1.Service, members []Member, why string) (reconcile.Result, error) {

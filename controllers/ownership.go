@@ -1,0 +1,101 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/virtmesh/virtmesh/internal/mesh"
+)
+
+// Ownership is judged by server-side apply field ownership, not by the
+// managed-by label alone: anyone who can write a Service can copy a label,
+// and a kubectl apply of an exported object keeps it, but the label is
+// virtmesh's only if virtmesh's own managedFields entry owns it.
+
+// Virtmeshs reports whether virtmesh created obj and still owns it: it carries
+// the managed-by label and virtmesh's field manager owns that label.
+func Virtmeshs(obj client.Object) bool {
+	if !Managed(obj) {
+		return false
+	}
+	for _, e := range obj.GetManagedFields() {
+		if e.Manager == FieldOwner && e.Subresource == "" && owns(e, "f:metadata", "f:labels", "f:"+mesh.ManagedByLabel) {
+			return true
+		}
+	}
+	return false
+}
+
+// takenOverBy names the field manager, other than virtmesh, that has changed
+// what virtmesh's Service is for (its selector, its ports, or the managed-by
+// label), or "".
+func takenOverBy(obj client.Object) string {
+	for _, e := range obj.GetManagedFields() {
+		if e.Manager == FieldOwner || e.Subresource != "" {
+			continue
+		}
+		if owns(e, "f:spec", "f:selector") || owns(e, "f:spec", "f:ports") || owns(e, "f:metadata", "f:labels", "f:"+mesh.ManagedByLabel) {
+			return e.Manager
+		}
+	}
+	return ""
+}
+
+// owns reports whether a managedFields entry holds the field at path (or
+// anything below it).
+func owns(e metav1.ManagedFieldsEntry, path ...string) bool {
+	if e.FieldsV1 == nil {
+		return false
+	}
+	var node map[string]any
+	if err := json.Unmarshal(e.FieldsV1.Raw, &node); err != nil {
+		return false
+	}
+	for _, p := range path {
+		next, ok := node[p].(map[string]any)
+		if !ok {
+			return false
+		}
+		node = next
+	}
+	return true
+}
+
+// release lets go of a Service someone else has taken over, without
+// changing what it selects or serves: virtmesh's label, its owner references
+// (so the garbage collector never deletes the Service with the VMs) and its
+// field ownership go, in one JSON patch guarded by live's resourceVersion.
+// live must come from the API server, with every manager's entries.
+func release(ctx context.Context, c client.Client, live client.Object) error {
+	var owners []metav1.OwnerReference
+	for _, o := range live.GetOwnerReferences() {
+		if !isMemberKind(o) {
+			owners = append(owners, o)
+		}
+	}
+	var fields []metav1.ManagedFieldsEntry
+	for _, e := range live.GetManagedFields() {
+		if e.Manager != FieldOwner {
+			fields = append(fields, e)
+		}
+	}
+	patch, err := json.Marshal([]map[string]any{
+		{"op": "replace", "path": "/metadata/resourceVersion", "value": live.GetResourceVersion()},
+		{"op": "remove", "path": "/metadata/labels/" + strings.ReplaceAll(mesh.ManagedByLabel, "/", "~1")},
+		{"op": "replace", "path": "/metadata/ownerReferences", "value": owners},
+		{"op": "replace", "path": "/metadata/managedFields", "value": fields},
+	})
+	if err != nil {
+		return err
+	}
+	if err := c.Patch(ctx, live, client.RawPatch(types.JSONPatchType, patch)); err != nil {
+		return fmt.Errorf("releasing %s/%s: %w", live.GetNamespace(), live.GetName(), err)
+	}
+	return nil
+}
