@@ -81,7 +81,7 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req reconcile.Request
 	}
 	if have != nil {
 		if by := takenOverBy(have); by != "" {
-			return r.release(ctx, have, members, by)
+			return r.release(ctx, have, by)
 		}
 	}
 	want := r.desired(ns, app, members)
@@ -220,7 +220,7 @@ func (r *ServiceReconciler) checkName(ctx context.Context, want *corev1.Service,
 
 // release stops managing a Service someone else has changed, and tells the
 // VMs' owners; virtmesh never reverts such a change.
-func (r *ServiceReconciler) release(ctx context.Context, have *corev1.Service, members []Member, by string) (reconcile.Result, error) {
+func (r *ServiceReconciler) release(ctx context.Context, have *corev1.Service, by string) (reconcile.Result, error) {
 	live := &corev1.Service{}
 	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(have), live); err != nil {
 		return requeueOnConflict(err)
