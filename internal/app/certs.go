@@ -22,6 +22,10 @@ import (
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;list;watch
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,resourceNames=virtmesh,verbs=update
 
+func (o *Options) certSecretKey() types.NamespacedName {
+	return types.NamespacedName{Namespace: o.CertNamespace, Name: o.CertSecretName}
+}
+
 // rotators numbers cert-controller's controller, whose name must be unique
 // in the process (a test or the demo may build a second manager).
 var rotators atomic.Int32
@@ -40,7 +44,7 @@ func certRotation(mgr ctrl.Manager, o *Options, srv ctrlwebhook.Server) error {
 		name = fmt.Sprintf("cert-rotator-%d", n)
 	}
 	if err := rotator.AddRotator(mgr, &rotator.CertRotator{
-		SecretKey:      types.NamespacedName{Namespace: o.CertNamespace, Name: o.CertSecretName},
+		SecretKey:      o.certSecretKey(),
 		CertDir:        o.WebhookCertDir,
 		CAName:         "virtmesh-ca",
 		CAOrganization: "virtmesh",

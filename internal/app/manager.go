@@ -5,6 +5,9 @@ import (
 	"crypto/tls"
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -32,10 +35,13 @@ func NewManager(cfg *rest.Config, o *Options) (ctrl.Manager, error) {
 		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
 	}
 	timeout := o.GracefulShutdownTimeout
-	cacheOpts := cache.Options{SyncPeriod: &o.Controllers.SyncPeriod}
+	cacheOpts := cache.Options{SyncPeriod: &o.Controllers.SyncPeriod, ByObject: map[client.Object]cache.ByObject{}}
 	if o.EnableControllers {
 		cacheOpts.ByObject = controllers.CacheByObject(o.Controllers)
 		cacheOpts.DefaultTransform = controllers.DefaultTransform()
+	}
+	if o.EnableWebhook && o.CertRotation {
+		cacheOpts.ByObject[&corev1.Secret{}] = certSecretCache(o.certSecretKey())
 	}
 	if cfg.QPS == 0 && cfg.RateLimiter == nil {
 		// As ctrl.GetConfig does: rely on the API server's priority and
@@ -107,6 +113,9 @@ func setupWebhook(mgr ctrl.Manager, o *Options) error {
 	if o.CertRotation {
 		if err := certRotation(mgr, o, srv); err != nil {
 			return fmt.Errorf("setting up certificate rotation: %w", err)
+		}
+		if err := keepCertSecret(mgr, o.certSecretKey()); err != nil {
+			return fmt.Errorf("setting up the certificate Secret keeper: %w", err)
 		}
 	}
 	return nil

@@ -109,5 +109,18 @@ var _ = Describe("Self-managed webhook certificates (--cert-rotation)", func() {
 			g.Expect(adminClient.Get(ctx, client.ObjectKeyFromObject(mwc), mwc)).To(Succeed())
 			g.Expect(mwc.Webhooks[0].ClientConfig.CABundle).To(Equal(secret.Data["ca.crt"]))
 		}).WithContext(ctx).WithTimeout(time.Minute).Should(Succeed())
+
+		By("deleting the Secret by mistake: virtmesh recreates it, and cert-controller fills it and injects the new CA")
+		oldCA := secret.Data["ca.crt"]
+		Expect(adminClient.Delete(ctx, secret)).To(Succeed())
+		Eventually(func(g Gomega) {
+			fresh := &corev1.Secret{}
+			g.Expect(adminClient.Get(ctx, client.ObjectKeyFromObject(secret), fresh)).To(Succeed())
+			g.Expect(fresh.UID).NotTo(Equal(secret.UID))
+			g.Expect(fresh.Data).To(HaveKey("tls.crt"))
+			g.Expect(fresh.Data["ca.crt"]).NotTo(Equal(oldCA))
+			g.Expect(adminClient.Get(ctx, client.ObjectKeyFromObject(mwc), mwc)).To(Succeed())
+			g.Expect(mwc.Webhooks[0].ClientConfig.CABundle).To(Equal(fresh.Data["ca.crt"]))
+		}).WithContext(ctx).WithTimeout(converge).Should(Succeed())
 	}, SpecTimeout(2*time.Minute))
 })
