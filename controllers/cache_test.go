@@ -107,7 +107,7 @@ func TestVMAppMatchesWebhook(t *testing.T) {
 		vmi := &kubevirtv1.VirtualMachineInstance{ObjectMeta: *vm.Spec.Template.ObjectMeta.DeepCopy(), Spec: *vm.Spec.Template.Spec.DeepCopy()}
 		vmi.Name, vmi.Namespace = vm.Name, vm.Namespace
 		vmi.OwnerReferences = []metav1.OwnerReference{{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachine", Name: vm.Name, UID: vm.UID, Controller: ptr.To(true)}}
-		vmwebhook.MutateVMI(vmi, vmwebhook.Namespace{Name: "vms", Labels: map[string]string{"istio-injection": "enabled"}}, mesh.DefaultConfig(), vmwebhook.DefaultConfig())
+		vmwebhook.MutateVMI(vmi, vmwebhook.Env{Namespace: vmwebhook.Namespace{Name: "vms", Labels: map[string]string{"istio-injection": "enabled"}}, VM: vm}, mesh.DefaultConfig(), vmwebhook.DefaultConfig())
 		if got, want := mesh.VMApp(vm), vmi.Labels["app"]; got != want {
 			t.Errorf("%s: controller says app %q, webhook labels the VMI %q", name, got, want)
 		}

@@ -3,11 +3,13 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -278,14 +280,38 @@ func ownsService(svc *corev1.Service, uid types.UID) bool {
 }
 
 // members are the meshed VMs and standalone VMIs of app that want a Service.
+// The VMIs of a VirtualMachineInstanceReplicaSet count as one member, the
+// replica set: scaling it does not rewrite the Service's owners or send
+// Events to every replica.
 func (r *ServiceReconciler) members(ctx context.Context, ns namespaceInfo, app string) ([]Member, error) {
 	var out []Member
+	replicaSets := map[types.UID]int{} // index in out
 	err := eachWorkload(ctx, r.Client, func(w workload) bool {
 		annotations := w.annotations()
-		if w.standalone() && !w.deleting() && w.meshed(ns, r.Mesh) && annotations[mesh.ServiceAnnotation] != "false" {
-			out = append(out, Member{Kind: w.kind, Namespace: ns.name, Name: w.meta.Name, UID: w.meta.UID, Ports: w.ports(), Annotations: annotations})
+		if !w.standalone() || w.deleting() || !w.meshed(ns, r.Mesh) || annotations[mesh.ServiceAnnotation] == "false" {
+			return true
 		}
+		m := Member{Kind: w.kind, Namespace: ns.name, Name: w.meta.Name, UID: w.meta.UID, Ports: w.ports(), Annotations: annotations}
+		if rs := replicaSetOf(w.meta); rs != nil {
+			if i, ok := replicaSets[rs.UID]; ok {
+				out[i].Ports = append(out[i].Ports, m.Ports...)
+				return true
+			}
+			m.Kind, m.Name, m.UID = rs.Kind, rs.Name, rs.UID
+			m.Ports = slices.Clone(m.Ports)
+			replicaSets[rs.UID] = len(out)
+		}
+		out = append(out, m)
 		return true
 	}, client.InNamespace(ns.name), client.MatchingFields{appIndex: app})
 	return out, err
+}
+
+// replicaSetOf is the VirtualMachineInstanceReplicaSet that controls a VMI, or nil.
+func replicaSetOf(meta *metav1.ObjectMeta) *metav1.OwnerReference {
+	ref := metav1.GetControllerOfNoCopy(meta)
+	if ref == nil || ref.Kind != "VirtualMachineInstanceReplicaSet" || ref.APIVersion != kubevirtv1.SchemeGroupVersion.String() {
+		return nil
+	}
+	return ref
 }

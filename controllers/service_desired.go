@@ -19,7 +19,7 @@ import (
 
 // Member is a VM or standalone VMI a Service serves.
 type Member struct {
-	Kind      string // "VirtualMachine" or "VirtualMachineInstance"
+	Kind      string // "VirtualMachine", "VirtualMachineInstance" or "VirtualMachineInstanceReplicaSet"
 	Namespace string
 	Name      string
 	UID       types.UID
@@ -267,7 +267,8 @@ func describe(svc *corev1.Service) string {
 }
 
 func isMemberKind(o metav1.OwnerReference) bool {
-	return o.APIVersion == kubevirtv1.SchemeGroupVersion.String() && (o.Kind == "VirtualMachine" || o.Kind == "VirtualMachineInstance")
+	return o.APIVersion == kubevirtv1.SchemeGroupVersion.String() &&
+		(o.Kind == "VirtualMachine" || o.Kind == "VirtualMachineInstance" || o.Kind == "VirtualMachineInstanceReplicaSet")
 }
 
 func (m Member) ref() *corev1.ObjectReference {

@@ -32,7 +32,7 @@ func BenchmarkMutateVMI(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				MutateVMI(vmi.DeepCopy(), ns, mesh.DefaultConfig(), cfg)
+				MutateVMI(vmi.DeepCopy(), Env{Namespace: ns}, mesh.DefaultConfig(), cfg)
 			}
 		})
 	}

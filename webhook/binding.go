@@ -33,7 +33,7 @@ func (m *mutator) ensurePodNetwork(policy BridgePolicy) (notMeshable string) {
 	switch b := &iface.InterfaceBindingMethod; {
 	case b.Masquerade != nil, b.PasstBinding != nil, iface.Binding != nil && iface.Binding.Name == "passt":
 		// Bindings Istio works with: keep.
-	case b.Bridge != nil && policy == BridgeDeny:
+	case b.Bridge != nil && policy == BridgeDeny && m.ownerDeclaredBridge(iface.Name):
 		m.denied = "virtmesh: interface \"" + iface.Name + "\" on the pod network uses bridge binding, which Istio does not support, " +
 			"and virtmesh runs with --bridge-policy=deny: use masquerade: {} instead"
 		return m.denied
@@ -54,4 +54,21 @@ func (m *mutator) ensurePodNetwork(policy BridgePolicy) (notMeshable string) {
 		}
 	}
 	return ""
+}
+
+// ownerDeclaredBridge: --bridge-policy=deny refuses only a bridge the owner
+// asked for. KubeVirt's own webhook and virt-controller add a bridge
+// interface to every VMI that declares none (under the default KubeVirt CR),
+// so for a VirtualMachine's VMI the VM's template says what its owner wrote;
+// a standalone VMI's defaulted bridge cannot be told apart and counts.
+func (m *mutator) ownerDeclaredBridge(name string) bool {
+	if m.vm == nil || m.vm.Spec.Template == nil {
+		return true
+	}
+	for _, iface := range m.vm.Spec.Template.Spec.Domain.Devices.Interfaces {
+		if iface.Name == name {
+			return iface.Bridge != nil
+		}
+	}
+	return false
 }

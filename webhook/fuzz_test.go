@@ -19,7 +19,7 @@ import (
 func addGoldenSeeds(f *testing.F, add func(raw []byte)) {
 	inputs := goldenInputs(f)
 	for _, name := range slices.Sorted(maps.Keys(inputs)) {
-		_, raw := parseCase(f, name, inputs[name])
+		_, raw, _ := parseCase(f, name, inputs[name])
 		add(raw)
 	}
 }
@@ -46,9 +46,9 @@ func FuzzMutateVMI(f *testing.F) {
 		if deny {
 			cfg.BridgePolicy = BridgeDeny
 		}
-		first := MutateVMI(vmi, ns, mesh.DefaultConfig(), cfg)
+		first := MutateVMI(vmi, Env{Namespace: ns}, mesh.DefaultConfig(), cfg)
 		once := vmi.DeepCopy()
-		second := MutateVMI(vmi, ns, mesh.DefaultConfig(), cfg)
+		second := MutateVMI(vmi, Env{Namespace: ns}, mesh.DefaultConfig(), cfg)
 		if first.Denied != second.Denied {
 			t.Fatalf("verdict changed on the second run: %+v then %+v", first, second)
 		}

@@ -15,8 +15,10 @@ import (
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
 
@@ -34,8 +36,10 @@ var refreshGolden = os.Getenv("REFRESH_GOLDEN") == "true"
 
 // goldenConfigs names the cases that run with a non-default configuration.
 var goldenConfigs = map[string]func(*mesh.Config, *Config){
-	"bridge-deny":    func(_ *mesh.Config, c *Config) { c.BridgePolicy = BridgeDeny },
-	"ambient-ignore": func(m *mesh.Config, _ *Config) { m.AmbientPolicy = mesh.AmbientIgnore },
+	"bridge-deny":                    func(_ *mesh.Config, c *Config) { c.BridgePolicy = BridgeDeny },
+	"bridge-deny-kubevirt-defaulted": func(_ *mesh.Config, c *Config) { c.BridgePolicy = BridgeDeny },
+	"bridge-deny-vm-declares-bridge": func(_ *mesh.Config, c *Config) { c.BridgePolicy = BridgeDeny },
+	"ambient-ignore":                 func(m *mesh.Config, _ *Config) { m.AmbientPolicy = mesh.AmbientIgnore },
 }
 
 const goldenDir = "testdata"
@@ -182,12 +186,18 @@ func outputCase(file string) (string, bool) {
 }
 
 func runGolden(t *testing.T, name string, input []byte) {
-	ns, raw := parseCase(t, name, input)
+	ns, raw, vm := parseCase(t, name, input)
 	meshCfg, cfg := mesh.DefaultConfig(), DefaultConfig()
 	if tweak, ok := goldenConfigs[name]; ok {
 		tweak(&meshCfg, &cfg)
 	}
-	h := &Handler{Mesh: meshCfg, Config: cfg, NamespaceLabels: func(context.Context, string) (map[string]string, error) { return ns.Labels, nil }}
+	h := &Handler{Mesh: meshCfg, Config: cfg, NamespaceLabels: func(context.Context, string) (map[string]string, error) { return ns.Labels, nil },
+		VirtualMachines: func(_ context.Context, namespace, name string) (*kubevirtv1.VirtualMachine, error) {
+			if vm == nil || vm.Name != name {
+				return nil, apierrors.NewNotFound(kubevirtv1.Resource("virtualmachines"), name)
+			}
+			return vm, nil
+		}}
 
 	mutated, report := admit(t, h, ns.Name, raw)
 	compareGolden(t, filepath.Join(goldenDir, name+".mutated.yaml"), toYAML(t, mutated))
@@ -234,12 +244,21 @@ func admit(t *testing.T, h *Handler, ns string, raw []byte) ([]byte, string) {
 	return out, report.String()
 }
 
-// parseCase splits a golden input into its Namespace and its VMI as JSON.
-func parseCase(t testing.TB, name string, data []byte) (*corev1.Namespace, []byte) {
+// parseCase splits a golden input into its Namespace, its VMI as JSON and,
+// for a VMI a VirtualMachine owns, optionally that VirtualMachine (a third
+// document), as the webhook reads it from the API server.
+func parseCase(t testing.TB, name string, data []byte) (*corev1.Namespace, []byte, *kubevirtv1.VirtualMachine) {
 	t.Helper()
-	docs := strings.SplitN(string(data), "\n---\n", 2)
-	if len(docs) != 2 {
-		t.Fatalf("case %s: want a Namespace and a VMI separated by ---", name)
+	docs := strings.SplitN(string(data), "\n---\n", 3)
+	if len(docs) < 2 {
+		t.Fatalf("case %s: want a Namespace and a VMI (and optionally its VirtualMachine) separated by ---", name)
+	}
+	var vm *kubevirtv1.VirtualMachine
+	if len(docs) == 3 {
+		vm = &kubevirtv1.VirtualMachine{}
+		if err := yaml.UnmarshalStrict([]byte(docs[2]), vm); err != nil {
+			t.Fatalf("case %s: VirtualMachine: %v", name, err)
+		}
 	}
 	ns := &corev1.Namespace{}
 	if err := yaml.UnmarshalStrict([]byte(docs[0]), ns); err != nil {
@@ -249,7 +268,7 @@ func parseCase(t testing.TB, name string, data []byte) (*corev1.Namespace, []byt
 	if err != nil {
 		t.Fatalf("case %s: VMI: %v", name, err)
 	}
-	return ns, raw
+	return ns, raw, vm
 }
 
 func normalize(t *testing.T, raw []byte) []byte {

@@ -8,6 +8,8 @@ import (
 
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	sigsjson "sigs.k8s.io/json"
@@ -21,11 +23,15 @@ const Path = "/mutate-kubevirt-io-v1-virtualmachineinstance"
 // NamespaceLabels returns the labels of a namespace.
 type NamespaceLabels func(ctx context.Context, name string) (map[string]string, error)
 
+// VirtualMachines reads a VirtualMachine; a nil VirtualMachines reads none.
+type VirtualMachines func(ctx context.Context, namespace, name string) (*kubevirtv1.VirtualMachine, error)
+
 // Handler adapts MutateVMI to admission requests.
 type Handler struct {
 	Mesh            mesh.Config
 	Config          Config
 	NamespaceLabels NamespaceLabels
+	VirtualMachines VirtualMachines
 }
 
 var _ admission.Handler = &Handler{}
@@ -54,8 +60,12 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading namespace %q: %w", vmi.Namespace, err))
 	}
+	vm, err := h.ownerVM(ctx, vmi)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
 	original := vmi.DeepCopy()
-	res := MutateVMI(vmi, Namespace{Name: vmi.Namespace, Labels: nsLabels}, h.Mesh, h.Config)
+	res := MutateVMI(vmi, Env{Namespace: Namespace{Name: vmi.Namespace, Labels: nsLabels}, VM: vm}, h.Mesh, h.Config)
 	if res.Denied {
 		return admission.Denied(res.Reason).WithWarnings(res.Warnings...)
 	}
@@ -68,6 +78,26 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	return resp.WithWarnings(res.Warnings...)
+}
+
+// ownerVM reads the VirtualMachine that owns vmi, if any: its owner
+// references name a pool, and its template says which binding its owner
+// chose. A VM already gone reads as none.
+func (h *Handler) ownerVM(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance) (*kubevirtv1.VirtualMachine, error) {
+	ref := metav1.GetControllerOfNoCopy(vmi)
+	if h.VirtualMachines == nil || ref == nil || ref.Kind != "VirtualMachine" || ref.APIVersion != kubevirtv1.SchemeGroupVersion.String() {
+		return nil, nil
+	}
+	vm, err := h.VirtualMachines(ctx, vmi.Namespace, ref.Name)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading VirtualMachine %s/%s, which owns the VMI: %w", vmi.Namespace, ref.Name, err)
+	case vm.UID != ref.UID && ref.UID != "":
+		return nil, nil // another VM of the same name
+	}
+	return vm, nil
 }
 
 // patchResponse diffs the VMI as decoded against the VMI as mutated. Both go

@@ -1,6 +1,8 @@
 package webhook
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/virtmesh/virtmesh/internal/mesh"
 )
 
@@ -8,7 +10,11 @@ import (
 // Kiali group workloads by, never overwriting an owner's own.
 func (m *mutator) ensureTelemetryLabels() {
 	if _, ok := m.vmi.Labels[mesh.AppLabel]; !ok {
-		if app, from := mesh.AppName(m.vmi.Name, m.vmi.GenerateName, m.vmi.Labels, m.vmi.OwnerReferences); app != "" {
+		var vmOwners []metav1.OwnerReference
+		if m.vm != nil {
+			vmOwners = m.vm.OwnerReferences
+		}
+		if app, from := mesh.AppName(m.vmi.Name, m.vmi.GenerateName, m.vmi.Labels, m.vmi.OwnerReferences, vmOwners); app != "" {
 			setLabel(m.vmi, mesh.AppLabel, app)
 			m.changed(ChangeApp, "set label %s=%q (from %s) for Istio telemetry", mesh.AppLabel, app, from)
 		}

@@ -32,6 +32,13 @@ type Namespace struct {
 	Labels map[string]string
 }
 
+// Env is what the mutation knows besides the VMI: its namespace and, for a
+// VMI a VirtualMachine owns, that VirtualMachine (nil if unknown).
+type Env struct {
+	Namespace Namespace
+	VM        *kubevirtv1.VirtualMachine
+}
+
 // Result is the outcome of MutateVMI.
 type Result struct {
 	// Denied is set when the VMI must be refused; Reason says why.
@@ -45,7 +52,8 @@ type Result struct {
 
 // MutateVMI makes vmi Istio-ready in place if it belongs in the mesh. It is a
 // pure function of its inputs, and idempotent: a mutated VMI is left as it is.
-func MutateVMI(vmi *kubevirtv1.VirtualMachineInstance, ns Namespace, meshCfg mesh.Config, cfg Config) Result {
+func MutateVMI(vmi *kubevirtv1.VirtualMachineInstance, env Env, meshCfg mesh.Config, cfg Config) Result {
+	ns := env.Namespace
 	d := mesh.Decide(ns.Name, ns.Labels, vmi.Labels, vmi.Annotations, meshCfg)
 	if d.Denied {
 		return Result{Denied: true, Reason: "virtmesh: " + d.Reason()}
@@ -53,7 +61,7 @@ func MutateVMI(vmi *kubevirtv1.VirtualMachineInstance, ns Namespace, meshCfg mes
 	if !d.InMesh {
 		return Result{}
 	}
-	m := &mutator{vmi: vmi, decision: d, namespace: ns.Name}
+	m := &mutator{vmi: vmi, vm: env.VM, decision: d, namespace: ns.Name}
 	if why := m.ensurePodNetwork(cfg.BridgePolicy); why != "" {
 		return m.notMeshable(why)
 	}
@@ -92,6 +100,7 @@ func (m *mutator) notMeshable(why string) Result {
 // mutator accumulates the changes and warnings of one MutateVMI call.
 type mutator struct {
 	vmi       *kubevirtv1.VirtualMachineInstance
+	vm        *kubevirtv1.VirtualMachine // the VMI's VirtualMachine, if known
 	decision  mesh.Decision
 	namespace string
 	changes   []Change

@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kubevirtv1 "kubevirt.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -22,16 +23,16 @@ import (
 // through the manager. srv is the manager's webhook server, or one the caller
 // starts itself (e.g. once its certificate is mounted).
 func SetupWithManager(mgr ctrl.Manager, srv ctrlwebhook.Server, meshCfg mesh.Config, cfg Config) error {
-	return Register(srv, meshCfg, cfg, namespaceLabelsFrom(mgr.GetClient(), mgr.GetAPIReader(), meshCfg))
+	return Register(srv, meshCfg, cfg, namespaceLabelsFrom(mgr.GetClient(), mgr.GetAPIReader(), meshCfg), virtualMachinesFrom(mgr.GetAPIReader()))
 }
 
 // Register serves the VMI webhook at Path on srv. Every path that serves the
 // webhook (the manager, the load program) registers it here.
-func Register(srv ctrlwebhook.Server, meshCfg mesh.Config, cfg Config, nsLabels NamespaceLabels) error {
+func Register(srv ctrlwebhook.Server, meshCfg mesh.Config, cfg Config, nsLabels NamespaceLabels, vms VirtualMachines) error {
 	if err := errors.Join(meshCfg.Validate(), cfg.Validate()); err != nil {
 		return err
 	}
-	h := &Handler{Mesh: meshCfg, Config: cfg, NamespaceLabels: nsLabels}
+	h := &Handler{Mesh: meshCfg, Config: cfg, NamespaceLabels: nsLabels, VirtualMachines: vms}
 	srv.Register(Path, &admission.Webhook{Handler: h})
 	return nil
 }
@@ -56,5 +57,18 @@ func namespaceLabelsFrom(cached client.Reader, live client.Reader, cfg mesh.Conf
 			return nil, err
 		}
 		return ns.Labels, nil
+	}
+}
+
+// virtualMachinesFrom reads VirtualMachines from the API server: a VMI is
+// created when its VM starts, rarely, and the webhook runs in every replica,
+// where a cache of every VM would cost more than the read.
+func virtualMachinesFrom(live client.Reader) VirtualMachines {
+	return func(ctx context.Context, namespace, name string) (*kubevirtv1.VirtualMachine, error) {
+		vm := &kubevirtv1.VirtualMachine{}
+		if err := live.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, vm); err != nil {
+			return nil, err
+		}
+		return vm, nil
 	}
 }

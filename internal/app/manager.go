@@ -77,7 +77,7 @@ func NewManager(cfg *rest.Config, o *Options) (ctrl.Manager, error) {
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, fmt.Errorf("adding liveness check: %w", err)
 	}
-	if err := mgr.AddReadyzCheck("ready", readiness(o)); err != nil {
+	if err := mgr.AddReadyzCheck("ready", o.drain.checker(readiness(o))); err != nil {
 		return nil, fmt.Errorf("adding readiness check: %w", err)
 	}
 	return mgr, nil
@@ -140,7 +140,13 @@ func Run(ctx context.Context, cfg *rest.Config, o *Options) error {
 	}
 	ctrl.Log.WithName("setup").Info("starting manager", "version", version.String(),
 		"webhook", o.EnableWebhook, "certRotation", o.CertRotation, "controllers", o.EnableControllers, "leaderElection", o.LeaderElect)
-	if err := mgr.Start(ctx); err != nil {
+	delay := o.ShutdownDelay
+	if !o.EnableWebhook {
+		delay = 0 // nothing to drain
+	}
+	mgrCtx, cancel := o.drain.context(ctx, delay)
+	defer cancel()
+	if err := mgr.Start(mgrCtx); err != nil {
 		return fmt.Errorf("running manager: %w", err)
 	}
 	return nil

@@ -29,9 +29,12 @@ type Options struct {
 	LeaderElect             bool
 	LeaderElectionNamespace string
 	GracefulShutdownTimeout time.Duration
-	EnableWebhook           bool
-	ShowVersion             bool
-	EnableControllers       bool
+	// ShutdownDelay is how long the webhook goes on serving, not ready, after
+	// SIGTERM, while the endpoints controller takes the replica out.
+	ShutdownDelay     time.Duration
+	EnableWebhook     bool
+	ShowVersion       bool
+	EnableControllers bool
 	// Certificates: with CertRotation virtmesh makes and rotates its own.
 	CertRotation             bool
 	CertNamespace            string
@@ -40,6 +43,7 @@ type Options struct {
 	WebhookConfigurationName string
 
 	webhookServer ctrlwebhook.Server // built by NewManager
+	drain         drain
 	// Mesh decides which VMIs are in the mesh, for the webhook and the
 	// controllers alike (one membership configuration).
 	Mesh mesh.Config
@@ -57,6 +61,7 @@ func NewOptions() *Options {
 		MetricsBindAddress:       ":8080",
 		HealthProbeBindAddress:   ":8081",
 		GracefulShutdownTimeout:  30 * time.Second,
+		ShutdownDelay:            10 * time.Second,
 		EnableWebhook:            true,
 		EnableControllers:        true,
 		CertNamespace:            envOr("POD_NAMESPACE", "virtmesh-system"),
@@ -88,6 +93,9 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 		"Namespace of the leader lease (default: the pod's own namespace; required outside a cluster).")
 	fs.DurationVar(&o.GracefulShutdownTimeout, "graceful-shutdown-timeout", o.GracefulShutdownTimeout,
 		"How long to wait for in-flight requests and reconciles when stopping.")
+	fs.DurationVar(&o.ShutdownDelay, "shutdown-delay", o.ShutdownDelay,
+		"After SIGTERM, how long the webhook goes on serving with readiness failing, so endpoints drain before it stops "+
+			"(keep it, plus --graceful-shutdown-timeout, below the pod's terminationGracePeriodSeconds).")
 	fs.BoolVar(&o.EnableWebhook, "enable-webhook", o.EnableWebhook, "Serve the VMI mutating webhook.")
 	fs.BoolVar(&o.CertRotation, "cert-rotation", o.CertRotation,
 		"Create and rotate the webhook's CA and serving certificate (kept in --cert-secret-name, mounted at --webhook-cert-dir) "+
@@ -177,6 +185,9 @@ func (o *Options) Validate() error {
 	}
 	if o.GracefulShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("--graceful-shutdown-timeout must not be negative, got %s", o.GracefulShutdownTimeout))
+	}
+	if o.ShutdownDelay < 0 {
+		errs = append(errs, fmt.Errorf("--shutdown-delay must not be negative, got %s", o.ShutdownDelay))
 	}
 	return errors.Join(errs...)
 }

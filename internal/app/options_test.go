@@ -43,6 +43,7 @@ func TestValidateNamesEveryBadFlag(t *testing.T) {
 		"--metrics-bind-address":      func(o *Options) { o.MetricsBindAddress = "8080" },
 		"--health-probe-bind-address": func(o *Options) { o.HealthProbeBindAddress = ":99999" },
 		"--graceful-shutdown-timeout": func(o *Options) { o.GracefulShutdownTimeout = -time.Second },
+		"--shutdown-delay":            func(o *Options) { o.ShutdownDelay = -time.Second },
 		"--bridge-policy":             func(o *Options) { o.Webhook.BridgePolicy = "nope" },
 		"--ambient-policy":            func(o *Options) { o.Mesh.AmbientPolicy = "nope" },
 	}

@@ -14,22 +14,27 @@ import (
 const DefaultNetworkName = "default"
 
 // AppName picks the app label a VMI gets when its owner gave none:
-// app.kubernetes.io/name, else the owning VirtualMachine, else the owning
-// replica set or pool, else the VMI's own name (or generateName). from says
-// where the name came from, in words.
-func AppName(name, generateName string, labels map[string]string, owners []metav1.OwnerReference) (app, from string) {
-	app, from = appSource(name, generateName, labels, owners)
+// app.kubernetes.io/name, else the pool that owns its VirtualMachine
+// (vmOwners are the owner references of the VirtualMachine that owns the VMI,
+// if known), else the owning VirtualMachine, else the owning replica set,
+// else the VMI's own name (or generateName). from says where the name came
+// from, in words.
+func AppName(name, generateName string, labels map[string]string, owners, vmOwners []metav1.OwnerReference) (app, from string) {
+	app, from = appSource(name, generateName, labels, owners, vmOwners)
 	if short := ShortLabelValue(app); short != app {
 		return short, from + ", shortened to a valid label value with a hash suffix"
 	}
 	return app, from
 }
 
-func appSource(name, generateName string, labels map[string]string, owners []metav1.OwnerReference) (app, from string) {
+func appSource(name, generateName string, labels map[string]string, owners, vmOwners []metav1.OwnerReference) (app, from string) {
 	if v := labels[AppNameLabel]; v != "" {
 		return v, AppNameLabel
 	}
 	if o := ownerOfKind(owners, "VirtualMachine"); o != "" {
+		if pool := ownerOfKind(vmOwners, "VirtualMachinePool"); pool != "" {
+			return pool, "VirtualMachinePool " + quote(pool) + " of VirtualMachine " + quote(o)
+		}
 		return o, "VirtualMachine " + quote(o)
 	}
 	if v := labels[KubeVirtVMNameLabel]; v != "" {
@@ -56,7 +61,7 @@ func VMIApp(meta *metav1.ObjectMeta) string {
 	if v, ok := meta.Labels[AppLabel]; ok {
 		return v
 	}
-	app, _ := AppName(meta.Name, meta.GenerateName, meta.Labels, meta.OwnerReferences)
+	app, _ := AppName(meta.Name, meta.GenerateName, meta.Labels, meta.OwnerReferences, nil)
 	return app
 }
 
@@ -72,6 +77,9 @@ func VMApp(vm *kubevirtv1.VirtualMachine) string {
 	}
 	if v := labels[AppNameLabel]; v != "" {
 		return v
+	}
+	if pool := ownerOfKind(vm.OwnerReferences, "VirtualMachinePool"); pool != "" {
+		return ShortLabelValue(pool)
 	}
 	return ShortLabelValue(vm.Name)
 }

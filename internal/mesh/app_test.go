@@ -32,7 +32,7 @@ func TestShortLabelValue(t *testing.T) {
 func TestAppNameOfLongNamesIsAValidLabel(t *testing.T) {
 	long := strings.Repeat("long-vm-name-", 10)
 	owners := []metav1.OwnerReference{{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachine", Name: long}}
-	app, from := AppName(long, "", nil, owners)
+	app, from := AppName(long, "", nil, owners, nil)
 	if len(validation.IsValidLabelValue(app)) > 0 || !strings.Contains(from, "shortened") {
 		t.Fatalf("app %q from %q", app, from)
 	}
@@ -40,7 +40,23 @@ func TestAppNameOfLongNamesIsAValidLabel(t *testing.T) {
 	if VMApp(vm) != app {
 		t.Fatalf("the controllers' app %q differs from the webhook's %q", VMApp(vm), app)
 	}
-	if gen, _ := AppName("", strings.Repeat("g", 80)+"-", nil, nil); len(gen) > 63 {
+	if gen, _ := AppName("", strings.Repeat("g", 80)+"-", nil, nil, nil); len(gen) > 63 {
 		t.Fatalf("generateName app %q", gen)
 	}
 }
+
+func TestAppOfAPoolsVMsIsThePool(t *testing.T) {
+	poolRef := []metav1.OwnerReference{{APIVersion: "pool.kubevirt.io/v1beta1", Kind: "VirtualMachinePool", Name: "web", Controller: ptrTrue()}}
+	vm := &kubevirtv1.VirtualMachine{ObjectMeta: metav1.ObjectMeta{Name: "web-0", OwnerReferences: poolRef},
+		Spec: kubevirtv1.VirtualMachineSpec{Template: &kubevirtv1.VirtualMachineInstanceTemplateSpec{}}}
+	vmiOwners := []metav1.OwnerReference{{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachine", Name: "web-0", Controller: ptrTrue()}}
+	app, from := AppName("web-0", "", nil, vmiOwners, poolRef)
+	if app != "web" || !strings.Contains(from, "VirtualMachinePool") || VMApp(vm) != "web" {
+		t.Fatalf("webhook %q (%s), controllers %q", app, from, VMApp(vm))
+	}
+	if app, _ := AppName("web-0", "", nil, vmiOwners, nil); app != "web-0" {
+		t.Fatalf("without the VM's owners: %q", app)
+	}
+}
+
+func ptrTrue() *bool { t := true; return &t }

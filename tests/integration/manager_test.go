@@ -54,6 +54,7 @@ func startManagerNoWait(cfg *rest.Config, tweaks ...func(*app.Options)) *running
 	o.LeaderElect = true
 	o.LeaderElectionNamespace = local.Namespace
 	o.GracefulShutdownTimeout = 10 * time.Second
+	o.ShutdownDelay = 0 // specs that test draining set it
 	for _, t := range tweaks {
 		t(o)
 	}

@@ -44,7 +44,7 @@ func serveInProcess(ctx context.Context) (string, []byte, error) {
 	srv := ctrlwebhook.NewServer(ctrlwebhook.Options{Host: "127.0.0.1", Port: port, CertDir: dir})
 	meshed := map[string]string{"istio-injection": "enabled", "kubernetes.io/metadata.name": "vms"}
 	fixedLabels := func(context.Context, string) (map[string]string, error) { return meshed, nil }
-	if err := vmwebhook.Register(srv, mesh.DefaultConfig(), vmwebhook.DefaultConfig(), fixedLabels); err != nil {
+	if err := vmwebhook.Register(srv, mesh.DefaultConfig(), vmwebhook.DefaultConfig(), fixedLabels, nil); err != nil {
 		return "", nil, err
 	}
 	go func() {
