@@ -1,0 +1,107 @@
+package injector
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+)
+
+// NetworksAnnotation is the Multus annotation the injector appends to.
+const NetworksAnnotation = "k8s.v1.cni.cncf.io/networks"
+
+// Kind says which NetworkAttachmentDefinition an injector makes pods reference.
+type Kind string
+
+const (
+	// None: nothing (istio-cni chained, or no CNI plugin): no NAD is needed.
+	None Kind = "None"
+	// Shared: one NAD in a fixed namespace (Istio 1.19+, OpenShift Service
+	// Mesh 3: default/istio-cni, created by the istio-cni chart).
+	Shared Kind = "Shared"
+	// PerNamespace: a NAD of that name in each pod's namespace, which nobody
+	// but virtmesh creates (Istio 1.18 and older, or injectedAnnotations).
+	PerNamespace Kind = "PerNamespace"
+	// Maistra: a per-namespace NAD that OpenShift Service Mesh 2 creates in
+	// every member namespace itself.
+	Maistra Kind = "Maistra"
+	// Unknown: the configuration could not be read.
+	Unknown Kind = "Unknown"
+)
+
+// Decision is the NAD an injector makes a pod reference.
+type Decision struct {
+	Kind Kind
+	// Namespace of a Shared NAD; empty otherwise (the pod's own namespace).
+	Namespace string
+	// Name of the NAD (the first one, when an annotation lists several).
+	Name string
+	// Why says where it comes from, or what could not be read, in words.
+	Why string
+}
+
+// String is how the decision reads in events and logs.
+func (d Decision) String() string {
+	switch d.Kind {
+	case Shared:
+		return fmt.Sprintf("shared NAD %s/%s", d.Namespace, d.Name)
+	case PerNamespace, Maistra:
+		return fmt.Sprintf("%s NAD %q in each namespace", strings.ToLower(string(d.Kind)), d.Name)
+	}
+	return string(d.Kind)
+}
+
+type injectorConfig struct {
+	InjectedAnnotations map[string]string `json:"injectedAnnotations"`
+	Templates           map[string]string `json:"templates"`
+	Template            string            `json:"template"`
+}
+
+// Decide reads the ConfigMap's values (JSON) and config (YAML) and decides.
+func Decide(values, config string) Decision {
+	var vals map[string]any
+	if err := json.Unmarshal([]byte(values), &vals); err != nil {
+		return Decision{Kind: Unknown, Why: fmt.Sprintf("its values are not JSON: %v", err)}
+	}
+	var cfg injectorConfig
+	if err := yaml.Unmarshal([]byte(config), &cfg); err != nil {
+		return Decision{Kind: Unknown, Why: fmt.Sprintf("its config is not YAML: %v", err)}
+	}
+	if v, ok := cfg.InjectedAnnotations[NetworksAnnotation]; ok {
+		// Istio's webhook overwrites the template's value with it.
+		return fromNetworks(v, false, "config.injectedAnnotations sets "+NetworksAnnotation)
+	}
+	tmpl := cfg.Templates["sidecar"]
+	if tmpl == "" {
+		return Decision{Kind: Unknown, Why: "its config has no sidecar template"}
+	}
+	networks, expr, found, err := networkFromTemplate(tmpl, vals)
+	switch {
+	case err != nil:
+		return Decision{Kind: Unknown, Why: fmt.Sprintf("its sidecar template's %s line could not be evaluated: %v", NetworksAnnotation, err)}
+	case !found || networks == "":
+		return Decision{Kind: None, Why: "its sidecar template adds no Multus network with these values (istio-cni chained, or no CNI)"}
+	}
+	return fromNetworks(networks, strings.Contains(expr, "istio_cni_network"), "its sidecar template appends "+networks)
+}
+
+// fromNetworks classifies a networks value: "ns/name" is a shared NAD, a bare
+// name is looked up in the pod's namespace.
+func fromNetworks(v string, maistra bool, why string) Decision {
+	first := strings.TrimSpace(strings.Split(v, ",")[0])
+	if strings.HasPrefix(first, "[") {
+		return Decision{Kind: Unknown, Why: why + ", in JSON form, which virtmesh does not read"}
+	}
+	if first == "" {
+		return Decision{Kind: None, Why: why}
+	}
+	name, _, _ := strings.Cut(first, "@") // name@interface
+	if ns, n, ok := strings.Cut(name, "/"); ok {
+		return Decision{Kind: Shared, Namespace: ns, Name: n, Why: why}
+	}
+	if maistra {
+		return Decision{Kind: Maistra, Name: name, Why: why + " (istio_cni.istio_cni_network: OpenShift Service Mesh 2 creates it in member namespaces)"}
+	}
+	return Decision{Kind: PerNamespace, Name: name, Why: why}
+}
