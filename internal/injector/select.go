@@ -1,0 +1,61 @@
+package injector
+
+import (
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// Istio labels every injector's MutatingWebhookConfiguration with these.
+const (
+	WebhookLabel      = "app"
+	WebhookLabelValue = "sidecar-injector"
+	RevisionLabel     = "istio.io/rev"
+	defaultRevision   = "default"
+	configMapPrefix   = "istio-sidecar-injector"
+)
+
+// ConfigMapKey is where an injector's ConfigMap lives: istio-sidecar-injector
+// (revision "default") or istio-sidecar-injector-<revision> (Maistra: the
+// control plane's name), in the namespace of the webhook's Service.
+func ConfigMapKey(mwc *admissionregistrationv1.MutatingWebhookConfiguration) (types.NamespacedName, bool) {
+	var ns string
+	for _, w := range mwc.Webhooks {
+		if s := w.ClientConfig.Service; s != nil {
+			ns = s.Namespace
+			break
+		}
+	}
+	if ns == "" {
+		return types.NamespacedName{}, false // a URL webhook (external istiod): no ConfigMap here
+	}
+	name := configMapPrefix
+	if rev := mwc.Labels[RevisionLabel]; rev != "" && rev != defaultRevision {
+		name += "-" + rev
+	}
+	return types.NamespacedName{Namespace: ns, Name: name}, true
+}
+
+// Injects reports whether the API server would call this injector for a
+// pod with podLabels in a namespace with nsLabels: some entry's namespace and
+// object selectors both match.
+func Injects(mwc *admissionregistrationv1.MutatingWebhookConfiguration, nsLabels, podLabels map[string]string) bool {
+	for _, w := range mwc.Webhooks {
+		if matches(w.NamespaceSelector, nsLabels) && matches(w.ObjectSelector, podLabels) {
+			return true
+		}
+	}
+	return false
+}
+
+func matches(sel *metav1.LabelSelector, l map[string]string) bool {
+	if sel == nil {
+		return true
+	}
+	s, err := metav1.LabelSelectorAsSelector(sel)
+	if err != nil {
+		return false // the API server rejects such a configuration
+	}
+	return s.Matches(labels.Set(l))
+}
