@@ -15,18 +15,18 @@ const NetworksAnnotation = "k8s.v1.cni.cncf.io/networks"
 type Kind string
 
 const (
-	// None: nothing (istio-cni chained, or no CNI plugin): no NAD is needed.
+	// None means nothing (istio-cni chained, or no CNI plugin): no NAD is needed.
 	None Kind = "None"
-	// Shared: one NAD in a fixed namespace (Istio 1.19+, OpenShift Service
+	// Shared means one NAD in a fixed namespace (Istio 1.19+, OpenShift Service
 	// Mesh 3: default/istio-cni, created by the istio-cni chart).
 	Shared Kind = "Shared"
-	// PerNamespace: a NAD of that name in each pod's namespace, which nobody
+	// PerNamespace means a NAD of that name in each pod's namespace, which nobody
 	// but virtmesh creates (Istio 1.18 and older, or injectedAnnotations).
 	PerNamespace Kind = "PerNamespace"
-	// Maistra: a per-namespace NAD that OpenShift Service Mesh 2 creates in
+	// Maistra means a per-namespace NAD that OpenShift Service Mesh 2 creates in
 	// every member namespace itself.
 	Maistra Kind = "Maistra"
-	// Unknown: the configuration could not be read.
+	// Unknown means the configuration could not be read.
 	Unknown Kind = "Unknown"
 )
 
