@@ -60,13 +60,13 @@ func vmiWorkload(vmi *kubevirtv1.VirtualMachineInstance) workload {
 	return workload{kind: "VirtualMachineInstance", meta: &vmi.ObjectMeta, vmiMeta: &vmi.ObjectMeta, spec: &vmi.Spec}
 }
 
-// meshed: the workload's VMIs are (or will be) in the mesh and on the pod
-// network.
+// meshed: the workload's VMIs are (or will be) in the mesh, on the pod
+// network with a binding Istio works with (the webhook's own rule).
 func (w workload) meshed(ns namespaceInfo, cfg mesh.Config) bool {
 	if w.spec == nil {
 		return false
 	}
-	return mesh.Decide(ns.name, ns.labels, w.vmiMeta.Labels, w.vmiMeta.Annotations, cfg).InMesh && mesh.HasPodNetwork(w.spec)
+	return mesh.Decide(ns.name, ns.labels, w.vmiMeta.Labels, w.vmiMeta.Annotations, cfg).InMesh && mesh.Meshable(w.spec)
 }
 
 // deleting: the workload is going away; it no longer needs a NAD or a Service.

@@ -30,9 +30,11 @@ func (m *mutator) ensurePodNetwork(policy BridgePolicy) (notMeshable string) {
 		return "the VMI has no interface on the pod network, so it cannot join the Istio mesh; " +
 			"Istio only captures traffic on the pod network"
 	}
+	if !mesh.PodBindingSupported(iface) {
+		return fmt.Sprintf("interface %q on the pod network uses a binding Istio does not support, so the VMI cannot join the Istio mesh; "+
+			"use masquerade or passt", iface.Name)
+	}
 	switch b := &iface.InterfaceBindingMethod; {
-	case b.Masquerade != nil, b.PasstBinding != nil, iface.Binding != nil && iface.Binding.Name == "passt":
-		// Bindings Istio works with: keep.
 	case b.Bridge != nil && policy == BridgeDeny && m.ownerDeclaredBridge(iface.Name):
 		m.denied = "virtmesh: interface \"" + iface.Name + "\" on the pod network uses bridge binding, which Istio does not support, " +
 			"and virtmesh runs with --bridge-policy=deny: use masquerade: {} instead"
@@ -44,9 +46,6 @@ func (m *mutator) ensurePodNetwork(policy BridgePolicy) (notMeshable string) {
 	case iface.Binding == nil && *b == (kubevirtv1.InterfaceBindingMethod{}):
 		b.Masquerade = &kubevirtv1.InterfaceMasquerade{}
 		m.changed(ChangeBinding, "interface %q set to masquerade binding (Istio needs masquerade; KubeVirt's default is bridge)", iface.Name)
-	default:
-		return fmt.Sprintf("interface %q on the pod network uses a binding Istio does not support, so the VMI cannot join the Istio mesh; "+
-			"use masquerade or passt", iface.Name)
 	}
 	for _, p := range iface.Ports {
 		if mesh.IstioReservedPort(p.Port) {

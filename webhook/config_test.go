@@ -30,13 +30,13 @@ func TestWebhookSelectorsAgreeWithDecide(t *testing.T) {
 	cfg := mesh.DefaultConfig()
 	nsOptions := map[string][]string{
 		mesh.NamespaceInjectionLabel: {"", "enabled", "disabled"},
-		mesh.RevisionLabel:           {"", "canary"},
+		mesh.RevisionLabel:           {"", "canary", emptyValue},
 		mesh.DataplaneModeLabel:      {"", mesh.DataplaneModeAmbient},
 		mesh.EnforceLabel:            {"", "true"},
 	}
 	objOptions := map[string][]string{
 		mesh.InjectKey:          {"", "true", "false", "yes", "True", "no", "off", emptyValue},
-		mesh.RevisionLabel:      {"", "canary"},
+		mesh.RevisionLabel:      {"", "canary", emptyValue},
 		mesh.DataplaneModeLabel: {"", mesh.DataplaneModeNone},
 	}
 	checked := 0

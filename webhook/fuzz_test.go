@@ -9,6 +9,7 @@ import (
 	"slices"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/util/validation"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -54,6 +55,12 @@ func FuzzMutateVMI(f *testing.F) {
 		}
 		if len(second.Changes) != 0 || !reflect.DeepEqual(once, vmi) {
 			t.Fatalf("second run changed the VMI: %v", second.Changes)
+		}
+		for _, c := range first.Changes {
+			key := map[Change]string{ChangeApp: mesh.AppLabel, ChangeVersion: mesh.VersionLabel}[c]
+			if errs := validation.IsValidLabelValue(vmi.Labels[key]); key != "" && len(errs) > 0 {
+				t.Fatalf("virtmesh set label %s=%q, which the API server refuses: %v", key, vmi.Labels[key], errs)
+			}
 		}
 		out, err := json.Marshal(vmi)
 		if err != nil {

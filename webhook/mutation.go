@@ -75,10 +75,10 @@ func MutateVMI(vmi *kubevirtv1.VirtualMachineInstance, env Env, meshCfg mesh.Con
 
 // notMeshable handles a VMI the mesh rules put in the mesh that cannot join
 // it (no pod network, unsupported binding). The spec is left as written. In
-// an enforced namespace it is refused. Where Istio's namespace-level injector
-// would give its pod a proxy anyway, it is labelled inject=false (unless its
-// owner chose an inject value): KubeVirt's Istio networking could not serve
-// that proxy.
+// an enforced namespace it is refused. Where Istio would give its pod a proxy
+// anyway (its namespace-level or revision entries), it is labelled
+// inject=false (unless its owner chose an inject value): KubeVirt's Istio
+// networking could not serve that proxy.
 func (m *mutator) notMeshable(why string) Result {
 	switch {
 	case m.denied != "":
@@ -88,9 +88,10 @@ func (m *mutator) notMeshable(why string) Result {
 			m.namespace, mesh.EnforceLabel, why)}
 	}
 	m.warn("%s", why)
-	if _, set := m.vmi.Labels[mesh.InjectKey]; !set && m.decision.ByNamespace() {
+	// An owner's own value stays; an empty label reads as unset to Istio.
+	if m.vmi.Labels[mesh.InjectKey] == "" && (m.decision.ByNamespace() || m.vmi.Labels[mesh.RevisionLabel] != "") {
 		setLabel(m.vmi, mesh.InjectKey, "false")
-		m.changed(ChangeOptOut, "set label %s=\"false\" so Istio's namespace injector gives this VM's pod no proxy "+
+		m.changed(ChangeOptOut, "set label %s=\"false\" so Istio's injector gives this VM's pod no proxy "+
 			"(KubeVirt could not serve one); the VM starts outside the mesh", mesh.InjectKey)
 		m.recordChanges()
 	}

@@ -21,8 +21,10 @@ const DefaultNetworkName = "default"
 // from, in words.
 func AppName(name, generateName string, labels map[string]string, owners, vmOwners []metav1.OwnerReference) (app, from string) {
 	app, from = appSource(name, generateName, labels, owners, vmOwners)
-	if short := ShortLabelValue(app); short != app {
+	if short := ShortLabelValue(app); short != app && len(app) > maxLabelValue {
 		return short, from + ", shortened to a valid label value with a hash suffix"
+	} else if short != app {
+		return short, from + ", without its trailing punctuation"
 	}
 	return app, from
 }
@@ -49,7 +51,7 @@ func appSource(name, generateName string, labels map[string]string, owners, vmOw
 	if name != "" {
 		return name, "the VMI's name"
 	}
-	if g := strings.TrimSuffix(generateName, "-"); g != "" {
+	if g := strings.TrimRight(generateName, "-._"); g != "" {
 		return g, "the VMI's generateName"
 	}
 	return "", ""
@@ -87,19 +89,22 @@ func VMApp(vm *kubevirtv1.VirtualMachine) string {
 // maxLabelValue is the longest label value Kubernetes accepts.
 const maxLabelValue = validation.LabelValueMaxLength
 
-// ShortLabelValue makes an object name fit in a label value: names longer than
-// 63 characters (KubeVirt allows VM names up to 253) are cut to 57 and given a
-// dash and a 5-character hash of the whole name, as Kubernetes does for names
-// it generates; the result is stable, so the webhook and the controllers
-// derive the same app (and Service name) from the same VM.
+// ShortLabelValue makes an object name a valid label value: names longer
+// than 63 characters (KubeVirt allows VM names up to 253) are cut to 52 and
+// given a dash and a 10-character hash of the whole name (40 bits: no
+// collision in practice, unlike the 5 characters Kubernetes uses for names it
+// generates at random), and a value never ends in '-', '.' or '_'. The result
+// is stable, so the webhook and the controllers derive the same app (and
+// Service name) from the same VM.
 func ShortLabelValue(v string) string {
+	v = strings.TrimRight(v, "-._")
 	if len(v) <= maxLabelValue {
 		return v
 	}
-	h := fnv.New32a()
+	h := fnv.New64a()
 	_, _ = h.Write([]byte(v))
-	prefix := strings.TrimRight(v[:maxLabelValue-6], "-._")
-	return fmt.Sprintf("%s-%05x", prefix, h.Sum32()&0xfffff)
+	prefix := strings.TrimRight(v[:maxLabelValue-11], "-._")
+	return fmt.Sprintf("%s-%010x", prefix, h.Sum64()&0xffffffffff)
 }
 
 // OwnedByVM reports whether a VMI belongs to a VirtualMachine.
@@ -133,6 +138,30 @@ func PodInterface(spec *kubevirtv1.VirtualMachineInstanceSpec) *kubevirtv1.Inter
 		}
 	}
 	return nil
+}
+
+// PodBindingSupported reports whether Istio works with the pod interface's
+// binding as virtmesh leaves it: masquerade, passt (core or plugin), or none
+// or bridge, which the webhook switches to masquerade.
+func PodBindingSupported(iface *kubevirtv1.Interface) bool {
+	b := iface.InterfaceBindingMethod
+	switch {
+	case b.Masquerade != nil, b.PasstBinding != nil, iface.Binding != nil && iface.Binding.Name == "passt":
+		return true
+	case iface.Binding != nil:
+		return false
+	}
+	return b.Bridge != nil || b == (kubevirtv1.InterfaceBindingMethod{})
+}
+
+// Meshable reports whether a VMI spec can join the mesh: on the pod network,
+// with a binding Istio works with (see PodBindingSupported).
+func Meshable(spec *kubevirtv1.VirtualMachineInstanceSpec) bool {
+	if !HasPodNetwork(spec) {
+		return false
+	}
+	iface := PodInterface(spec)
+	return iface == nil || PodBindingSupported(iface) // nil: KubeVirt adds the default interface
 }
 
 // HasPodNetwork reports whether a VMI spec is on the pod network, counting the

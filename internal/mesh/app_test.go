@@ -40,8 +40,11 @@ func TestAppNameOfLongNamesIsAValidLabel(t *testing.T) {
 	if VMApp(vm) != app {
 		t.Fatalf("the controllers' app %q differs from the webhook's %q", VMApp(vm), app)
 	}
-	if gen, _ := AppName("", strings.Repeat("g", 80)+"-", nil, nil, nil); len(gen) > 63 {
-		t.Fatalf("generateName app %q", gen)
+	for _, gen := range []string{strings.Repeat("g", 80) + "-", "vm--", "db.replica--", "x-.-"} {
+		app, _ := AppName("", gen, nil, nil, nil)
+		if errs := validation.IsValidLabelValue(app); len(errs) > 0 || app == "" {
+			t.Errorf("generateName %q: app %q: %v", gen, app, errs)
+		}
 	}
 }
 

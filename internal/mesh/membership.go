@@ -78,6 +78,7 @@ const (
 	whyObjectRevision
 	whyObjectInjectNotExact
 	whyAmbientDataplaneNone
+	whyRevisionEmpty
 )
 
 // ByNamespace reports whether the VMI is in the mesh through its namespace's
@@ -110,6 +111,8 @@ func (d Decision) Reason() string {
 	case whyObjectInjectNotExact:
 		return fmt.Sprintf("the VMI is labelled %s=%s, but in a namespace without an Istio injection label Istio injects only "+
 			"pods labelled exactly %s=true", InjectKey, d.value, InjectKey)
+	case whyRevisionEmpty:
+		return fmt.Sprintf("the %s label (on namespace %q or the VMI) is empty, and no Istio revision injects pods for an empty revision", RevisionLabel, d.ns)
 	case whyAmbientDataplaneNone:
 		return fmt.Sprintf("namespace %q is in ambient mode and the VMI opts out of it with %s=%s", d.ns, DataplaneModeLabel, DataplaneModeNone)
 	case whyObjectInject:
@@ -149,7 +152,8 @@ func decideVMI(ns Decision, nsLabels, labels, annotations map[string]string) Dec
 	case ns.InMesh:
 		return ns
 	}
-	if _, set := nsLabels[NamespaceInjectionLabel]; set || nsLabels[RevisionLabel] != "" {
+	_, revSet := nsLabels[RevisionLabel]
+	if _, set := nsLabels[NamespaceInjectionLabel]; set || revSet {
 		// istio-injection=disabled (or any value but enabled) wins over any opt-in.
 		return ns
 	}
@@ -162,8 +166,10 @@ func decideVMI(ns Decision, nsLabels, labels, annotations map[string]string) Dec
 // leave ambient with istio.io/dataplane-mode=none.
 func decideAmbient(ns Decision, labels map[string]string) Decision {
 	ns.Ambient = true
-	if labels[RevisionLabel] != "" {
+	if rev, set := labels[RevisionLabel]; set && rev != "" {
 		return ns // Istio's revision entry injects it (opt-outs are handled already)
+	} else if set {
+		return Decision{why: whyRevisionEmpty, ns: ns.ns}
 	}
 	v, set := labels[InjectKey]
 	switch {
@@ -181,11 +187,16 @@ func decideAmbient(ns Decision, labels map[string]string) Decision {
 // comes here too.)
 func decideObject(ns Decision, labels map[string]string) Decision {
 	v, set := labels[InjectKey]
+	rev, revSet := labels[RevisionLabel]
 	switch {
+	case rev != "":
+		return Decision{InMesh: true, why: whyObjectRevision, ns: ns.ns, value: rev}
+	case revSet:
+		// Istio's per-object entry wants no istio.io/rev label, its
+		// revision entry a known revision: an empty one gets neither.
+		return Decision{why: whyRevisionEmpty, ns: ns.ns}
 	case v == "true":
 		return Decision{InMesh: true, why: whyObjectInject, ns: ns.ns}
-	case labels[RevisionLabel] != "":
-		return Decision{InMesh: true, why: whyObjectRevision, ns: ns.ns, value: labels[RevisionLabel]}
 	case set:
 		return Decision{why: whyObjectInjectNotExact, ns: ns.ns, value: v}
 	}
@@ -211,8 +222,10 @@ func namespaceDefault(nsName string, nsLabels map[string]string, cfg Config) Dec
 		}
 		return Decision{why: whyNamespaceInjectionOther, ns: nsName, value: v}
 	}
-	if rev := nsLabels[RevisionLabel]; rev != "" {
+	if rev, set := nsLabels[RevisionLabel]; set && rev != "" {
 		return Decision{InMesh: true, why: whyNamespaceRevision, ns: nsName, value: rev}
+	} else if set {
+		return Decision{why: whyRevisionEmpty, ns: nsName}
 	}
 	if isAmbientOnly(nsLabels) {
 		if cfg.AmbientPolicy == AmbientSidecar {
@@ -226,7 +239,8 @@ func namespaceDefault(nsName string, nsLabels map[string]string, cfg Config) Dec
 // isAmbientOnly: ambient data plane and no sidecar-injection label.
 func isAmbientOnly(nsLabels map[string]string) bool {
 	_, inj := nsLabels[NamespaceInjectionLabel]
-	return nsLabels[DataplaneModeLabel] == DataplaneModeAmbient && !inj && nsLabels[RevisionLabel] == ""
+	_, rev := nsLabels[RevisionLabel]
+	return nsLabels[DataplaneModeLabel] == DataplaneModeAmbient && !inj && !rev
 }
 
 // InjectValue is the inject value Istio reads: the label wins; the

@@ -57,6 +57,10 @@ func TestDecide(t *testing.T) {
 		{name: "ambient: empty inject label", ns: "vms", nsLabels: l(DataplaneModeLabel, "ambient"), labels: l(InjectKey, ""), reason: "exactly"},
 		{name: "ambient: revision label", ns: "vms", nsLabels: l(DataplaneModeLabel, "ambient"), labels: l(RevisionLabel, "canary", DataplaneModeLabel, "none"), in: true, ambient: true},
 		{name: "ambient enforced: dataplane none is denied", ns: "vms", nsLabels: l(DataplaneModeLabel, "ambient", EnforceLabel, "true"), labels: l(DataplaneModeLabel, "none"), denied: true, reason: "dataplane-mode=none"},
+		{name: "empty namespace revision injects nothing", ns: "vms", nsLabels: l(RevisionLabel, ""), labels: l(InjectKey, "true"), reason: "empty"},
+		{name: "empty object revision with inject=true", ns: "vms", labels: l(RevisionLabel, "", InjectKey, "true"), reason: "empty"},
+		{name: "object revision wins over inject=true", ns: "vms", labels: l(RevisionLabel, "canary", InjectKey, "true"), in: true, reason: "istio.io/rev=canary"},
+		{name: "ambient: empty revision label", ns: "vms", nsLabels: l(DataplaneModeLabel, "ambient"), labels: l(RevisionLabel, ""), reason: "empty"},
 		{name: "excluded namespace never denies", ns: "kubevirt", nsLabels: l("istio-injection", "enabled", EnforceLabel, "true"), labels: l(InjectKey, "false"), reason: "excluded"},
 	}
 	for _, tc := range cases {
