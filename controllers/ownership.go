@@ -32,6 +32,17 @@ func Virtmeshs(obj client.Object) bool {
 	return false
 }
 
+// wroteFields reports whether virtmesh's field manager owns any field of obj:
+// virtmesh created it, whatever has become of its label since.
+func wroteFields(obj client.Object) bool {
+	for _, e := range obj.GetManagedFields() {
+		if e.Manager == FieldOwner && e.Subresource == "" {
+			return true
+		}
+	}
+	return false
+}
+
 // takenOverBy names the field manager, other than virtmesh, that has changed
 // what virtmesh's Service is for (its selector, its ports, or the managed-by
 // label), or "".
@@ -85,12 +96,15 @@ func release(ctx context.Context, c client.Client, live client.Object) error {
 			fields = append(fields, e)
 		}
 	}
-	patch, err := json.Marshal([]map[string]any{
+	ops := []map[string]any{
 		{"op": "replace", "path": "/metadata/resourceVersion", "value": live.GetResourceVersion()},
-		{"op": "remove", "path": "/metadata/labels/" + strings.ReplaceAll(mesh.ManagedByLabel, "/", "~1")},
 		{"op": "replace", "path": "/metadata/ownerReferences", "value": owners},
 		{"op": "replace", "path": "/metadata/managedFields", "value": fields},
-	})
+	}
+	if Managed(live) { // the label may be theirs now (managed-by=Helm, say): only virtmesh's value goes
+		ops = append(ops, map[string]any{"op": "remove", "path": "/metadata/labels/" + strings.ReplaceAll(mesh.ManagedByLabel, "/", "~1")})
+	}
+	patch, err := json.Marshal(ops)
 	if err != nil {
 		return err
 	}

@@ -205,6 +205,11 @@ func (r *ServiceReconciler) checkName(ctx context.Context, want *corev1.Service,
 	switch {
 	case err == nil && Virtmeshs(live):
 		return requeueSoon, false, nil // ours; the cache is behind
+	case err == nil && wroteFields(live) && hasMemberOwner(live):
+		// virtmesh's once, taken over by changing or removing its label:
+		// let go of it, or the garbage collector deletes it with the VMs.
+		res, err := r.releaseLive(ctx, live, takenOverBy(live))
+		return res, false, err
 	case err == nil:
 		r.warnAll(members, ReasonServiceConflict, fmt.Sprintf("Service %q already exists and virtmesh did not create it, so virtmesh "+
 			"leaves it as it is; make sure it selects %s=%s and lists the VM's ports, or delete it and virtmesh will create one",
@@ -227,23 +232,44 @@ func (r *ServiceReconciler) release(ctx context.Context, have *corev1.Service, b
 	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(have), live); err != nil {
 		return requeueOnConflict(err)
 	}
-	if !Virtmeshs(live) || takenOverBy(live) == "" {
+	if Virtmeshs(live) && takenOverBy(live) == "" {
 		return requeueSoon, nil // the cache is behind
 	}
+	if !wroteFields(live) {
+		return reconcile.Result{}, nil // released already
+	}
+	if by == "" {
+		by = takenOverBy(live)
+	}
+	return r.releaseLive(ctx, live, by)
+}
+
+// releaseLive releases live (read from the API server) and tells its owners.
+func (r *ServiceReconciler) releaseLive(ctx context.Context, live *corev1.Service, by string) (reconcile.Result, error) {
 	if err := release(ctx, r.Client, live); err != nil {
 		return requeueOnConflict(err)
 	}
-	msg := fmt.Sprintf("Service %q was changed by %q (its selector, ports or labels), so virtmesh no longer manages it: "+
-		"it removed its label and owner references (the Service now stays when the VMs go) and leaves the rest as it is; "+
-		"delete the Service and virtmesh creates its own again", have.Name, by)
+	who := "someone else"
+	if by != "" {
+		who = fmt.Sprintf("%q", by)
+	}
+	msg := fmt.Sprintf("Service %q was changed by %s (its selector, ports or %s label), so virtmesh no longer manages it: "+
+		"it removed its owner references (the Service now stays when the VMs go) and leaves the rest as it is; "+
+		"delete the Service and virtmesh creates its own again", live.Name, who, mesh.ManagedByLabel)
 	log.FromContext(ctx).Info("released a Service someone else changed", "manager", by)
-	for _, o := range have.OwnerReferences {
+	for _, o := range live.OwnerReferences {
 		if isMemberKind(o) {
-			ref := &corev1.ObjectReference{APIVersion: o.APIVersion, Kind: o.Kind, Name: o.Name, Namespace: have.Namespace, UID: o.UID}
+			ref := &corev1.ObjectReference{APIVersion: o.APIVersion, Kind: o.Kind, Name: o.Name, Namespace: live.Namespace, UID: o.UID}
 			r.recorder.Event(ref, corev1.EventTypeWarning, ReasonServiceReleased, "virtmesh: "+msg)
 		}
 	}
-	return reconcile.Result{}, nil
+	return reconcile.Result{RequeueAfter: conflictRecheck}, nil
+}
+
+// hasMemberOwner: a VM, VMI or replica set owns svc, so the garbage
+// collector deletes it with them.
+func hasMemberOwner(svc *corev1.Service) bool {
+	return slices.ContainsFunc(svc.OwnerReferences, isMemberKind)
 }
 
 func (r *ServiceReconciler) delete(ctx context.Context, svc *corev1.Service, members []Member, why string) (reconcile.Result, error) {

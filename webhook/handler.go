@@ -60,12 +60,18 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading namespace %q: %w", vmi.Namespace, err))
 	}
-	vm, err := h.ownerVM(ctx, vmi)
-	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, err)
+	env := Env{Namespace: Namespace{Name: vmi.Namespace, Labels: nsLabels}}
+	var readErr error
+	if h.needsVM(vmi, env.Namespace) {
+		env.VM, readErr = h.ownerVM(ctx, vmi)
 	}
 	original := vmi.DeepCopy()
-	res := MutateVMI(vmi, Env{Namespace: Namespace{Name: vmi.Namespace, Labels: nsLabels}, VM: vm}, h.Mesh, h.Config)
+	res := MutateVMI(vmi, env, h.Mesh, h.Config)
+	if readErr != nil {
+		// Not worth refusing the VM's start for: the app falls back to the
+		// VM's name, and a bridge counts as the owner's.
+		res.Warnings = append(res.Warnings, "virtmesh: "+readErr.Error()+"; went on without it")
+	}
 	if res.Denied {
 		return admission.Denied(res.Reason).WithWarnings(res.Warnings...)
 	}
@@ -78,6 +84,22 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	return resp.WithWarnings(res.Warnings...)
+}
+
+// needsVM: the VMI's VirtualMachine can change the outcome only for a meshed
+// VMI that gets its app label from virtmesh (a pool's name) or meets
+// --bridge-policy=deny with a bridge binding; every other admission skips
+// the read.
+func (h *Handler) needsVM(vmi *kubevirtv1.VirtualMachineInstance, ns Namespace) bool {
+	if !mesh.Decide(ns.Name, ns.Labels, vmi.Labels, vmi.Annotations, h.Mesh).InMesh {
+		return false
+	}
+	_, hasApp := vmi.Labels[mesh.AppLabel]
+	if !hasApp && vmi.Labels[mesh.AppNameLabel] == "" {
+		return true
+	}
+	iface := mesh.PodInterface(&vmi.Spec)
+	return h.Config.BridgePolicy == BridgeDeny && iface != nil && iface.Bridge != nil
 }
 
 // ownerVM reads the VirtualMachine that owns vmi, if any: its owner

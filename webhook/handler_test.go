@@ -13,6 +13,8 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
+	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/virtmesh/virtmesh/internal/mesh"
@@ -115,4 +117,35 @@ func post(t testing.TB, url string, body []byte) admissionv1.AdmissionReview {
 		t.Fatalf("response is not an AdmissionReview: %v", err)
 	}
 	return review
+}
+
+func TestHandleReadsTheVMOnlyWhenNeededAndNeverFailsOnIt(t *testing.T) {
+	reads := 0
+	failing := func(context.Context, string, string) (*kubevirtv1.VirtualMachine, error) {
+		reads++
+		return nil, errors.New("the API server is slow")
+	}
+	h := &Handler{Mesh: mesh.DefaultConfig(), Config: DefaultConfig(), NamespaceLabels: meshedNamespace, VirtualMachines: failing}
+	owned := func(labels map[string]string) admission.Request {
+		vmi := &kubevirtv1.VirtualMachineInstance{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "vms", Labels: labels,
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachine", Name: "web", UID: "u", Controller: ptr.To(true)}}}}
+		raw, err := json.Marshal(vmi)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{Operation: admissionv1.Create, Namespace: "vms",
+			Resource: vmiResource, Object: runtime.RawExtension{Raw: raw}}}
+	}
+	resp := h.Handle(context.Background(), owned(map[string]string{mesh.AppLabel: "web"}))
+	if !resp.Allowed || reads != 0 {
+		t.Fatalf("an app label set: allowed=%v, %d VM reads", resp.Allowed, reads)
+	}
+	resp = h.Handle(context.Background(), owned(nil))
+	if !resp.Allowed || reads != 1 || len(resp.Patches) == 0 || !strings.Contains(strings.Join(resp.Warnings, "\n"), "the API server is slow") {
+		t.Fatalf("no app label, VM unreadable: allowed=%v reads=%d warnings=%v", resp.Allowed, reads, resp.Warnings)
+	}
+	resp = h.Handle(context.Background(), owned(map[string]string{mesh.InjectKey: "false"}))
+	if !resp.Allowed || reads != 1 {
+		t.Fatalf("opted out: allowed=%v, %d VM reads", resp.Allowed, reads)
+	}
 }

@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"errors"
+	"net/http"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
@@ -20,21 +21,50 @@ import (
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 
 // SetupWithManager registers the VMI webhook on srv, reading namespaces
-// through the manager. srv is the manager's webhook server, or one the caller
-// starts itself (e.g. once its certificate is mounted).
-func SetupWithManager(mgr ctrl.Manager, srv ctrlwebhook.Server, meshCfg mesh.Config, cfg Config) error {
-	return Register(srv, meshCfg, cfg, namespaceLabelsFrom(mgr.GetClient(), mgr.GetAPIReader(), meshCfg), virtualMachinesFrom(mgr.GetAPIReader()))
+// and VirtualMachines through the manager. srv is the manager's webhook
+// server, or one the caller starts itself (e.g. once its certificate is
+// mounted). draining, if set, reports a replica shutting down.
+func SetupWithManager(mgr ctrl.Manager, srv ctrlwebhook.Server, meshCfg mesh.Config, cfg Config, draining func() bool) error {
+	return Register(srv, meshCfg, cfg, Inputs{
+		NamespaceLabels: namespaceLabelsFrom(mgr.GetClient(), mgr.GetAPIReader(), meshCfg),
+		VirtualMachines: virtualMachinesFrom(mgr.GetAPIReader()),
+		Draining:        draining,
+	})
+}
+
+// Inputs are where the webhook reads what it needs besides the request.
+type Inputs struct {
+	NamespaceLabels NamespaceLabels
+	VirtualMachines VirtualMachines // nil: never read
+	// Draining reports a replica that is shutting down (nil: never): its
+	// answers then close their connection, so the API server's next request
+	// opens one to a replica that stays, and none races the listener closing.
+	Draining func() bool
 }
 
 // Register serves the VMI webhook at Path on srv. Every path that serves the
 // webhook (the manager, the load program) registers it here.
-func Register(srv ctrlwebhook.Server, meshCfg mesh.Config, cfg Config, nsLabels NamespaceLabels, vms VirtualMachines) error {
+func Register(srv ctrlwebhook.Server, meshCfg mesh.Config, cfg Config, in Inputs) error {
 	if err := errors.Join(meshCfg.Validate(), cfg.Validate()); err != nil {
 		return err
 	}
-	h := &Handler{Mesh: meshCfg, Config: cfg, NamespaceLabels: nsLabels, VirtualMachines: vms}
-	srv.Register(Path, &admission.Webhook{Handler: h})
+	h := &Handler{Mesh: meshCfg, Config: cfg, NamespaceLabels: in.NamespaceLabels, VirtualMachines: in.VirtualMachines}
+	var served http.Handler = &admission.Webhook{Handler: h}
+	if in.Draining != nil {
+		served = closeWhileDraining(served, in.Draining)
+	}
+	srv.Register(Path, served)
 	return nil
+}
+
+// closeWhileDraining answers with "Connection: close" while draining.
+func closeWhileDraining(next http.Handler, draining func() bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if draining() {
+			w.Header().Set("Connection", "close")
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // namespaceLabelsFrom reads namespace labels from the manager's metadata-only

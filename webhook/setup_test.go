@@ -2,6 +2,9 @@ package webhook
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -55,5 +58,29 @@ func TestNamespaceLabelsConfirmsAStaleCacheLive(t *testing.T) {
 		if liveGets != tc.wantLive || (labels[mesh.NamespaceInjectionLabel] == "enabled") != tc.wantInMesh {
 			t.Errorf("%s: %d live reads, labels %v", tc.ns, liveGets, labels)
 		}
+	}
+}
+
+func TestAnswersCloseTheirConnectionWhileDraining(t *testing.T) {
+	var draining atomic.Bool
+	srv := httptest.NewServer(closeWhileDraining(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok"))
+	}), draining.Load))
+	defer srv.Close()
+	get := func() *http.Response {
+		t.Helper()
+		resp, err := srv.Client().Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		return resp
+	}
+	if get().Close {
+		t.Fatal("connection closed while serving normally")
+	}
+	draining.Store(true)
+	if resp := get(); !resp.Close { // the client reads "Connection: close" into Close
+		t.Fatal("connection kept open while draining")
 	}
 }

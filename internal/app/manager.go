@@ -107,7 +107,7 @@ func setupWebhook(mgr ctrl.Manager, o *Options) error {
 	if !o.CertRotation {
 		srv = mgr.GetWebhookServer() // adds it to the manager's runnables
 	}
-	if err := vmwebhook.SetupWithManager(mgr, srv, o.Mesh, o.Webhook); err != nil {
+	if err := vmwebhook.SetupWithManager(mgr, srv, o.Mesh, o.Webhook, o.drain.draining.Load); err != nil {
 		return fmt.Errorf("setting up the VMI webhook: %w", err)
 	}
 	if o.CertRotation {

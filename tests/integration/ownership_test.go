@@ -64,4 +64,28 @@ var _ = Describe("Service ownership (hostile tenants)", func() {
 		_, err := getService(ctx, ns, "shop")()
 		Expect(apierrors.IsNotFound(err)).To(BeFalse())
 	})
+
+	It("lets go of a Service adopted by relabelling it (managed-by=Helm), so the garbage collector keeps it", func(ctx SpecContext) {
+		ns := newLabelledNamespace(ctx, enabledNS)
+		vm := testkit.MeshVM("adopted", "", "", 8080)
+		createIn(ctx, ns, vm)
+		Eventually(getService(ctx, ns, "adopted")).WithTimeout(converge).Should(WithTransform(ownerNames, Equal([]string{"VirtualMachine/adopted"})))
+		Eventually(func() error {
+			svc, err := getService(ctx, ns, "adopted")()
+			if err != nil {
+				return err
+			}
+			svc.Labels[mesh.ManagedByLabel] = "Helm"
+			return adminClient.Update(ctx, svc, client.FieldOwner("helm"))
+		}).WithTimeout(converge).Should(Succeed())
+		Eventually(getService(ctx, ns, "adopted")).WithTimeout(converge).Should(And(
+			HaveField("Labels", HaveKeyWithValue(mesh.ManagedByLabel, "Helm")),
+			HaveField("OwnerReferences", BeEmpty()),
+		))
+		Expect(adminClient.Delete(ctx, vm)).To(Succeed())
+		Consistently(func() error {
+			_, err := getService(ctx, ns, "adopted")()
+			return err
+		}).WithTimeout(5 * time.Second).Should(Succeed())
+	})
 })

@@ -68,15 +68,20 @@ func review(i int, vmi *kubevirtv1.VirtualMachineInstance) ([]byte, error) {
 	})
 }
 
+// seedVM is seed 004's VirtualMachine, which owns the typical requests' VMIs.
+func seedVM() *kubevirtv1.VirtualMachine {
+	vm := testkit.SeedVM("vms")
+	vm.UID = "5b0a1c9e-2f3d-4c4e-9a8b-7d6e5f4a3b2c"
+	return vm
+}
+
 // seedVMI is the VMI virt-controller creates from seed 004's VirtualMachine,
 // with what virt-controller adds besides the template: its labels,
 // annotations and finalizer, and the machine type.
 func seedVMI() *kubevirtv1.VirtualMachineInstance {
-	vm := testkit.SeedVM("vms")
-	vm.UID = "5b0a1c9e-2f3d-4c4e-9a8b-7d6e5f4a3b2c"
-	vmi := testkit.VMIFor(vm)
+	vmi := testkit.VMIFor(seedVM())
 	vmi.Labels["kubevirt.io/size"] = "small"
-	vmi.Labels["kubevirt.io/domain"] = vm.Name
+	vmi.Labels["kubevirt.io/domain"] = vmi.Name
 	vmi.Annotations = map[string]string{
 		"kubevirt.io/latest-observed-api-version":  "v1",
 		"kubevirt.io/storage-observed-api-version": "v1",
