@@ -246,6 +246,7 @@ func (r *ServiceReconciler) release(ctx context.Context, have *corev1.Service, b
 
 // releaseLive releases live (read from the API server) and tells its owners.
 func (r *ServiceReconciler) releaseLive(ctx context.Context, live *corev1.Service, by string) (reconcile.Result, error) {
+	owners := slices.Clone(live.OwnerReferences) // the patch's answer replaces them
 	if err := release(ctx, r.Client, live); err != nil {
 		return requeueOnConflict(err)
 	}
@@ -257,7 +258,7 @@ func (r *ServiceReconciler) releaseLive(ctx context.Context, live *corev1.Servic
 		"it removed its owner references (the Service now stays when the VMs go) and leaves the rest as it is; "+
 		"delete the Service and virtmesh creates its own again", live.Name, who, mesh.ManagedByLabel)
 	log.FromContext(ctx).Info("released a Service someone else changed", "manager", by)
-	for _, o := range live.OwnerReferences {
+	for _, o := range owners {
 		if isMemberKind(o) {
 			ref := &corev1.ObjectReference{APIVersion: o.APIVersion, Kind: o.Kind, Name: o.Name, Namespace: live.Namespace, UID: o.UID}
 			r.recorder.Event(ref, corev1.EventTypeWarning, ReasonServiceReleased, "virtmesh: "+msg)

@@ -13,7 +13,11 @@ import (
 
 // cert-controller keeps the serving certificate in a Secret (mounted into the
 // pod at --webhook-cert-dir) and the CA in the webhook configuration.
-// +kubebuilder:rbac:groups="",namespace=virtmesh-system,resources=secrets,verbs=get;list;watch;update
+// Secrets: listed and watched in virtmesh's own namespace only (its caches),
+// read and written only by name; a --cert-secret-name other than
+// virtmesh-webhook-cert needs the same rule for that name.
+// +kubebuilder:rbac:groups="",namespace=virtmesh-system,resources=secrets,verbs=list;watch
+// +kubebuilder:rbac:groups="",namespace=virtmesh-system,resources=secrets,resourceNames=virtmesh-webhook-cert,verbs=get;update
 //
 // cert-controller lists and watches every MutatingWebhookConfiguration but
 // writes only virtmesh's own: RBAC names it, so virtmesh cannot rewrite

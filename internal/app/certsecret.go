@@ -3,6 +3,8 @@ package app
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -24,14 +26,17 @@ import (
 // cert-controller fills and rotates the certificate Secret but never creates
 // it: deleted by mistake, it would stop the webhook for good (every VMI create
 // in mesh namespaces fails while failurePolicy is Fail). virtmesh recreates
-// it, empty, and cert-controller fills it. RBAC cannot name the object of a
-// create, so create is granted on Secrets in virtmesh's namespace only.
+// it from the certificate still mounted in the pod (same CA, so the webhook
+// configuration's caBundle stays valid and nothing fails meanwhile), or empty
+// for cert-controller to fill. RBAC cannot name the object of a create, so
+// create is granted on Secrets in virtmesh's namespace only.
 // +kubebuilder:rbac:groups="",namespace=virtmesh-system,resources=secrets,verbs=create
 
 // certSecretKeeper recreates the certificate Secret when it is missing.
 type certSecretKeeper struct {
-	client client.Client
-	key    types.NamespacedName
+	client  client.Client
+	key     types.NamespacedName
+	certDir string // where the Secret is mounted
 }
 
 func (k *certSecretKeeper) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
@@ -47,19 +52,34 @@ func (k *certSecretKeeper) ensure(ctx context.Context) error {
 		return err
 	}
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: k.key.Name, Namespace: k.key.Namespace,
-		Labels: map[string]string{"app.kubernetes.io/name": "virtmesh"}}, Type: corev1.SecretTypeOpaque}
+		Labels: map[string]string{"app.kubernetes.io/name": "virtmesh"}}, Type: corev1.SecretTypeOpaque, Data: k.mounted()}
 	if err := k.client.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("recreating the certificate Secret %s: %w", k.key, err)
 	}
-	log.FromContext(ctx).Info("the webhook's certificate Secret was missing: created it empty for cert-controller to fill", "secret", k.key)
+	log.FromContext(ctx).Info("the webhook's certificate Secret was missing: created it again", "secret", k.key,
+		"fromMountedCertificate", len(secret.Data) > 0)
 	return nil
+}
+
+// mounted reads the CA and serving certificate cert-controller wrote, as the
+// kubelet mounted them, or nothing if any is missing.
+func (k *certSecretKeeper) mounted() map[string][]byte {
+	data := map[string][]byte{}
+	for _, name := range []string{"ca.crt", "ca.key", "tls.crt", "tls.key"} {
+		b, err := os.ReadFile(filepath.Join(k.certDir, name))
+		if err != nil || len(b) == 0 {
+			return nil
+		}
+		data[name] = b
+	}
+	return data
 }
 
 // keepCertSecret registers the keeper: at start, and whenever the Secret is
 // deleted. Every replica runs it (the certificate is needed before a leader
 // is elected); a create that loses the race finds the Secret there.
-func keepCertSecret(mgr ctrl.Manager, key types.NamespacedName) error {
-	k := &certSecretKeeper{client: mgr.GetClient(), key: key}
+func keepCertSecret(mgr ctrl.Manager, key types.NamespacedName, certDir string) error {
+	k := &certSecretKeeper{client: mgr.GetClient(), key: key, certDir: certDir}
 	if err := mgr.Add(unelected{manager.RunnableFunc(k.ensure)}); err != nil {
 		return err
 	}
@@ -72,8 +92,7 @@ func keepCertSecret(mgr ctrl.Manager, key types.NamespacedName) error {
 		Complete(k)
 }
 
-// certSecretCache narrows the manager's cache of Secrets to the one Secret
-// (RBAC grants nothing more).
+// certSecretCache narrows the manager's cache of Secrets to the one Secret.
 func certSecretCache(key types.NamespacedName) cache.ByObject {
 	return cache.ByObject{Namespaces: map[string]cache.Config{key.Namespace: {}},
 		Field: fields.OneTermEqualSelector("metadata.name", key.Name)}

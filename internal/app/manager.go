@@ -114,7 +114,7 @@ func setupWebhook(mgr ctrl.Manager, o *Options) error {
 		if err := certRotation(mgr, o, srv); err != nil {
 			return fmt.Errorf("setting up certificate rotation: %w", err)
 		}
-		if err := keepCertSecret(mgr, o.certSecretKey()); err != nil {
+		if err := keepCertSecret(mgr, o.certSecretKey(), o.WebhookCertDir); err != nil {
 			return fmt.Errorf("setting up the certificate Secret keeper: %w", err)
 		}
 	}

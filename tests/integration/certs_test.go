@@ -24,17 +24,26 @@ import (
 	"github.com/virtmesh/virtmesh/internal/testkit/local"
 )
 
-// grantUpdateOn lets virtmesh's ServiceAccount update one more
-// MutatingWebhookConfiguration, by name, for the rest of the spec.
-func grantUpdateOn(ctx SpecContext, name string) {
+// grantNames lets virtmesh's ServiceAccount update one more
+// MutatingWebhookConfiguration and read and update one more Secret, by name,
+// for the rest of the spec: what the README says to add for a
+// --webhook-configuration-name or --cert-secret-name of one's own.
+func grantNames(ctx SpecContext, webhookConfiguration, secret string) {
 	GinkgoHelper()
-	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "virtmesh-webhook-" + name}, Rules: []rbacv1.PolicyRule{{
-		APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"},
-		ResourceNames: []string{name}, Verbs: []string{"update"}}}}
-	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: role.Name},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
-		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: local.Namespace, Name: local.ServiceAccount}}}
-	for _, o := range []client.Object{role, binding} {
+	subjects := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: local.Namespace, Name: local.ServiceAccount}}
+	name := "virtmesh-extra-" + webhookConfiguration
+	objs := []client.Object{
+		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: []rbacv1.PolicyRule{{
+			APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"},
+			ResourceNames: []string{webhookConfiguration}, Verbs: []string{"update"}}}},
+		&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name}, Subjects: subjects},
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: local.Namespace}, Rules: []rbacv1.PolicyRule{{
+			APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{secret}, Verbs: []string{"get", "update"}}}},
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: local.Namespace},
+			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}, Subjects: subjects},
+	}
+	for _, o := range objs {
 		Expect(adminClient.Create(ctx, o)).To(Succeed())
 		DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(adminClient.Delete(ctx, o))).To(Succeed()) })
 	}
@@ -62,8 +71,8 @@ var _ = Describe("Self-managed webhook certificates (--cert-rotation)", func() {
 		}
 		Expect(adminClient.Create(ctx, mwc)).To(Succeed())
 		DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(adminClient.Delete(ctx, mwc))).To(Succeed()) })
-		By("granting update on that configuration by name, as the README says for a --webhook-configuration-name other than virtmesh")
-		grantUpdateOn(ctx, configName)
+		By("granting those names, as the README says for a --webhook-configuration-name and --cert-secret-name of one's own")
+		grantNames(ctx, configName, secretName)
 
 		By("starting a replica with --cert-rotation (webhook only)")
 		certDir := GinkgoT().TempDir()
@@ -110,13 +119,30 @@ var _ = Describe("Self-managed webhook certificates (--cert-rotation)", func() {
 			g.Expect(mwc.Webhooks[0].ClientConfig.CABundle).To(Equal(secret.Data["ca.crt"]))
 		}).WithContext(ctx).WithTimeout(time.Minute).Should(Succeed())
 
-		By("deleting the Secret by mistake: virtmesh recreates it, and cert-controller fills it and injects the new CA")
+		By("deleting the Secret by mistake: virtmesh recreates it from the mounted certificate, same CA, so nothing breaks")
 		oldCA := secret.Data["ca.crt"]
 		Expect(adminClient.Delete(ctx, secret)).To(Succeed())
 		Eventually(func(g Gomega) {
 			fresh := &corev1.Secret{}
 			g.Expect(adminClient.Get(ctx, client.ObjectKeyFromObject(secret), fresh)).To(Succeed())
 			g.Expect(fresh.UID).NotTo(Equal(secret.UID))
+			g.Expect(fresh.Data).To(HaveKeyWithValue("ca.crt", oldCA))
+			g.Expect(fresh.Data).To(HaveKey("tls.crt"))
+		}).WithContext(ctx).WithTimeout(converge).Should(Succeed())
+		Consistently(func(g Gomega) {
+			g.Expect(adminClient.Get(ctx, client.ObjectKeyFromObject(mwc), mwc)).To(Succeed())
+			g.Expect(mwc.Webhooks[0].ClientConfig.CABundle).To(Equal(oldCA))
+		}).WithContext(ctx).WithTimeout(3 * time.Second).Should(Succeed())
+
+		By("with nothing mounted either, it is created empty and cert-controller makes a new CA and injects it")
+		for _, f := range []string{"ca.crt", "ca.key", "tls.crt", "tls.key"} {
+			Expect(os.Remove(filepath.Join(certDir, f))).To(Succeed())
+		}
+		Expect(adminClient.Get(ctx, client.ObjectKeyFromObject(secret), secret)).To(Succeed())
+		Expect(adminClient.Delete(ctx, secret)).To(Succeed())
+		Eventually(func(g Gomega) {
+			fresh := &corev1.Secret{}
+			g.Expect(adminClient.Get(ctx, client.ObjectKeyFromObject(secret), fresh)).To(Succeed())
 			g.Expect(fresh.Data).To(HaveKey("tls.crt"))
 			g.Expect(fresh.Data["ca.crt"]).NotTo(Equal(oldCA))
 			g.Expect(adminClient.Get(ctx, client.ObjectKeyFromObject(mwc), mwc)).To(Succeed())

@@ -39,6 +39,8 @@ var _ = Describe("virtmesh's RBAC, asked of the API server", func() {
 		Entry("list Secrets cluster-wide: no", authorizationv1.ResourceAttributes{Resource: "secrets", Verb: "list"}, false),
 		Entry("read its certificate Secret: yes", authorizationv1.ResourceAttributes{Namespace: local.Namespace, Resource: "secrets",
 			Name: "virtmesh-webhook-cert", Verb: "get"}, true),
+		Entry("update another Secret in its own namespace: no", authorizationv1.ResourceAttributes{Namespace: local.Namespace, Resource: "secrets",
+			Name: "someone-elses", Verb: "update"}, false),
 		Entry("create pods: no", authorizationv1.ResourceAttributes{Namespace: "default", Resource: "pods", Verb: "create"}, false),
 		Entry("exec into pods: no", authorizationv1.ResourceAttributes{Namespace: "default", Resource: "pods", Subresource: "exec", Verb: "create"}, false),
 		Entry("update VirtualMachines: no", authorizationv1.ResourceAttributes{Group: "kubevirt.io", Namespace: "default", Resource: "virtualmachines", Verb: "update"}, false),
