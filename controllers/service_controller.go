@@ -307,26 +307,26 @@ func ownsService(svc *corev1.Service, uid types.UID) bool {
 }
 
 // members are the meshed VMs and standalone VMIs of app that want a Service.
-// The VMIs of a VirtualMachineInstanceReplicaSet count as one member, the
-// replica set: scaling it does not rewrite the Service's owners or send
-// Events to every replica.
+// The VMIs of a VirtualMachineInstanceReplicaSet, and the VMs of a
+// VirtualMachinePool, count as one member, the replica set or pool: scaling
+// it does not rewrite the Service's owners or send Events to every replica.
 func (r *ServiceReconciler) members(ctx context.Context, ns namespaceInfo, app string) ([]Member, error) {
 	var out []Member
-	replicaSets := map[types.UID]int{} // index in out
+	groups := map[types.UID]int{} // index in out
 	err := eachWorkload(ctx, r.Client, func(w workload) bool {
 		annotations := w.annotations()
 		if !w.standalone() || w.deleting() || !w.meshed(ns, r.Mesh) || annotations[mesh.ServiceAnnotation] == "false" {
 			return true
 		}
 		m := Member{Kind: w.kind, Namespace: ns.name, Name: w.meta.Name, UID: w.meta.UID, Ports: w.ports(), Annotations: annotations}
-		if rs := replicaSetOf(w.meta); rs != nil {
-			if i, ok := replicaSets[rs.UID]; ok {
+		if g := groupOf(w.meta); g != nil {
+			if i, ok := groups[g.UID]; ok {
 				out[i].Ports = append(out[i].Ports, m.Ports...)
 				return true
 			}
-			m.Kind, m.Name, m.UID = rs.Kind, rs.Name, rs.UID
+			m.APIVersion, m.Kind, m.Name, m.UID = g.APIVersion, g.Kind, g.Name, g.UID
 			m.Ports = slices.Clone(m.Ports)
-			replicaSets[rs.UID] = len(out)
+			groups[g.UID] = len(out)
 		}
 		out = append(out, m)
 		return true
@@ -334,10 +334,11 @@ func (r *ServiceReconciler) members(ctx context.Context, ns namespaceInfo, app s
 	return out, err
 }
 
-// replicaSetOf is the VirtualMachineInstanceReplicaSet that controls a VMI, or nil.
-func replicaSetOf(meta *metav1.ObjectMeta) *metav1.OwnerReference {
+// groupOf is the replica set that controls a VMI, or the pool that controls
+// a VM, or nil.
+func groupOf(meta *metav1.ObjectMeta) *metav1.OwnerReference {
 	ref := metav1.GetControllerOfNoCopy(meta)
-	if ref == nil || ref.Kind != "VirtualMachineInstanceReplicaSet" || ref.APIVersion != kubevirtv1.SchemeGroupVersion.String() {
+	if ref == nil || (ref.Kind != "VirtualMachineInstanceReplicaSet" && ref.Kind != "VirtualMachinePool") || !isMemberKind(*ref) {
 		return nil
 	}
 	return ref

@@ -19,10 +19,12 @@ import (
 
 // Member is a VM or standalone VMI a Service serves.
 type Member struct {
-	Kind      string // "VirtualMachine", "VirtualMachineInstance" or "VirtualMachineInstanceReplicaSet"
-	Namespace string
-	Name      string
-	UID       types.UID
+	// APIVersion is kubevirt.io/v1 when empty; a VirtualMachinePool's is its own.
+	APIVersion string
+	Kind       string // "VirtualMachine", "VirtualMachineInstance", "VirtualMachineInstanceReplicaSet" or "VirtualMachinePool"
+	Namespace  string
+	Name       string
+	UID        types.UID
 	// Ports are the ports declared on its pod-network interface.
 	Ports []kubevirtv1.Port
 	// Annotations are its own (for a VM, its template's merged over the VM's).
@@ -92,7 +94,7 @@ func DesiredService(namespace, app string, members []Member) (*corev1.Service, [
 	}
 	for _, m := range members {
 		svc.OwnerReferences = append(svc.OwnerReferences, metav1.OwnerReference{
-			APIVersion: kubevirtv1.SchemeGroupVersion.String(), Kind: m.Kind, Name: m.Name, UID: m.UID})
+			APIVersion: m.apiVersion(), Kind: m.Kind, Name: m.Name, UID: m.UID})
 	}
 	return svc, problems
 }
@@ -267,10 +269,20 @@ func describe(svc *corev1.Service) string {
 }
 
 func isMemberKind(o metav1.OwnerReference) bool {
+	if o.Kind == "VirtualMachinePool" {
+		return strings.HasPrefix(o.APIVersion, "pool.kubevirt.io/")
+	}
 	return o.APIVersion == kubevirtv1.SchemeGroupVersion.String() &&
 		(o.Kind == "VirtualMachine" || o.Kind == "VirtualMachineInstance" || o.Kind == "VirtualMachineInstanceReplicaSet")
 }
 
 func (m Member) ref() *corev1.ObjectReference {
-	return &corev1.ObjectReference{APIVersion: kubevirtv1.SchemeGroupVersion.String(), Kind: m.Kind, Name: m.Name, Namespace: m.Namespace, UID: m.UID}
+	return &corev1.ObjectReference{APIVersion: m.apiVersion(), Kind: m.Kind, Name: m.Name, Namespace: m.Namespace, UID: m.UID}
+}
+
+func (m Member) apiVersion() string {
+	if m.APIVersion != "" {
+		return m.APIVersion
+	}
+	return kubevirtv1.SchemeGroupVersion.String()
 }

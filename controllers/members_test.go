@@ -1,0 +1,65 @@
+package controllers
+
+import (
+	"context"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"github.com/virtmesh/virtmesh/internal/mesh"
+	"github.com/virtmesh/virtmesh/internal/testkit"
+)
+
+func TestMembersCollapseReplicaSetsAndPools(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := kubevirtv1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	index := func(o client.Object) []string {
+		if req, ok := appOf(o); ok {
+			return []string{req.Name}
+		}
+		return nil
+	}
+	var objs []client.Object
+	rsRef := metav1.OwnerReference{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachineInstanceReplicaSet", Name: "cache", UID: "rs-uid", Controller: ptr.To(true)}
+	for _, name := range []string{"cache-a", "cache-b", "cache-c"} {
+		vmi := testkit.MeshedVMI("vms", name, "cache", 6379)
+		vmi.OwnerReferences = []metav1.OwnerReference{rsRef}
+		objs = append(objs, vmi)
+	}
+	poolRef := metav1.OwnerReference{APIVersion: "pool.kubevirt.io/v1beta1", Kind: "VirtualMachinePool", Name: "web", UID: "pool-uid", Controller: ptr.To(true)}
+	for i, name := range []string{"web-0", "web-1"} {
+		vm := testkit.MeshVM(name, "", "", int32(8080+i))
+		vm.Namespace, vm.OwnerReferences = "vms", []metav1.OwnerReference{poolRef}
+		objs = append(objs, vm)
+	}
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).
+		WithIndex(&kubevirtv1.VirtualMachine{}, appIndex, index).WithIndex(&kubevirtv1.VirtualMachineInstance{}, appIndex, index).Build()
+	r := &ServiceReconciler{Client: c, Mesh: mesh.DefaultConfig()}
+	ns := namespaceInfo{name: "vms", labels: map[string]string{mesh.NamespaceInjectionLabel: "enabled"}, exists: true}
+
+	cache, err := r.members(context.Background(), ns, "cache")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cache) != 1 || cache[0].Kind != "VirtualMachineInstanceReplicaSet" || cache[0].UID != "rs-uid" {
+		t.Fatalf("replica set members: %+v", cache)
+	}
+	web, err := r.members(context.Background(), ns, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(web) != 1 || web[0].Kind != "VirtualMachinePool" || web[0].apiVersion() != "pool.kubevirt.io/v1beta1" || len(web[0].Ports) != 2 {
+		t.Fatalf("pool members: %+v", web)
+	}
+	svc, _ := DesiredService("vms", "web", web)
+	if len(svc.OwnerReferences) != 1 || svc.OwnerReferences[0].APIVersion != "pool.kubevirt.io/v1beta1" || len(svc.Spec.Ports) != 2 {
+		t.Fatalf("the pool's Service: %+v %+v", svc.OwnerReferences, svc.Spec.Ports)
+	}
+}
