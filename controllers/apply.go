@@ -60,6 +60,7 @@ func serviceApplied(have *corev1.Service, want *corev1ac.ServiceApplyConfigurati
 	if err != nil {
 		return false
 	}
+	onlyAppliedFields(got)
 	// The API server keeps associative lists in its own order.
 	if got.Spec != nil {
 		slices.SortFunc(got.Spec.Ports, func(a, b corev1ac.ServicePortApplyConfiguration) int {
@@ -70,6 +71,24 @@ func serviceApplied(have *corev1.Service, want *corev1ac.ServiceApplyConfigurati
 		return cmp.Or(cmp.Compare(deref(a.Kind), deref(b.Kind)), cmp.Compare(deref(a.Name), deref(b.Name)))
 	})
 	return equality.Semantic.DeepEqual(got, want)
+}
+
+// onlyAppliedFields keeps, of what virtmesh owns, the fields it applies: a
+// Service it created (and then moved to server-side apply) also owns the
+// fields the API server defaulted on create (type, sessionAffinity, ...),
+// which virtmesh does not apply and need not apply again.
+func onlyAppliedFields(got *corev1ac.ServiceApplyConfiguration) {
+	if got.Spec == nil {
+		return
+	}
+	spec := corev1ac.ServiceSpec()
+	spec.Selector = got.Spec.Selector
+	for _, p := range got.Spec.Ports {
+		spec.Ports = append(spec.Ports, corev1ac.ServicePortApplyConfiguration{
+			Name: p.Name, Port: p.Port, Protocol: p.Protocol, TargetPort: p.TargetPort, AppProtocol: p.AppProtocol})
+	}
+	got.Spec = spec
+	got.Annotations = nil
 }
 
 func deref[T any](p *T) T {

@@ -41,6 +41,8 @@ var _ = Describe("A VirtualMachineInstanceReplicaSet", func() {
 		Eventually(getService(ctx, ns, "cache")).WithTimeout(converge).Should(And(
 			WithTransform(servicePorts, Equal([]int32{6379})),
 			WithTransform(ownerNames, Equal([]string{"VirtualMachineInstanceReplicaSet/cache"})),
+			// settled: created, then moved to server-side apply
+			WithTransform(virtmeshOperations, Equal([]string{string(metav1.ManagedFieldsOperationApply)})),
 		))
 		svc, err := getService(ctx, ns, "cache")()
 		Expect(err).NotTo(HaveOccurred())
