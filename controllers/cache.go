@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -12,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/virtmesh/virtmesh/internal/injector"
 	"github.com/virtmesh/virtmesh/internal/mesh"
 )
 
@@ -39,6 +41,16 @@ func CacheByObject(cfg Config) map[client.Object]cache.ByObject {
 	if cfg.NADMode != NADOff {
 		by[&apiextensionsv1.CustomResourceDefinition{}] = cache.ByObject{Field: fields.OneTermEqualSelector("metadata.name", NADCRDName),
 			Transform: trimCRD}
+	}
+	if cfg.NADMode == NADAuto {
+		// Istio's injectors and their ConfigMaps, which say which NAD pods reference.
+		by[&admissionregistrationv1.MutatingWebhookConfiguration{}] = cache.ByObject{
+			Label: labels.SelectorFromSet(labels.Set{injector.WebhookLabel: injector.WebhookLabelValue})}
+		namespaces := map[string]cache.Config{}
+		for _, ns := range cfg.IstioNamespaces {
+			namespaces[ns] = cache.Config{}
+		}
+		by[&corev1.ConfigMap{}] = cache.ByObject{Namespaces: namespaces}
 	}
 	return by
 }

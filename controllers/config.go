@@ -12,6 +12,11 @@ import (
 type NADMode string
 
 const (
+	// NADAuto reads the Istio injector that would inject a namespace's VMs and
+	// does what its flavour needs: a per-namespace NAD only where the injector
+	// references one nobody else creates; for a shared NAD (Istio 1.19+,
+	// OpenShift Service Mesh 3) or Maistra's, it checks and reports.
+	NADAuto NADMode = "auto"
 	// NADPerNamespace keeps one in every mesh namespace (Multus clusters).
 	NADPerNamespace NADMode = "per-namespace"
 	// NADOff leaves them alone (clusters without Multus, or managed elsewhere).
@@ -26,6 +31,8 @@ const DefaultNADName = "istio-cni"
 type Config struct {
 	NADMode NADMode
 	NADName string
+	// IstioNamespaces are where injector ConfigMaps are read (--cni-nad=auto).
+	IstioNamespaces []string
 	// Workers is how many namespaces (NADs) or apps (Services) are reconciled at once.
 	Workers int
 	// SyncPeriod is how often every object is reconciled again even without a change.
@@ -34,7 +41,7 @@ type Config struct {
 
 // DefaultConfig is what the manager runs with by default.
 func DefaultConfig() Config {
-	return Config{NADMode: NADPerNamespace, NADName: DefaultNADName, Workers: 4, SyncPeriod: 10 * time.Hour}
+	return Config{NADMode: NADAuto, NADName: DefaultNADName, IstioNamespaces: []string{"istio-system"}, Workers: 4, SyncPeriod: 10 * time.Hour}
 }
 
 // Validate names each controller flag that is wrong; the shared membership
@@ -42,9 +49,19 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	var errs []error
 	switch c.NADMode {
-	case NADPerNamespace, NADOff:
+	case NADAuto, NADPerNamespace, NADOff:
 	default:
-		errs = append(errs, fmt.Errorf("--cni-nad must be %q or %q, got %q", NADPerNamespace, NADOff, c.NADMode))
+		errs = append(errs, fmt.Errorf("--cni-nad must be %q, %q or %q, got %q", NADAuto, NADPerNamespace, NADOff, c.NADMode))
+	}
+	if c.NADMode == NADAuto {
+		if len(c.IstioNamespaces) == 0 {
+			errs = append(errs, errors.New("--istio-namespaces must name at least one namespace with --cni-nad=auto"))
+		}
+		for _, ns := range c.IstioNamespaces {
+			for _, e := range validation.IsDNS1123Label(ns) {
+				errs = append(errs, fmt.Errorf("--istio-namespaces: %q is not a namespace name: %s", ns, e))
+			}
+		}
 	}
 	if c.NADMode != NADOff {
 		for _, e := range validation.IsDNS1123Subdomain(c.NADName) {

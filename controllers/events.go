@@ -21,6 +21,10 @@ const (
 	ReasonNADCreated      = "NetworkAttachmentDefinitionCreated"
 	ReasonNADRestored     = "NetworkAttachmentDefinitionRestored"
 	ReasonNADDeleted      = "NetworkAttachmentDefinitionDeleted"
+	// ReasonSharedNADMissing: the injector references a shared NAD that does not exist.
+	ReasonSharedNADMissing = "SharedNetworkAttachmentDefinitionMissing"
+	// ReasonNotMeshMember: OpenShift Service Mesh 2 makes no NAD in a namespace that is not a member.
+	ReasonNotMeshMember = "NotAServiceMeshMember"
 )
 
 // notifier records Events about the VMs and VMIs a Service serves. Warnings

@@ -17,6 +17,9 @@ var (
 		"VirtualMachineInstances the mesh rules put in the Istio mesh (on the pod network, not opted out).", nil, nil)
 	meshedVMsDesc = prometheus.NewDesc("virtmesh_meshed_virtualmachines",
 		"VirtualMachines whose VMIs the mesh rules put in the Istio mesh.", nil, nil)
+	missingNADDesc = prometheus.NewDesc("virtmesh_namespaces_missing_nad",
+		"Mesh namespaces whose meshed VMs cannot start for want of a NetworkAttachmentDefinition virtmesh does not create "+
+			"(a missing shared istio-cni NAD, or an OpenShift Service Mesh 2 namespace that is not a member); see the Events on the namespace.", nil, nil)
 )
 
 // meshCollector counts meshed VMs and VMIs from the cache at scrape time:
@@ -26,11 +29,14 @@ type meshCollector struct {
 	reader  client.Reader
 	mesh    mesh.Config
 	elected <-chan struct{}
+	// missingNAD counts namespaces missing a NAD (nil: NADs are not managed).
+	missingNAD func() float64
 }
 
 func (c *meshCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- meshedVMIsDesc
 	ch <- meshedVMsDesc
+	ch <- missingNADDesc
 }
 
 func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
@@ -38,6 +44,9 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 	case <-c.elected:
 	default:
 		return
+	}
+	if c.missingNAD != nil {
+		ch <- prometheus.MustNewConstMetric(missingNADDesc, prometheus.GaugeValue, c.missingNAD())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

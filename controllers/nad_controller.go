@@ -3,8 +3,10 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/record"
@@ -18,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/virtmesh/virtmesh/internal/injector"
 	"github.com/virtmesh/virtmesh/internal/mesh"
 )
 
@@ -33,6 +36,7 @@ type NADReconciler struct {
 	Mesh     mesh.Config
 	Config   Config
 	Recorder record.EventRecorder
+	reports  nadReports
 }
 
 // NewNADReconciler builds the reconciler on the manager's client.
@@ -41,24 +45,37 @@ func NewNADReconciler(mgr ctrl.Manager, meshCfg mesh.Config, cfg Config) *NADRec
 		Recorder: mgr.GetEventRecorderFor("virtmesh-nad")}
 }
 
-// SetupWithManager watches namespaces, NADs of the configured name, and the
-// VMs and VMIs whose membership can make a namespace need one.
+// SetupWithManager watches namespaces, NADs, the VMs and VMIs whose
+// membership can make a namespace need one, and (--cni-nad=auto) Istio's
+// injectors and their ConfigMaps, which say which NAD that is.
 func (r *NADReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	toNS := handler.EnqueueRequestsFromMapFunc(toNamespace)
-	return ctrl.NewControllerManagedBy(mgr).
+	all := handler.EnqueueRequestsFromMapFunc(allNamespaces(r.Client))
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("nad").
 		For(&corev1.Namespace{}, builder.OnlyMetadata, builder.WithPredicates(namespaceChanged())).
-		Watches(&nadv1.NetworkAttachmentDefinition{}, toNS, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
-			return o.GetName() == r.Config.NADName
-		}))).
+		Watches(&nadv1.NetworkAttachmentDefinition{}, toNS).
 		Watches(&kubevirtv1.VirtualMachineInstance{}, toNS, builder.WithPredicates(membershipChanged())).
 		Watches(&kubevirtv1.VirtualMachine{}, toNS, builder.WithPredicates(membershipChanged())).
-		WithOptions(controller.Options{MaxConcurrentReconciles: r.Config.Workers}).
-		Complete(r)
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.Config.Workers})
+	if r.Config.NADMode == NADAuto {
+		// A shared NAD (in namespace default, say) concerns every namespace.
+		b = b.Watches(&nadv1.NetworkAttachmentDefinition{}, all, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+			return !Virtmeshs(o)
+		}))).
+			Watches(&admissionregistrationv1.MutatingWebhookConfiguration{}, all).
+			Watches(&corev1.ConfigMap{}, all, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+				return strings.HasPrefix(o.GetName(), "istio-sidecar-injector")
+			})))
+	}
+	return b.Complete(r)
 }
 
-// Reconcile ensures or removes virtmesh's NAD in one namespace. A NAD of that
-// name someone else created satisfies the need and is never touched.
+// Reconcile keeps the NAD a namespace's meshed VMs need: virtmesh's own
+// where the injector references a per-namespace NAD nobody else creates; a
+// check and a report where it references a shared one or Maistra's; nothing
+// otherwise. virtmesh's own NADs that are no longer needed are deleted; a
+// NAD someone else created is never touched.
 func (r *NADReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	ns, err := getNamespace(ctx, r.Client, req.Name)
 	if err != nil || !ns.exists || ns.terminating {
@@ -69,40 +86,78 @@ func (r *NADReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	want := DesiredNAD(ns.name, r.Config.NADName)
-	have := &nadv1.NetworkAttachmentDefinition{}
-	err = r.Client.Get(ctx, client.ObjectKeyFromObject(want), have)
-	if err != nil && !apierrors.IsNotFound(err) {
+	plan, err := r.plan(ctx, ns)
+	if err != nil {
 		return reconcile.Result{}, err
 	}
-	exists := err == nil
-	nsRef := &corev1.ObjectReference{Kind: "Namespace", APIVersion: "v1", Name: ns.name}
+	wanted := ""
+	if need && plan.Kind == injector.PerNamespace {
+		wanted = plan.Name
+	}
+	if res, err := r.deleteUnwanted(ctx, ns, wanted, why); err != nil || !res.IsZero() {
+		return res, err
+	}
+	if wanted != "" {
+		if res, err := r.ensure(ctx, ns, DesiredNAD(ns.name, wanted), why); err != nil || !res.IsZero() {
+			return res, err
+		}
+	}
+	return reconcile.Result{}, r.report(ctx, ns, need, plan)
+}
+
+// ensure creates or restores virtmesh's NAD want.
+func (r *NADReconciler) ensure(ctx context.Context, ns namespaceInfo, want *nadv1.NetworkAttachmentDefinition, why string) (reconcile.Result, error) {
+	have := &nadv1.NetworkAttachmentDefinition{}
+	err := r.Client.Get(ctx, client.ObjectKeyFromObject(want), have)
 	switch {
-	case need && !exists:
+	case apierrors.IsNotFound(err):
 		// Created, never applied: a NAD of that name someone else creates
 		// meanwhile makes the create fail rather than be merged into.
 		if err := r.Client.Create(ctx, want); err != nil {
 			return requeueOnConflict(fmt.Errorf("creating NetworkAttachmentDefinition %s/%s: %w", ns.name, want.Name, err))
 		}
 		log.FromContext(ctx).Info("created NetworkAttachmentDefinition", "name", want.Name, "why", why)
-		r.Recorder.Eventf(nsRef, corev1.EventTypeNormal, ReasonNADCreated,
+		r.Recorder.Eventf(nsRef(ns.name), corev1.EventTypeNormal, ReasonNADCreated,
 			"virtmesh created NetworkAttachmentDefinition %q so meshed VMs can start here (%s)", want.Name, why)
-	case need && Virtmeshs(have) && !nadUpToDate(have, want):
+	case err != nil:
+		return reconcile.Result{}, err
+	case Virtmeshs(have) && !nadUpToDate(have, want):
 		if err := r.restore(ctx, want, have.ResourceVersion); err != nil {
 			return requeueOnConflict(err)
 		}
-		r.Recorder.Eventf(nsRef, corev1.EventTypeNormal, ReasonNADRestored,
+		r.Recorder.Eventf(nsRef(ns.name), corev1.EventTypeNormal, ReasonNADRestored,
 			"virtmesh restored the empty config of its NetworkAttachmentDefinition %q (istio-cni reads its own configuration)", want.Name)
-	case !need && exists && Virtmeshs(have):
-		err := r.Client.Delete(ctx, have, client.Preconditions{UID: &have.UID, ResourceVersion: &have.ResourceVersion})
-		if client.IgnoreNotFound(err) != nil {
-			return requeueOnConflict(fmt.Errorf("deleting NetworkAttachmentDefinition %s/%s: %w", ns.name, want.Name, err))
-		}
-		log.FromContext(ctx).Info("deleted NetworkAttachmentDefinition", "name", want.Name, "why", why)
-		r.Recorder.Eventf(nsRef, corev1.EventTypeNormal, ReasonNADDeleted,
-			"virtmesh deleted its NetworkAttachmentDefinition %q: %s", want.Name, why)
 	}
 	return reconcile.Result{}, nil
+}
+
+// deleteUnwanted deletes virtmesh's own NADs in the namespace but wanted.
+func (r *NADReconciler) deleteUnwanted(ctx context.Context, ns namespaceInfo, wanted, why string) (reconcile.Result, error) {
+	nads := &nadv1.NetworkAttachmentDefinitionList{}
+	if err := r.Client.List(ctx, nads, client.InNamespace(ns.name)); err != nil {
+		return reconcile.Result{}, err
+	}
+	for i := range nads.Items {
+		have := &nads.Items[i]
+		if have.Name == wanted || !Virtmeshs(have) {
+			continue
+		}
+		err := r.Client.Delete(ctx, have, client.Preconditions{UID: &have.UID, ResourceVersion: &have.ResourceVersion})
+		if client.IgnoreNotFound(err) != nil {
+			return requeueOnConflict(fmt.Errorf("deleting NetworkAttachmentDefinition %s/%s: %w", ns.name, have.Name, err))
+		}
+		if wanted == "" && !strings.Contains(why, "not in the mesh") {
+			why = "the Istio injector here does not reference a per-namespace NAD"
+		}
+		log.FromContext(ctx).Info("deleted NetworkAttachmentDefinition", "name", have.Name, "why", why)
+		r.Recorder.Eventf(nsRef(ns.name), corev1.EventTypeNormal, ReasonNADDeleted,
+			"virtmesh deleted its NetworkAttachmentDefinition %q: %s", have.Name, why)
+	}
+	return reconcile.Result{}, nil
+}
+
+func nsRef(name string) *corev1.ObjectReference {
+	return &corev1.ObjectReference{Kind: "Namespace", APIVersion: "v1", Name: name}
 }
 
 // restore applies want over the given version of virtmesh's NAD (server-side

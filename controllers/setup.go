@@ -34,10 +34,13 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, meshCfg mesh.Config
 	if err := NewServiceReconciler(mgr, meshCfg, cfg).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Service controller: %w", err)
 	}
+	collector := &meshCollector{reader: mgr.GetClient(), mesh: meshCfg, elected: mgr.Elected()}
 	if cfg.NADMode != NADOff {
-		if err := setupNADController(mgr, NewNADReconciler(mgr, meshCfg, cfg)); err != nil {
+		nads := NewNADReconciler(mgr, meshCfg, cfg)
+		if err := setupNADController(mgr, nads); err != nil {
 			return fmt.Errorf("setting up the NetworkAttachmentDefinition controller: %w", err)
 		}
+		collector.missingNAD = nads.reports.countMissing
 	}
-	return registerCollector(&meshCollector{reader: mgr.GetClient(), mesh: meshCfg, elected: mgr.Elected()})
+	return registerCollector(collector)
 }

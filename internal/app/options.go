@@ -108,8 +108,12 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 		"MutatingWebhookConfiguration whose caBundle --cert-rotation keeps current.")
 	fs.BoolVar(&o.EnableControllers, "enable-controllers", o.EnableControllers,
 		"Run the NetworkAttachmentDefinition and Service controllers (behind leader election when --leader-elect is set).")
-	fs.Func("cni-nad", `Manage istio-cni NetworkAttachmentDefinitions: "per-namespace" (one in every mesh namespace, default) or "off".`,
+	fs.Func("cni-nad", `Manage istio-cni NetworkAttachmentDefinitions (Multus clusters): "auto" (default: do what the Istio injector `+
+		`of each mesh namespace needs), "per-namespace" (one in every mesh namespace) or "off".`,
 		func(v string) error { o.Controllers.NADMode = controllers.NADMode(v); return nil })
+	fs.Func("istio-namespaces", "Comma-separated namespaces where the Istio injectors' ConfigMaps live, read with --cni-nad=auto (default "+
+		strings.Join(o.Controllers.IstioNamespaces, ",")+"); RBAC must let virtmesh read ConfigMaps there.",
+		func(v string) error { o.Controllers.IstioNamespaces = splitList(v); return nil })
 	fs.StringVar(&o.Controllers.NADName, "cni-nad-name", o.Controllers.NADName,
 		"Name of the istio-cni NetworkAttachmentDefinition (OpenShift Service Mesh 2.x uses versioned names such as v2-5-istio-cni).")
 	fs.IntVar(&o.Controllers.Workers, "controller-workers", o.Controllers.Workers,

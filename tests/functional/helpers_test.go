@@ -2,7 +2,9 @@ package functional
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"regexp"
@@ -19,7 +21,9 @@ import (
 	"k8s.io/client-go/tools/remotecommand"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	kvcorev1 "kubevirt.io/client-go/kubevirt/typed/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/virtmesh/virtmesh/internal/injector"
 	"github.com/virtmesh/virtmesh/internal/mesh"
 	"github.com/virtmesh/virtmesh/internal/testkit"
 )
@@ -231,4 +235,37 @@ func execIn(ctx context.Context, pod *corev1.Pod, container string, cmd ...strin
 // serviceURL is the cluster DNS name of a Service on the guest port.
 func serviceURL(ns, svc, path string) string {
 	return fmt.Sprintf("http://%s.%s.svc.cluster.local:%d/%s", svc, ns, guestPort, path)
+}
+
+// podNetworks are the NetworkAttachmentDefinitions a pod's Multus networks
+// annotation names, in either of its forms ("ns/name@if, name" or JSON).
+func podNetworks(pod *corev1.Pod) ([]client.ObjectKey, error) {
+	v := strings.TrimSpace(pod.Annotations[injector.NetworksAnnotation])
+	var out []client.ObjectKey
+	if strings.HasPrefix(v, "[") {
+		var list []struct{ Name, Namespace string }
+		if err := json.Unmarshal([]byte(v), &list); err != nil {
+			return nil, err
+		}
+		for _, n := range list {
+			ns, name, ok := strings.Cut(n.Name, "/")
+			if !ok {
+				ns, name = cmp.Or(n.Namespace, pod.Namespace), n.Name
+			}
+			out = append(out, client.ObjectKey{Namespace: ns, Name: name})
+		}
+		return out, nil
+	}
+	for _, e := range strings.Split(v, ",") {
+		if e = strings.TrimSpace(e); e == "" {
+			continue
+		}
+		e, _, _ = strings.Cut(e, "@")
+		ns, name, ok := strings.Cut(e, "/")
+		if !ok {
+			ns, name = pod.Namespace, e
+		}
+		out = append(out, client.ObjectKey{Namespace: ns, Name: name})
+	}
+	return out, nil
 }

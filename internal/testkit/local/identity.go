@@ -20,11 +20,18 @@ const (
 	ServiceAccount = "virtmesh"
 )
 
-// InstallRBAC creates virtmesh's namespace and applies manifests/rbac from
-// the repository at root.
+// IstioNamespace is where Istio's control plane (its injectors' ConfigMaps)
+// lives, as on a cluster with Istio installed.
+const IstioNamespace = "istio-system"
+
+// InstallRBAC creates virtmesh's namespace and Istio's (a cluster with Istio
+// has it; the RBAC names it) and applies manifests/rbac from the repository
+// at root.
 func InstallRBAC(ctx context.Context, admin client.Client, root string) error {
-	if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}); err != nil {
-		return fmt.Errorf("creating namespace %s: %w", Namespace, err)
+	for _, ns := range []string{Namespace, IstioNamespace} {
+		if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			return fmt.Errorf("creating namespace %s: %w", ns, err)
+		}
 	}
 	rbac, err := manifests.Render(filepath.Join(root, "manifests", "rbac"))
 	if err != nil {

@@ -1,0 +1,104 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/virtmesh/virtmesh/internal/injector"
+	"github.com/virtmesh/virtmesh/internal/mesh"
+)
+
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",namespace=istio-system,resources=configmaps,verbs=get;list;watch
+
+// plan is the NAD a namespace's VMs need, as virtmesh decides it.
+func (r *NADReconciler) plan(ctx context.Context, ns namespaceInfo) (injector.Decision, error) {
+	if r.Config.NADMode != NADAuto {
+		return injector.Decision{Kind: injector.PerNamespace, Name: r.Config.NADName, Why: "--cni-nad=per-namespace"}, nil
+	}
+	d, err := r.readInjector(ctx, ns)
+	if err != nil || d.Kind != injector.Unknown {
+		return d, err
+	}
+	// Without a readable injector configuration, do what KubeVirt's user
+	// guide says (a per-namespace NAD), and say why.
+	return injector.Decision{Kind: injector.PerNamespace, Name: r.Config.NADName,
+		Why: "the Istio injector's configuration could not be read (" + d.Why + "), so virtmesh keeps a per-namespace NAD as KubeVirt's guide says"}, nil
+}
+
+// readInjector finds the Istio injector that would inject the namespace's
+// meshed VMs (labelled sidecar.istio.io/inject=true, as the webhook leaves
+// them) and decides from its ConfigMap.
+func (r *NADReconciler) readInjector(ctx context.Context, ns namespaceInfo) (injector.Decision, error) {
+	mwcs := &admissionregistrationv1.MutatingWebhookConfigurationList{}
+	if err := r.Client.List(ctx, mwcs, client.MatchingLabels{injector.WebhookLabel: injector.WebhookLabelValue}); err != nil {
+		return injector.Decision{}, err
+	}
+	slices.SortFunc(mwcs.Items, func(a, b admissionregistrationv1.MutatingWebhookConfiguration) int {
+		return strings.Compare(a.Name, b.Name)
+	})
+	pod := map[string]string{mesh.InjectKey: "true"}
+	for i := range mwcs.Items {
+		mwc := &mwcs.Items[i]
+		if !injector.Injects(mwc, ns.labels, pod) {
+			continue
+		}
+		key, ok := injector.ConfigMapKey(mwc)
+		switch {
+		case !ok:
+			return unknown("injector %s calls a URL, not a Service: its ConfigMap is not in this cluster", mwc.Name), nil
+		case !slices.Contains(r.Config.IstioNamespaces, key.Namespace):
+			return unknown("injector %s's ConfigMap is in namespace %s, which is not in --istio-namespaces", mwc.Name, key.Namespace), nil
+		}
+		cm := &corev1.ConfigMap{}
+		if err := r.Client.Get(ctx, key, cm); apierrors.IsNotFound(err) {
+			return unknown("injector %s's ConfigMap %s is missing", mwc.Name, key), nil
+		} else if err != nil {
+			return injector.Decision{}, err
+		}
+		d := injector.Decide(cm.Data["values"], cm.Data["config"])
+		d.Why = fmt.Sprintf("injector %s (ConfigMap %s): %s", mwc.Name, key, d.Why)
+		return d, nil
+	}
+	if d, ok := r.maistraNonMember(ctx, mwcs.Items); ok {
+		return d, nil
+	}
+	return unknown("no Istio injector (MutatingWebhookConfiguration labelled %s=%s) injects namespace %q",
+		injector.WebhookLabel, injector.WebhookLabelValue, ns.name), nil
+}
+
+// maistraNonMember: an OpenShift Service Mesh 2 injector, which injects only
+// member namespaces, is installed and this namespace is not a member: its
+// VMs would get no NAD (nor a proxy) until it joins the ServiceMeshMemberRoll.
+func (r *NADReconciler) maistraNonMember(ctx context.Context, mwcs []admissionregistrationv1.MutatingWebhookConfiguration) (injector.Decision, bool) {
+	for i := range mwcs {
+		for _, w := range mwcs[i].Webhooks {
+			if w.NamespaceSelector == nil || !slices.ContainsFunc(w.NamespaceSelector.MatchExpressions,
+				func(e metav1.LabelSelectorRequirement) bool { return e.Key == MaistraMemberLabel }) {
+				continue
+			}
+			key, ok := injector.ConfigMapKey(&mwcs[i])
+			cm := &corev1.ConfigMap{}
+			if !ok || !slices.Contains(r.Config.IstioNamespaces, key.Namespace) || r.Client.Get(ctx, key, cm) != nil {
+				continue
+			}
+			if d := injector.Decide(cm.Data["values"], cm.Data["config"]); d.Kind == injector.Maistra {
+				d.Why = fmt.Sprintf("injector %s (ConfigMap %s) injects only namespaces labelled %s", mwcs[i].Name, key, MaistraMemberLabel)
+				return d, true
+			}
+		}
+	}
+	return injector.Decision{}, false
+}
+
+func unknown(format string, args ...any) injector.Decision {
+	return injector.Decision{Kind: injector.Unknown, Why: fmt.Sprintf(format, args...)}
+}

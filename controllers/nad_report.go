@@ -1,0 +1,93 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/virtmesh/virtmesh/internal/injector"
+)
+
+// MaistraMemberLabel marks a namespace that is a member of an OpenShift
+// Service Mesh 2 control plane (Maistra creates its NAD only there).
+const MaistraMemberLabel = "maistra.io/member-of"
+
+// nadReports remembers what was last said about each namespace, so a resync
+// says nothing again, and which namespaces lack the NAD their VMs need.
+type nadReports struct {
+	said    warnings
+	mu      sync.Mutex
+	missing map[string]bool
+}
+
+func (n *nadReports) setMissing(ns string, missing bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.missing == nil {
+		n.missing = map[string]bool{}
+	}
+	if missing {
+		n.missing[ns] = true
+	} else {
+		delete(n.missing, ns)
+	}
+}
+
+// countMissing is the number of namespaces whose meshed VMs cannot start for
+// want of a NAD virtmesh does not create (virtmesh_namespaces_missing_nad).
+func (n *nadReports) countMissing() float64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return float64(len(n.missing))
+}
+
+// report tells the admin (an Event on the namespace, a log line, a metric)
+// and the VM owners (an Event on each meshed VM and standalone VMI) what will
+// keep meshed VMs from starting that virtmesh does not fix itself. Each is
+// said once, and again only when it changes.
+func (r *NADReconciler) report(ctx context.Context, ns namespaceInfo, need bool, plan injector.Decision) error {
+	uid := types.UID("namespace/" + ns.name)
+	if r.reports.said.set(uid, "plan", plan.String()+": "+plan.Why) {
+		log.FromContext(ctx).Info("NetworkAttachmentDefinition plan", "plan", plan.String(), "why", plan.Why)
+	}
+	var reason, msg string
+	switch {
+	case !need:
+	case plan.Kind == injector.Shared:
+		err := r.Client.Get(ctx, client.ObjectKey{Namespace: plan.Namespace, Name: plan.Name}, &nadv1.NetworkAttachmentDefinition{})
+		if client.IgnoreNotFound(err) != nil {
+			return err
+		}
+		if apierrors.IsNotFound(err) {
+			reason = ReasonSharedNADMissing
+			msg = fmt.Sprintf("meshed VMs in namespace %q will not start: the Istio injector makes their pods reference the shared "+
+				"NetworkAttachmentDefinition %s/%s, which does not exist; install istio-cni with provider multus "+
+				"(Istio: --set pilot.cni.provider=multus and the istio-cni chart with cni.provider=multus; OpenShift Service Mesh 3: "+
+				"an IstioCNI resource), which creates it (%s)", ns.name, plan.Namespace, plan.Name, plan.Why)
+		}
+	case plan.Kind == injector.Maistra && ns.labels[MaistraMemberLabel] == "":
+		reason = ReasonNotMeshMember
+		msg = fmt.Sprintf("meshed VMs in namespace %q will not start: OpenShift Service Mesh 2 creates the NetworkAttachmentDefinition %q "+
+			"only in member namespaces, and this one is not a member; add it to the ServiceMeshMemberRoll (%s)", ns.name, plan.Name, plan.Why)
+	}
+	r.reports.setMissing(ns.name, reason != "")
+	if !r.reports.said.set(uid, "missing", msg) || msg == "" {
+		return nil
+	}
+	log.FromContext(ctx).Info("meshed VMs cannot start here", "reason", reason, "message", msg)
+	r.Recorder.Event(nsRef(ns.name), corev1.EventTypeWarning, reason, "virtmesh: "+msg)
+	return eachWorkload(ctx, r.Client, func(w workload) bool {
+		if w.standalone() && !w.deleting() && w.meshed(ns, r.Mesh) {
+			ref := &corev1.ObjectReference{APIVersion: "kubevirt.io/v1", Kind: w.kind, Name: w.meta.Name, Namespace: ns.name, UID: w.meta.UID}
+			r.Recorder.Event(ref, corev1.EventTypeWarning, reason, "virtmesh: "+msg)
+		}
+		return true
+	}, client.InNamespace(ns.name))
+}

@@ -1,0 +1,130 @@
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/virtmesh/virtmesh/controllers"
+)
+
+// injectors holds real Istio and Maistra injector configurations (helm
+// template output), with the NAD each one's pods reference in its README.
+var injectors = filepath.Join(repoRoot, "tests", "testdata", "istio-injectors")
+
+// installInjector installs a fixture's injector ConfigMap (unless withoutConfigMap)
+// and MutatingWebhookConfiguration for the rest of the spec. Its webhooks
+// point at an istiod that does not exist: nothing here creates pods.
+func installInjector(ctx SpecContext, fixture string, withoutConfigMap bool) {
+	GinkgoHelper()
+	var objs []client.Object
+	if !withoutConfigMap {
+		cm := &corev1.ConfigMap{}
+		raw, err := os.ReadFile(filepath.Join(injectors, fixture, "configmap.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(yaml.Unmarshal(raw, cm)).To(Succeed())
+		objs = append(objs, cm)
+	}
+	raw, err := os.ReadFile(filepath.Join(injectors, fixture, "mutatingwebhookconfiguration.yaml"))
+	Expect(err).NotTo(HaveOccurred())
+	for _, doc := range strings.Split(string(raw), "\n---") {
+		mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+		Expect(yaml.Unmarshal([]byte(doc), mwc)).To(Succeed())
+		if mwc.Name != "" {
+			objs = append(objs, mwc)
+		}
+	}
+	for _, o := range objs {
+		Expect(adminClient.Create(ctx, o)).To(Succeed())
+		DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(adminClient.Delete(ctx, o))).To(Succeed()) })
+	}
+}
+
+func nadNames(ctx SpecContext, ns string) func() ([]string, error) {
+	return func() ([]string, error) {
+		list := &nadv1.NetworkAttachmentDefinitionList{}
+		if err := adminClient.List(ctx, list, client.InNamespace(ns)); err != nil {
+			return nil, err
+		}
+		var out []string
+		for _, n := range list.Items {
+			out = append(out, n.Name)
+		}
+		return out, nil
+	}
+}
+
+var _ = Describe("--cni-nad=auto: the NAD the Istio injector really references", func() {
+	It("Istio 1.30 with multus (shared default/istio-cni): creates none, reports it missing until it exists", func(ctx SpecContext) {
+		installInjector(ctx, "istio-1.30-multus", false)
+		ns := newLabelledNamespace(ctx, enabledNS)
+		Consistently(nadNames(ctx, ns)).WithTimeout(3 * time.Second).Should(BeEmpty())
+		Eventually(eventReasons).WithArguments(ctx, "default", "Namespace", ns).WithTimeout(converge).
+			Should(ContainElement(controllers.ReasonSharedNADMissing))
+		Eventually(func() (float64, error) { return metricValue("virtmesh_namespaces_missing_nad") }).WithTimeout(converge).Should(BeNumerically(">=", 1))
+
+		By("istio-cni creating the shared NAD: the namespace is fine")
+		shared := &nadv1.NetworkAttachmentDefinition{ObjectMeta: metav1.ObjectMeta{Name: "istio-cni", Namespace: "default"}}
+		Expect(adminClient.Create(ctx, shared)).To(Succeed())
+		DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(adminClient.Delete(ctx, shared))).To(Succeed()) })
+		Eventually(func() (float64, error) { return metricValue("virtmesh_namespaces_missing_nad") }).WithTimeout(converge).Should(BeZero())
+		Expect(nadNames(ctx, ns)()).To(BeEmpty())
+	})
+
+	It("Istio 1.18 with multus (per-namespace istio-cni): creates it", func(ctx SpecContext) {
+		installInjector(ctx, "istio-1.18-multus", false)
+		ns := newLabelledNamespace(ctx, enabledNS)
+		Eventually(nadNames(ctx, ns)).WithTimeout(converge).Should(Equal([]string{"istio-cni"}))
+	})
+
+	It("Istio 1.30 chained: creates none and reports nothing", func(ctx SpecContext) {
+		installInjector(ctx, "istio-1.30-chained", false)
+		ns := newLabelledNamespace(ctx, enabledNS)
+		Consistently(nadNames(ctx, ns)).WithTimeout(3 * time.Second).Should(BeEmpty())
+		Expect(eventReasons(ctx, "default", "Namespace", ns)).NotTo(ContainElement(controllers.ReasonSharedNADMissing))
+	})
+
+	It("OpenShift Service Mesh 2: creates none; says so where a namespace is not a member", func(ctx SpecContext) {
+		installInjector(ctx, "maistra-2.5", false)
+		member := newLabelledNamespace(ctx, map[string]string{"istio-injection": "enabled", controllers.MaistraMemberLabel: "istio-system"})
+		outsider := newLabelledNamespace(ctx, enabledNS)
+		Consistently(nadNames(ctx, member)).WithTimeout(3 * time.Second).Should(BeEmpty())
+		Expect(nadNames(ctx, outsider)()).To(BeEmpty())
+		Eventually(eventReasons).WithArguments(ctx, "default", "Namespace", outsider).WithTimeout(converge).
+			Should(ContainElement(controllers.ReasonNotMeshMember))
+		Expect(eventReasons(ctx, "default", "Namespace", member)).NotTo(ContainElement(controllers.ReasonNotMeshMember))
+	})
+
+	It("an injector whose ConfigMap cannot be read (UNKNOWN): keeps a per-namespace NAD, as KubeVirt's guide says", func(ctx SpecContext) {
+		installInjector(ctx, "istio-1.30-multus", true)
+		ns := newLabelledNamespace(ctx, enabledNS)
+		Eventually(nadNames(ctx, ns)).WithTimeout(converge).Should(Equal([]string{"istio-cni"}))
+	})
+
+	It("follows a revision switch, and deletes its own NAD where it is no longer needed", func(ctx SpecContext) {
+		installInjector(ctx, "istio-1.18-multus", false)            // default revision: per-namespace istio-cni
+		installInjector(ctx, "istio-1.30-multus-rev-canary", false) // canary: shared default/istio-cni
+		ns := newLabelledNamespace(ctx, enabledNS)
+		Eventually(nadNames(ctx, ns)).WithTimeout(converge).Should(Equal([]string{"istio-cni"}))
+
+		By("moving the namespace to the canary revision")
+		nsObj := &corev1.Namespace{}
+		Expect(adminClient.Get(ctx, client.ObjectKey{Name: ns}, nsObj)).To(Succeed())
+		delete(nsObj.Labels, "istio-injection")
+		nsObj.Labels["istio.io/rev"] = "canary"
+		Expect(adminClient.Update(ctx, nsObj)).To(Succeed())
+		Eventually(nadNames(ctx, ns)).WithTimeout(converge).Should(BeEmpty())
+		Eventually(eventReasons).WithArguments(ctx, "default", "Namespace", ns).WithTimeout(converge).
+			Should(ContainElement(controllers.ReasonNADDeleted))
+	})
+})
