@@ -155,7 +155,8 @@ func showControllersWork(ctx context.Context, admin client.Client, vm *kubevirtv
 	if err := waitFor(ctx, func() error { return admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "istio-cni"}, nad) }); err != nil {
 		return fmt.Errorf("no istio-cni NetworkAttachmentDefinition: %w", err)
 	}
-	say("NetworkAttachmentDefinition %s/%s (Multus runs istio-cni for the VM's launcher pod):", ns, nad.Name)
+	say("NetworkAttachmentDefinition %s/%s (Multus runs istio-cni for the VM's launcher pod; no Istio injector runs here,", ns, nad.Name)
+	say("so --cni-nad=auto keeps one per namespace as KubeVirt's guide says; with Istio 1.19+ it checks the shared default/istio-cni):")
 	printYAML(map[string]any{"metadata": map[string]any{"name": nad.Name, "labels": nad.Labels}, "spec": nad.Spec})
 	svc := &corev1.Service{}
 	if err := waitFor(ctx, func() error { return admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: vm.Name}, svc) }); err != nil {
