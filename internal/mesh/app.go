@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strings"
+	"unicode"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -21,10 +22,13 @@ const DefaultNetworkName = "default"
 // from, in words.
 func AppName(name, generateName string, labels map[string]string, owners, vmOwners []metav1.OwnerReference) (app, from string) {
 	app, from = appSource(name, generateName, labels, owners, vmOwners)
-	if short := ShortLabelValue(app); short != app && len(app) > maxLabelValue {
+	switch short := ShortLabelValue(app); {
+	case short == "":
+		return "", ""
+	case short != app && len(app) > maxLabelValue:
 		return short, from + ", shortened to a valid label value with a hash suffix"
-	} else if short != app {
-		return short, from + ", without its trailing punctuation"
+	case short != app:
+		return short, from + ", made a valid label value"
 	}
 	return app, from
 }
@@ -97,7 +101,15 @@ const maxLabelValue = validation.LabelValueMaxLength
 // is stable, so the webhook and the controllers derive the same app (and
 // Service name) from the same VM.
 func ShortLabelValue(v string) string {
-	v = strings.TrimRight(v, "-._")
+	// Owner reference names are not validated by the API server: whatever
+	// they hold, the result is a label value (or empty: no app label).
+	v = strings.Map(func(r rune) rune {
+		if r < 128 && (r == '-' || r == '_' || r == '.' || unicode.IsLetter(r) || unicode.IsDigit(r)) {
+			return r
+		}
+		return '-'
+	}, v)
+	v = strings.Trim(v, "-._")
 	if len(v) <= maxLabelValue {
 		return v
 	}

@@ -12,7 +12,7 @@ import (
 func TestShortLabelValue(t *testing.T) {
 	long := strings.Repeat("database-replica-", 6) + "primary" // 109 characters
 	other := strings.Repeat("database-replica-", 6) + "standby"
-	for _, v := range []string{long, other, strings.Repeat("a", 64), strings.Repeat("a.", 40) + "b", strings.Repeat("x", 253)} {
+	for _, v := range []string{long, other, strings.Repeat("a", 64), strings.Repeat("a.", 40) + "b", strings.Repeat("x", 253), "a b", "ü-vm", "-x-"} {
 		got := ShortLabelValue(v)
 		if errs := validation.IsValidLabelValue(got); len(errs) > 0 || len(got) > 63 {
 			t.Errorf("%q -> %q is not a valid label value: %v", v, got, errs)
@@ -63,3 +63,15 @@ func TestAppOfAPoolsVMsIsThePool(t *testing.T) {
 }
 
 func ptrTrue() *bool { t := true; return &t }
+
+func TestAppNameOfAnOddOwnerName(t *testing.T) {
+	// The API server does not validate owner reference names.
+	owners := []metav1.OwnerReference{{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachine", Name: " "}}
+	if app, _ := AppName("", "", nil, owners, nil); app != "" {
+		t.Fatalf("app %q from a blank owner name", app)
+	}
+	owners[0].Name = "my vm"
+	if app, _ := AppName("", "", nil, owners, nil); app != "my-vm" {
+		t.Fatalf("app %q", app)
+	}
+}
