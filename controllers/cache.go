@@ -1,6 +1,8 @@
 package controllers
 
 import (
+	"strings"
+
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -46,11 +48,13 @@ func CacheByObject(cfg Config) map[client.Object]cache.ByObject {
 		// Istio's injectors and their ConfigMaps, which say which NAD pods reference.
 		by[&admissionregistrationv1.MutatingWebhookConfiguration{}] = cache.ByObject{
 			Label: labels.SelectorFromSet(labels.Set{injector.WebhookLabel: injector.WebhookLabelValue})}
-		namespaces := map[string]cache.Config{}
-		for _, ns := range cfg.IstioNamespaces {
-			namespaces[ns] = cache.Config{}
+		if readable := cfg.readableIstioNamespaces(); len(readable) > 0 {
+			namespaces := map[string]cache.Config{}
+			for _, ns := range readable {
+				namespaces[ns] = cache.Config{}
+			}
+			by[&corev1.ConfigMap{}] = cache.ByObject{Namespaces: namespaces, Transform: trimConfigMap}
 		}
-		by[&corev1.ConfigMap{}] = cache.ByObject{Namespaces: namespaces}
 	}
 	return by
 }
@@ -139,6 +143,20 @@ func keepOwnManagedFields(in any) (any, error) {
 	obj.SetManagedFields(own)
 	return obj, nil
 }
+
+// trimConfigMap keeps the data of the injectors' ConfigMaps only (the
+// control plane's namespace holds others, some large).
+func trimConfigMap(in any) (any, error) {
+	cm, ok := in.(*corev1.ConfigMap)
+	if !ok || strings.HasPrefix(cm.Name, injectorConfigMapPrefix) {
+		return in, nil
+	}
+	return &corev1.ConfigMap{TypeMeta: cm.TypeMeta, ObjectMeta: metav1.ObjectMeta{Name: cm.Name, Namespace: cm.Namespace,
+		UID: cm.UID, ResourceVersion: cm.ResourceVersion}}, nil
+}
+
+// injectorConfigMapPrefix starts the name of every injector's ConfigMap.
+const injectorConfigMapPrefix = "istio-sidecar-injector"
 
 // trimCRD keeps whether the CRD is established.
 func trimCRD(in any) (any, error) {

@@ -3,6 +3,8 @@ package controllers
 import (
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
@@ -111,5 +113,25 @@ func TestVMAppMatchesWebhook(t *testing.T) {
 		if got, want := mesh.VMApp(vm), vmi.Labels["app"]; got != want {
 			t.Errorf("%s: controller says app %q, webhook labels the VMI %q", name, got, want)
 		}
+	}
+}
+
+func TestNoConfigMapCacheWithoutReadableIstioNamespaces(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.ReadableIstioNamespaces = []string{}
+	for obj := range CacheByObject(cfg) {
+		if _, ok := obj.(*corev1.ConfigMap); ok {
+			t.Fatal("a ConfigMap cache virtmesh may not fill would never sync and stop the manager")
+		}
+	}
+	cfg.ReadableIstioNamespaces = nil // not probed: all of --istio-namespaces
+	found := false
+	for obj, by := range CacheByObject(cfg) {
+		if _, ok := obj.(*corev1.ConfigMap); ok {
+			found = len(by.Namespaces) == 1
+		}
+	}
+	if !found {
+		t.Fatal("no ConfigMap cache for istio-system")
 	}
 }

@@ -33,10 +33,21 @@ type Config struct {
 	NADName string
 	// IstioNamespaces are where injector ConfigMaps are read (--cni-nad=auto).
 	IstioNamespaces []string
+	// ReadableIstioNamespaces are those of IstioNamespaces RBAC lets virtmesh
+	// read (see ReadableIstioNamespaces); nil means all of them.
+	ReadableIstioNamespaces []string
 	// Workers is how many namespaces (NADs) or apps (Services) are reconciled at once.
 	Workers int
 	// SyncPeriod is how often every object is reconciled again even without a change.
 	SyncPeriod time.Duration
+}
+
+// readableIstioNamespaces are the Istio namespaces whose ConfigMaps are watched.
+func (c Config) readableIstioNamespaces() []string {
+	if c.ReadableIstioNamespaces == nil {
+		return c.IstioNamespaces
+	}
+	return c.ReadableIstioNamespaces
 }
 
 // DefaultConfig is what the manager runs with by default.

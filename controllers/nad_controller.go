@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -37,6 +38,8 @@ type NADReconciler struct {
 	Config   Config
 	Recorder record.EventRecorder
 	reports  nadReports
+	// decisions remembers injector.Decide per ConfigMap UID and resourceVersion.
+	decisions sync.Map
 }
 
 // NewNADReconciler builds the reconciler on the manager's client.
@@ -63,10 +66,12 @@ func (r *NADReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		b = b.Watches(&nadv1.NetworkAttachmentDefinition{}, all, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 			return !Virtmeshs(o)
 		}))).
-			Watches(&admissionregistrationv1.MutatingWebhookConfiguration{}, all).
-			Watches(&corev1.ConfigMap{}, all, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
-				return strings.HasPrefix(o.GetName(), "istio-sidecar-injector")
+			Watches(&admissionregistrationv1.MutatingWebhookConfiguration{}, all)
+		if len(r.Config.readableIstioNamespaces()) > 0 {
+			b = b.Watches(&corev1.ConfigMap{}, all, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+				return strings.HasPrefix(o.GetName(), injectorConfigMapPrefix)
 			})))
+		}
 	}
 	return b.Complete(r)
 }
@@ -80,18 +85,23 @@ func (r *NADReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 	ns, err := getNamespace(ctx, r.Client, req.Name)
 	if err != nil || !ns.exists || ns.terminating {
 		// Nothing is done in a terminating namespace: it is going away with its NADs.
+		if err == nil {
+			r.reports.forget(req.Name)
+		}
 		return reconcile.Result{}, err
 	}
 	need, why, err := r.needsNAD(ctx, ns)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	plan, err := r.plan(ctx, ns)
-	if err != nil {
-		return reconcile.Result{}, err
+	plan := injector.Decision{Kind: injector.None}
+	if need {
+		if plan, err = r.plan(ctx, ns); err != nil {
+			return reconcile.Result{}, err
+		}
 	}
 	wanted := ""
-	if need && plan.Kind == injector.PerNamespace {
+	if plan.Kind == injector.PerNamespace {
 		wanted = plan.Name
 	}
 	if res, err := r.deleteUnwanted(ctx, ns, wanted, why); err != nil || !res.IsZero() {
@@ -137,10 +147,20 @@ func (r *NADReconciler) deleteUnwanted(ctx context.Context, ns namespaceInfo, wa
 	if err := r.Client.List(ctx, nads, client.InNamespace(ns.name)); err != nil {
 		return reconcile.Result{}, err
 	}
+	var shared map[client.ObjectKey]bool
 	for i := range nads.Items {
 		have := &nads.Items[i]
 		if have.Name == wanted || !Virtmeshs(have) {
 			continue
+		}
+		if shared == nil && r.Config.NADMode == NADAuto {
+			var err error
+			if shared, err = r.sharedTargets(ctx); err != nil {
+				return reconcile.Result{}, err
+			}
+		}
+		if shared[client.ObjectKeyFromObject(have)] {
+			continue // other namespaces' VMs reference it
 		}
 		err := r.Client.Delete(ctx, have, client.Preconditions{UID: &have.UID, ResourceVersion: &have.ResourceVersion})
 		if client.IgnoreNotFound(err) != nil {

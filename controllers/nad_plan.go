@@ -55,8 +55,9 @@ func (r *NADReconciler) readInjector(ctx context.Context, ns namespaceInfo) (inj
 		switch {
 		case !ok:
 			return unknown("injector %s calls a URL, not a Service: its ConfigMap is not in this cluster", mwc.Name), nil
-		case !slices.Contains(r.Config.IstioNamespaces, key.Namespace):
-			return unknown("injector %s's ConfigMap is in namespace %s, which is not in --istio-namespaces", mwc.Name, key.Namespace), nil
+		case !slices.Contains(r.Config.readableIstioNamespaces(), key.Namespace):
+			return unknown("injector %s's ConfigMap is in namespace %s, which is not in --istio-namespaces or which RBAC "+
+				"does not let virtmesh read", mwc.Name, key.Namespace), nil
 		}
 		cm := &corev1.ConfigMap{}
 		if err := r.Client.Get(ctx, key, cm); apierrors.IsNotFound(err) {
@@ -64,12 +65,17 @@ func (r *NADReconciler) readInjector(ctx context.Context, ns namespaceInfo) (inj
 		} else if err != nil {
 			return injector.Decision{}, err
 		}
-		d := injector.Decide(cm.Data["values"], cm.Data["config"])
+		d := r.decide(cm)
 		d.Why = fmt.Sprintf("injector %s (ConfigMap %s): %s", mwc.Name, key, d.Why)
 		return d, nil
 	}
-	if d, ok := r.maistraNonMember(ctx, mwcs.Items); ok {
-		return d, nil
+	if len(mwcs.Items) > 0 {
+		if d, ok := r.maistraNonMember(ctx, mwcs.Items); ok {
+			return d, nil
+		}
+		// Istio is there but injects nothing here (a revision that is not
+		// installed, say): the VMs' pods reference no NAD.
+		return injector.Decision{Kind: injector.None, Why: fmt.Sprintf("no installed Istio injector injects namespace %q", ns.name)}, nil
 	}
 	return unknown("no Istio injector (MutatingWebhookConfiguration labelled %s=%s) injects namespace %q",
 		injector.WebhookLabel, injector.WebhookLabelValue, ns.name), nil
@@ -87,16 +93,50 @@ func (r *NADReconciler) maistraNonMember(ctx context.Context, mwcs []admissionre
 			}
 			key, ok := injector.ConfigMapKey(&mwcs[i])
 			cm := &corev1.ConfigMap{}
-			if !ok || !slices.Contains(r.Config.IstioNamespaces, key.Namespace) || r.Client.Get(ctx, key, cm) != nil {
+			if !ok || !slices.Contains(r.Config.readableIstioNamespaces(), key.Namespace) || r.Client.Get(ctx, key, cm) != nil {
 				continue
 			}
-			if d := injector.Decide(cm.Data["values"], cm.Data["config"]); d.Kind == injector.Maistra {
+			if d := r.decide(cm); d.Kind == injector.Maistra {
 				d.Why = fmt.Sprintf("injector %s (ConfigMap %s) injects only namespaces labelled %s", mwcs[i].Name, key, MaistraMemberLabel)
 				return d, true
 			}
 		}
 	}
 	return injector.Decision{}, false
+}
+
+// decide is injector.Decide, remembered per ConfigMap version: evaluating a
+// template costs milliseconds, and every namespace asks.
+func (r *NADReconciler) decide(cm *corev1.ConfigMap) injector.Decision {
+	key := string(cm.UID) + "/" + cm.ResourceVersion
+	if d, ok := r.decisions.Load(key); ok {
+		return d.(injector.Decision)
+	}
+	d := injector.Decide(cm.Data["values"], cm.Data["config"])
+	r.decisions.Store(key, d)
+	return d
+}
+
+// sharedTargets are the shared NADs some installed injector makes pods
+// reference: virtmesh never deletes one of them, even one it created itself
+// (before an upgrade of Istio, say), because other namespaces need it.
+func (r *NADReconciler) sharedTargets(ctx context.Context) (map[client.ObjectKey]bool, error) {
+	mwcs := &admissionregistrationv1.MutatingWebhookConfigurationList{}
+	if err := r.Client.List(ctx, mwcs, client.MatchingLabels{injector.WebhookLabel: injector.WebhookLabelValue}); err != nil {
+		return nil, err
+	}
+	out := map[client.ObjectKey]bool{}
+	for i := range mwcs.Items {
+		key, ok := injector.ConfigMapKey(&mwcs.Items[i])
+		cm := &corev1.ConfigMap{}
+		if !ok || !slices.Contains(r.Config.readableIstioNamespaces(), key.Namespace) || r.Client.Get(ctx, key, cm) != nil {
+			continue
+		}
+		if d := r.decide(cm); d.Kind == injector.Shared {
+			out[client.ObjectKey{Namespace: d.Namespace, Name: d.Name}] = true
+		}
+	}
+	return out, nil
 }
 
 func unknown(format string, args ...any) injector.Decision {

@@ -40,6 +40,12 @@ func (n *nadReports) setMissing(ns string, missing bool) {
 	}
 }
 
+// forget drops what was said about a namespace that is gone.
+func (n *nadReports) forget(ns string) {
+	n.setMissing(ns, false)
+	n.said.forget(types.UID("namespace/" + ns))
+}
+
 // countMissing is the number of namespaces whose meshed VMs cannot start for
 // want of a NAD virtmesh does not create (virtmesh_namespaces_missing_nad).
 func (n *nadReports) countMissing() float64 {
@@ -74,17 +80,18 @@ func (r *NADReconciler) report(ctx context.Context, ns namespaceInfo, need bool,
 		}
 	case plan.Kind == injector.Maistra && ns.labels[MaistraMemberLabel] == "":
 		reason = ReasonNotMeshMember
-		msg = fmt.Sprintf("meshed VMs in namespace %q will not start: OpenShift Service Mesh 2 creates the NetworkAttachmentDefinition %q "+
-			"only in member namespaces, and this one is not a member; add it to the ServiceMeshMemberRoll (%s)", ns.name, plan.Name, plan.Why)
+		msg = fmt.Sprintf("meshed VMs in namespace %q get no Istio proxy: OpenShift Service Mesh 2 injects only member namespaces "+
+			"(and creates its NetworkAttachmentDefinition %q only there), and this one is not a member, so the VMs start outside "+
+			"the mesh; add the namespace to the ServiceMeshMemberRoll (%s)", ns.name, plan.Name, plan.Why)
 	}
-	r.reports.setMissing(ns.name, reason != "")
-	if !r.reports.said.set(uid, "missing", msg) || msg == "" {
-		return nil
+	r.reports.setMissing(ns.name, reason == ReasonSharedNADMissing)
+	if r.reports.said.set(uid, "missing", msg) && msg != "" {
+		log.FromContext(ctx).Info("meshed VMs cannot work here as meshed", "reason", reason, "message", msg)
+		r.Recorder.Event(nsRef(ns.name), corev1.EventTypeWarning, reason, "virtmesh: "+msg)
 	}
-	log.FromContext(ctx).Info("meshed VMs cannot start here", "reason", reason, "message", msg)
-	r.Recorder.Event(nsRef(ns.name), corev1.EventTypeWarning, reason, "virtmesh: "+msg)
+	// Each VM is told once, also one created after the namespace was.
 	return eachWorkload(ctx, r.Client, func(w workload) bool {
-		if w.standalone() && !w.deleting() && w.meshed(ns, r.Mesh) {
+		if w.standalone() && !w.deleting() && w.meshed(ns, r.Mesh) && r.reports.said.set(w.meta.UID, "nad", msg) && msg != "" {
 			ref := &corev1.ObjectReference{APIVersion: "kubevirt.io/v1", Kind: w.kind, Name: w.meta.Name, Namespace: ns.name, UID: w.meta.UID}
 			r.Recorder.Event(ref, corev1.EventTypeWarning, reason, "virtmesh: "+msg)
 		}

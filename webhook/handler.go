@@ -61,17 +61,16 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading namespace %q: %w", vmi.Namespace, err))
 	}
 	env := Env{Namespace: Namespace{Name: vmi.Namespace, Labels: nsLabels}}
-	var readErr error
 	if h.needsVM(vmi, env.Namespace) {
-		env.VM, readErr = h.ownerVM(ctx, vmi)
+		// Needed: without it a pool's VMI would get the wrong app for good,
+		// or a defaulted bridge be refused. An error is returned, and
+		// virt-controller creates the VMI again shortly.
+		if env.VM, err = h.ownerVM(ctx, vmi); err != nil {
+			return admission.Errored(http.StatusInternalServerError, err)
+		}
 	}
 	original := vmi.DeepCopy()
 	res := MutateVMI(vmi, env, h.Mesh, h.Config)
-	if readErr != nil {
-		// Not worth refusing the VM's start for: the app falls back to the
-		// VM's name, and a bridge counts as the owner's.
-		res.Warnings = append(res.Warnings, "virtmesh: "+readErr.Error()+"; went on without it")
-	}
 	if res.Denied {
 		return admission.Denied(res.Reason).WithWarnings(res.Warnings...)
 	}

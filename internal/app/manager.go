@@ -35,6 +35,17 @@ func NewManager(cfg *rest.Config, o *Options) (ctrl.Manager, error) {
 		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
 	}
 	timeout := o.GracefulShutdownTimeout
+	if o.EnableControllers && o.Controllers.NADMode == controllers.NADAuto {
+		// Only the namespaces virtmesh may read: a cache that cannot sync stops the manager.
+		readable, dropped, err := controllers.ReadableIstioNamespaces(context.Background(), cfg, o.Controllers.IstioNamespaces)
+		if err != nil {
+			return nil, err
+		}
+		for _, why := range dropped {
+			ctrl.Log.WithName("setup").Info("not reading Istio injector ConfigMaps there; NADs for its injectors are planned as unknown", "why", why)
+		}
+		o.Controllers.ReadableIstioNamespaces = readable
+	}
 	cacheOpts := cache.Options{SyncPeriod: &o.Controllers.SyncPeriod, ByObject: map[client.Object]cache.ByObject{}}
 	if o.EnableControllers {
 		cacheOpts.ByObject = controllers.CacheByObject(o.Controllers)

@@ -80,3 +80,17 @@ func TestFromNetworks(t *testing.T) {
 		}
 	}
 }
+
+// Values without the keys a template reads: Istio reads them as unset.
+func TestDecideMissingValues(t *testing.T) {
+	for dir, values := range map[string]string{
+		"istio-1.18-multus": `{}`,
+		"istio-1.30-multus": `{"pilot": {}}`,
+		"maistra-2.5":       `{"istio_cni": {"enabled": true}}`,
+	} {
+		cm := readConfigMap(t, dir)
+		if got := Decide(values, cm.Data["config"]); got.Kind != None {
+			t.Errorf("%s with values %s: got %+v, want None", dir, values, got)
+		}
+	}
+}

@@ -48,7 +48,9 @@ func networkFromTemplate(tmpl string, values map[string]any) (network, expr stri
 		}
 	}
 	src := strings.Join(conds, "") + "{{" + action + "}}" + strings.Repeat("{{end}}", len(conds))
-	t, err := template.New("networks").Option("missingkey=zero").Funcs(template.FuncMap{
+	// Istio parses its templates with text/template's default options, under
+	// which a key missing from the values reads as no value: the same here.
+	t, err := template.New("networks").Funcs(template.FuncMap{
 		"appendMultusNetwork": func(_ any, network any) string { return fmt.Sprint(network) },
 	}).Parse(src)
 	if err != nil {
@@ -60,7 +62,7 @@ func networkFromTemplate(tmpl string, values map[string]any) (network, expr stri
 		return "", action, true, err
 	}
 	network = strings.TrimSpace(out.String())
-	if network == "<no value>" {
+	if network == "<no value>" || network == "<nil>" {
 		network = ""
 	}
 	return network, action, true, nil

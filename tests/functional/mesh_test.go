@@ -48,8 +48,15 @@ var _ = Describe("A VM in a namespace labelled for Istio injection", Label("mesh
 		nads, err := podNetworks(pod)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(nads).NotTo(BeEmpty(), "the launcher pod references no Multus network: is istio-cni under Multus?")
+		elsewhere := true
 		for _, key := range nads {
 			Expect(cl.Get(ctx, key, &nadv1.NetworkAttachmentDefinition{})).To(Succeed(), "NetworkAttachmentDefinition %s", key)
+			elsewhere = elsewhere && key.Namespace != ns
+		}
+		if elsewhere { // a shared NAD (Istio 1.19+): --cni-nad=auto made none here
+			own := &nadv1.NetworkAttachmentDefinitionList{}
+			Expect(cl.List(ctx, own, client.InNamespace(ns), client.MatchingLabels{mesh.ManagedByLabel: mesh.ManagedByValue})).To(Succeed())
+			Expect(own.Items).To(BeEmpty(), "virtmesh made a NAD nothing references")
 		}
 		svc, err := k8s.CoreV1().Services(ns).Get(ctx, vm.Name, getOptions)
 		Expect(err).NotTo(HaveOccurred())

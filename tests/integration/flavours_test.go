@@ -127,4 +127,11 @@ var _ = Describe("--cni-nad=auto: the NAD the Istio injector really references",
 		Eventually(eventReasons).WithArguments(ctx, "default", "Namespace", ns).WithTimeout(converge).
 			Should(ContainElement(controllers.ReasonNADDeleted))
 	})
+
+	It("reads injector ConfigMaps only where RBAC lets it (a cache it cannot fill would stop the manager)", func(ctx SpecContext) {
+		readable, dropped, err := controllers.ReadableIstioNamespaces(ctx, managerConfig(), []string{"istio-system", "istio-elsewhere"})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(readable).To(Equal([]string{"istio-system"}))
+		Expect(dropped).To(ConsistOf(ContainSubstring(`"istio-elsewhere"`)))
+	})
 })
