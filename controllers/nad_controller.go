@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -33,18 +34,19 @@ import (
 // NADReconciler keeps the istio-cni NetworkAttachmentDefinition in every mesh
 // namespace. Its requests are namespace names.
 type NADReconciler struct {
-	Client   client.Client // the manager's, with FieldOwner: reads from the cache
-	Mesh     mesh.Config
-	Config   Config
-	Recorder record.EventRecorder
-	reports  nadReports
+	Client    client.Client // the manager's, with FieldOwner: reads from the cache
+	APIReader client.Reader // reads the API server (nil: never)
+	Mesh      mesh.Config
+	Config    Config
+	Recorder  record.EventRecorder
+	reports   nadReports
 	// decisions remembers injector.Decide per ConfigMap UID and resourceVersion.
 	decisions sync.Map
 }
 
 // NewNADReconciler builds the reconciler on the manager's client.
 func NewNADReconciler(mgr ctrl.Manager, meshCfg mesh.Config, cfg Config) *NADReconciler {
-	return &NADReconciler{Client: client.WithFieldOwner(mgr.GetClient(), FieldOwner), Mesh: meshCfg, Config: cfg,
+	return &NADReconciler{Client: client.WithFieldOwner(mgr.GetClient(), FieldOwner), APIReader: mgr.GetAPIReader(), Mesh: meshCfg, Config: cfg,
 		Recorder: mgr.GetEventRecorderFor("virtmesh-nad")}
 }
 
@@ -94,25 +96,31 @@ func (r *NADReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	plan := injector.Decision{Kind: injector.None}
+	var plans []injector.Decision
 	if need {
-		if plan, err = r.plan(ctx, ns); err != nil {
+		plans, err = r.plans(ctx, ns)
+		switch {
+		case errors.Is(err, errCacheBehind):
+			return requeueSoon, nil
+		case err != nil:
 			return reconcile.Result{}, err
 		}
 	}
-	wanted := ""
-	if plan.Kind == injector.PerNamespace {
-		wanted = plan.Name
+	wanted := map[string]bool{}
+	for _, p := range plans {
+		if p.Kind == injector.PerNamespace {
+			wanted[p.Name] = true
+		}
 	}
 	if res, err := r.deleteUnwanted(ctx, ns, wanted, why); err != nil || !res.IsZero() {
 		return res, err
 	}
-	if wanted != "" {
-		if res, err := r.ensure(ctx, ns, DesiredNAD(ns.name, wanted), why); err != nil || !res.IsZero() {
+	for name := range wanted {
+		if res, err := r.ensure(ctx, ns, DesiredNAD(ns.name, name), why); err != nil || !res.IsZero() {
 			return res, err
 		}
 	}
-	return reconcile.Result{}, r.report(ctx, ns, need, plan)
+	return reconcile.Result{}, r.report(ctx, ns, plans)
 }
 
 // ensure creates or restores virtmesh's NAD want.
@@ -141,8 +149,8 @@ func (r *NADReconciler) ensure(ctx context.Context, ns namespaceInfo, want *nadv
 	return reconcile.Result{}, nil
 }
 
-// deleteUnwanted deletes virtmesh's own NADs in the namespace but wanted.
-func (r *NADReconciler) deleteUnwanted(ctx context.Context, ns namespaceInfo, wanted, why string) (reconcile.Result, error) {
+// deleteUnwanted deletes virtmesh's own NADs in the namespace but the wanted ones.
+func (r *NADReconciler) deleteUnwanted(ctx context.Context, ns namespaceInfo, wanted map[string]bool, why string) (reconcile.Result, error) {
 	nads := &nadv1.NetworkAttachmentDefinitionList{}
 	if err := r.Client.List(ctx, nads, client.InNamespace(ns.name)); err != nil {
 		return reconcile.Result{}, err
@@ -150,7 +158,7 @@ func (r *NADReconciler) deleteUnwanted(ctx context.Context, ns namespaceInfo, wa
 	var shared map[client.ObjectKey]bool
 	for i := range nads.Items {
 		have := &nads.Items[i]
-		if have.Name == wanted || !Virtmeshs(have) {
+		if wanted[have.Name] || !Virtmeshs(have) {
 			continue
 		}
 		if shared == nil && r.Config.NADMode == NADAuto {
@@ -166,7 +174,7 @@ func (r *NADReconciler) deleteUnwanted(ctx context.Context, ns namespaceInfo, wa
 		if client.IgnoreNotFound(err) != nil {
 			return requeueOnConflict(fmt.Errorf("deleting NetworkAttachmentDefinition %s/%s: %w", ns.name, have.Name, err))
 		}
-		if wanted == "" && !strings.Contains(why, "not in the mesh") {
+		if len(wanted) == 0 && !strings.Contains(why, "not in the mesh") {
 			why = "the Istio injector here does not reference a per-namespace NAD"
 		}
 		log.FromContext(ctx).Info("deleted NetworkAttachmentDefinition", "name", have.Name, "why", why)

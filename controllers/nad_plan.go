@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -19,25 +20,67 @@ import (
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",namespace=istio-system,resources=configmaps,verbs=get;list;watch
 
-// plan is the NAD a namespace's VMs need, as virtmesh decides it.
-func (r *NADReconciler) plan(ctx context.Context, ns namespaceInfo) (injector.Decision, error) {
+// plans are the NADs a namespace's meshed VMs need, as virtmesh decides it:
+// one per injector that injects them (VMs may pick a revision of their own
+// with istio.io/rev in a namespace without injection labels).
+func (r *NADReconciler) plans(ctx context.Context, ns namespaceInfo) ([]injector.Decision, error) {
 	if r.Config.NADMode != NADAuto {
-		return injector.Decision{Kind: injector.PerNamespace, Name: r.Config.NADName, Why: "--cni-nad=per-namespace"}, nil
+		return []injector.Decision{{Kind: injector.PerNamespace, Name: r.Config.NADName, Why: "--cni-nad=per-namespace"}}, nil
 	}
-	d, err := r.readInjector(ctx, ns)
-	if err != nil || d.Kind != injector.Unknown {
-		return d, err
+	var out []injector.Decision
+	for _, pod := range r.podLabelSets(ctx, ns) {
+		d, err := r.readInjector(ctx, ns, pod)
+		if err != nil {
+			return nil, err
+		}
+		if d.Kind == injector.Unknown {
+			// Without a readable injector configuration, do what KubeVirt's
+			// user guide says (a per-namespace NAD), and say why.
+			d = injector.Decision{Kind: injector.PerNamespace, Name: r.Config.NADName,
+				Why: "the Istio injector's configuration could not be read (" + d.Why + "), so virtmesh keeps a per-namespace NAD as KubeVirt's guide says"}
+		}
+		if !slices.ContainsFunc(out, func(o injector.Decision) bool {
+			return o.Kind == d.Kind && o.Namespace == d.Namespace && o.Name == d.Name
+		}) {
+			out = append(out, d)
+		}
 	}
-	// Without a readable injector configuration, do what KubeVirt's user
-	// guide says (a per-namespace NAD), and say why.
-	return injector.Decision{Kind: injector.PerNamespace, Name: r.Config.NADName,
-		Why: "the Istio injector's configuration could not be read (" + d.Why + "), so virtmesh keeps a per-namespace NAD as KubeVirt's guide says"}, nil
+	return out, nil
 }
 
-// readInjector finds the Istio injector that would inject the namespace's
-// meshed VMs (labelled sidecar.istio.io/inject=true, as the webhook leaves
-// them) and decides from its ConfigMap.
-func (r *NADReconciler) readInjector(ctx context.Context, ns namespaceInfo) (injector.Decision, error) {
+// podLabelSets are the labels Istio's webhooks select the namespace's meshed
+// launcher pods by: inject=true (as the webhook leaves every meshed VMI), and
+// the istio.io/rev a meshed VM or VMI carries, if any. A namespace whose
+// labels put VMs in the mesh counts a VM without one, yet to come.
+func (r *NADReconciler) podLabelSets(ctx context.Context, ns namespaceInfo) []map[string]string {
+	var sets []map[string]string
+	seen := map[string]bool{}
+	add := func(rev string) {
+		if seen[rev] {
+			return
+		}
+		seen[rev] = true
+		set := map[string]string{mesh.InjectKey: "true"}
+		if rev != "" {
+			set[mesh.RevisionLabel] = rev
+		}
+		sets = append(sets, set)
+	}
+	if mesh.NamespaceInMesh(ns.name, ns.labels, r.Mesh).InMesh {
+		add("")
+	}
+	_ = eachWorkload(ctx, r.Client, func(w workload) bool {
+		if w.vmiMeta != nil && !w.deleting() && w.meshed(ns, r.Mesh) {
+			add(w.vmiMeta.Labels[mesh.RevisionLabel])
+		}
+		return true
+	}, client.InNamespace(ns.name))
+	return sets
+}
+
+// readInjector finds the Istio injector that would inject a pod with these
+// labels in the namespace and decides from its ConfigMap.
+func (r *NADReconciler) readInjector(ctx context.Context, ns namespaceInfo, pod map[string]string) (injector.Decision, error) {
 	mwcs := &admissionregistrationv1.MutatingWebhookConfigurationList{}
 	if err := r.Client.List(ctx, mwcs, client.MatchingLabels{injector.WebhookLabel: injector.WebhookLabelValue}); err != nil {
 		return injector.Decision{}, err
@@ -45,7 +88,6 @@ func (r *NADReconciler) readInjector(ctx context.Context, ns namespaceInfo) (inj
 	slices.SortFunc(mwcs.Items, func(a, b admissionregistrationv1.MutatingWebhookConfiguration) int {
 		return strings.Compare(a.Name, b.Name)
 	})
-	pod := map[string]string{mesh.InjectKey: "true"}
 	for i := range mwcs.Items {
 		mwc := &mwcs.Items[i]
 		if !injector.Injects(mwc, ns.labels, pod) {
@@ -61,6 +103,11 @@ func (r *NADReconciler) readInjector(ctx context.Context, ns namespaceInfo) (inj
 		}
 		cm := &corev1.ConfigMap{}
 		if err := r.Client.Get(ctx, key, cm); apierrors.IsNotFound(err) {
+			// Istio installs the ConfigMap with the webhook: ask the API
+			// server before acting on a cache that may lag behind.
+			if r.APIReader != nil && r.APIReader.Get(ctx, key, &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"}}) == nil {
+				return injector.Decision{}, errCacheBehind
+			}
 			return unknown("injector %s's ConfigMap %s is missing", mwc.Name, key), nil
 		} else if err != nil {
 			return injector.Decision{}, err
@@ -76,6 +123,13 @@ func (r *NADReconciler) readInjector(ctx context.Context, ns namespaceInfo) (inj
 		// Istio is there but injects nothing here (a revision that is not
 		// installed, say): the VMs' pods reference no NAD.
 		return injector.Decision{Kind: injector.None, Why: fmt.Sprintf("no installed Istio injector injects namespace %q", ns.name)}, nil
+	}
+	if r.APIReader != nil {
+		live := &metav1.PartialObjectMetadataList{}
+		live.SetGroupVersionKind(admissionregistrationv1.SchemeGroupVersion.WithKind("MutatingWebhookConfigurationList"))
+		if err := r.APIReader.List(ctx, live, client.MatchingLabels{injector.WebhookLabel: injector.WebhookLabelValue}, client.Limit(1)); err == nil && len(live.Items) > 0 {
+			return injector.Decision{}, errCacheBehind
+		}
 	}
 	return unknown("no Istio injector (MutatingWebhookConfiguration labelled %s=%s) injects namespace %q",
 		injector.WebhookLabel, injector.WebhookLabelValue, ns.name), nil
@@ -138,6 +192,9 @@ func (r *NADReconciler) sharedTargets(ctx context.Context) (map[client.ObjectKey
 	}
 	return out, nil
 }
+
+// errCacheBehind: the API server has an object the cache has not seen yet.
+var errCacheBehind = errors.New("the cache is behind the API server")
 
 func unknown(format string, args ...any) injector.Decision {
 	return injector.Decision{Kind: injector.Unknown, Why: fmt.Sprintf(format, args...)}

@@ -3,11 +3,11 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -54,35 +54,49 @@ func (n *nadReports) countMissing() float64 {
 	return float64(len(n.missing))
 }
 
+// problem says what keeps meshed VMs from working as meshed under one plan
+// that virtmesh does not fix itself, or "".
+func (r *NADReconciler) problem(ctx context.Context, ns namespaceInfo, plan injector.Decision) (string, string, error) {
+	switch {
+	case plan.Kind == injector.Shared:
+		err := r.Client.Get(ctx, client.ObjectKey{Namespace: plan.Namespace, Name: plan.Name}, &nadv1.NetworkAttachmentDefinition{})
+		if client.IgnoreNotFound(err) != nil || err == nil {
+			return "", "", client.IgnoreNotFound(err)
+		}
+		return ReasonSharedNADMissing, fmt.Sprintf("meshed VMs in namespace %q will not start: the Istio injector makes their pods reference the shared "+
+			"NetworkAttachmentDefinition %s/%s, which does not exist; install istio-cni with provider multus "+
+			"(Istio: --set pilot.cni.provider=multus and the istio-cni chart with cni.provider=multus; OpenShift Service Mesh 3: "+
+			"an IstioCNI resource), which creates it (%s)", ns.name, plan.Namespace, plan.Name, plan.Why), nil
+	case plan.Kind == injector.Maistra && ns.labels[MaistraMemberLabel] == "":
+		return ReasonNotMeshMember, fmt.Sprintf("meshed VMs in namespace %q get no Istio proxy: OpenShift Service Mesh 2 injects only member namespaces "+
+			"(and creates its NetworkAttachmentDefinition %q only there), and this one is not a member, so the VMs start outside "+
+			"the mesh; add the namespace to the ServiceMeshMemberRoll (%s)", ns.name, plan.Name, plan.Why), nil
+	}
+	return "", "", nil
+}
+
 // report tells the admin (an Event on the namespace, a log line, a metric)
 // and the VM owners (an Event on each meshed VM and standalone VMI) what will
 // keep meshed VMs from starting that virtmesh does not fix itself. Each is
 // said once, and again only when it changes.
-func (r *NADReconciler) report(ctx context.Context, ns namespaceInfo, need bool, plan injector.Decision) error {
+func (r *NADReconciler) report(ctx context.Context, ns namespaceInfo, plans []injector.Decision) error {
 	uid := types.UID("namespace/" + ns.name)
-	if r.reports.said.set(uid, "plan", plan.String()+": "+plan.Why) {
-		log.FromContext(ctx).Info("NetworkAttachmentDefinition plan", "plan", plan.String(), "why", plan.Why)
+	var said []string
+	for _, p := range plans {
+		said = append(said, p.String()+": "+p.Why)
+	}
+	if r.reports.said.set(uid, "plan", strings.Join(said, "; ")) && len(plans) > 0 {
+		log.FromContext(ctx).Info("NetworkAttachmentDefinition plan", "plan", said)
 	}
 	var reason, msg string
-	switch {
-	case !need:
-	case plan.Kind == injector.Shared:
-		err := r.Client.Get(ctx, client.ObjectKey{Namespace: plan.Namespace, Name: plan.Name}, &nadv1.NetworkAttachmentDefinition{})
-		if client.IgnoreNotFound(err) != nil {
+	for _, plan := range plans {
+		why, m, err := r.problem(ctx, ns, plan)
+		if err != nil {
 			return err
 		}
-		if apierrors.IsNotFound(err) {
-			reason = ReasonSharedNADMissing
-			msg = fmt.Sprintf("meshed VMs in namespace %q will not start: the Istio injector makes their pods reference the shared "+
-				"NetworkAttachmentDefinition %s/%s, which does not exist; install istio-cni with provider multus "+
-				"(Istio: --set pilot.cni.provider=multus and the istio-cni chart with cni.provider=multus; OpenShift Service Mesh 3: "+
-				"an IstioCNI resource), which creates it (%s)", ns.name, plan.Namespace, plan.Name, plan.Why)
+		if m != "" && msg == "" {
+			reason, msg = why, m
 		}
-	case plan.Kind == injector.Maistra && ns.labels[MaistraMemberLabel] == "":
-		reason = ReasonNotMeshMember
-		msg = fmt.Sprintf("meshed VMs in namespace %q get no Istio proxy: OpenShift Service Mesh 2 injects only member namespaces "+
-			"(and creates its NetworkAttachmentDefinition %q only there), and this one is not a member, so the VMs start outside "+
-			"the mesh; add the namespace to the ServiceMeshMemberRoll (%s)", ns.name, plan.Name, plan.Why)
 	}
 	r.reports.setMissing(ns.name, reason == ReasonSharedNADMissing)
 	if r.reports.said.set(uid, "missing", msg) && msg != "" {

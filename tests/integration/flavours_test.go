@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/virtmesh/virtmesh/controllers"
+	"github.com/virtmesh/virtmesh/internal/testkit"
 )
 
 // injectors holds real Istio and Maistra injector configurations (helm
@@ -133,5 +134,21 @@ var _ = Describe("--cni-nad=auto: the NAD the Istio injector really references",
 		Expect(err).NotTo(HaveOccurred())
 		Expect(readable).To(Equal([]string{"istio-system"}))
 		Expect(dropped).To(ConsistOf(ContainSubstring(`"istio-elsewhere"`)))
+	})
+
+	It("follows a VM's own revision in a namespace without injection labels", func(ctx SpecContext) {
+		installInjector(ctx, "istio-1.18-multus", false)            // default revision: per-namespace istio-cni
+		installInjector(ctx, "istio-1.30-multus-rev-canary", false) // canary: shared default/istio-cni
+		ns := newNamespace(ctx)
+		canary := testkit.MeshVM("canary", "", "", 8080)
+		canary.Spec.Template.ObjectMeta.Labels["istio.io/rev"] = "canary"
+		createIn(ctx, ns, canary)
+		Consistently(nadNames(ctx, ns)).WithTimeout(3 * time.Second).Should(BeEmpty())
+
+		By("a VM of the default revision joining (inject=true): its per-namespace NAD appears")
+		stable := testkit.MeshVM("stable", "", "", 8080)
+		stable.Spec.Template.ObjectMeta.Labels["sidecar.istio.io/inject"] = "true"
+		createIn(ctx, ns, stable)
+		Eventually(nadNames(ctx, ns)).WithTimeout(converge).Should(Equal([]string{"istio-cni"}))
 	})
 })
