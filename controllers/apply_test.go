@@ -82,14 +82,8 @@ func TestMigrateFieldOwner(t *testing.T) {
 	ctx := context.Background()
 	want, _ := DesiredService("vms", "web", []Member{vm("a", port("http", 8080, ""))})
 	c := ssaClient()
-	// As virtmesh before server-side apply wrote it: a Create.
-	if err := c.Create(ctx, want.DeepCopy(), client.FieldOwner(FieldOwner)); err != nil {
-		t.Fatal(err)
-	}
-	old := &corev1.Service{}
-	if err := c.Get(ctx, client.ObjectKeyFromObject(want), old); err != nil {
-		t.Fatal(err)
-	}
+	old := createdByVirtmesh(t, c, want) // as virtmesh before server-side apply wrote it
+
 	if serviceApplied(old, serviceApplyConfiguration(want)) {
 		t.Fatal("fields written by Create counted as applied")
 	}

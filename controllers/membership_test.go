@@ -4,8 +4,11 @@ import (
 	"context"
 	"testing"
 
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -14,11 +17,20 @@ import (
 	"github.com/virtmesh/virtmesh/internal/testkit"
 )
 
-func TestEachWorkload(t *testing.T) {
+// testScheme knows core Kubernetes, KubeVirt and NAD types.
+func testScheme(t *testing.T) *runtime.Scheme {
+	t.Helper()
 	scheme := runtime.NewScheme()
-	if err := kubevirtv1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, kubevirtv1.AddToScheme, nadv1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			t.Fatal(err)
+		}
 	}
+	return scheme
+}
+
+func TestEachWorkload(t *testing.T) {
+	scheme := testScheme(t)
 	vm := testkit.MeshVM("shop", "", "", 8080)
 	vm.Namespace, vm.Annotations = "vms", map[string]string{mesh.ServiceAnnotation: "false"}
 	vm.Spec.Template.ObjectMeta.Annotations = map[string]string{mesh.PortProtocolsAnnotation: "8080=http"}

@@ -19,6 +19,21 @@ func ssaClient() client.Client {
 		WithTypeConverters(clientgoapplyconfigurations.NewTypeConverter(clientgoscheme.Scheme)).Build()
 }
 
+// createdByVirtmesh is want as virtmesh creates it (a Create, before the
+// move to server-side apply), read back with its managed fields.
+func createdByVirtmesh(t *testing.T, c client.Client, want *corev1.Service) *corev1.Service {
+	t.Helper()
+	ctx := context.Background()
+	if err := c.Create(ctx, want.DeepCopy(), client.FieldOwner(FieldOwner)); err != nil {
+		t.Fatal(err)
+	}
+	got := &corev1.Service{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(want), got); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
 func testReconciler(c, live client.Client) *ServiceReconciler {
 	return &ServiceReconciler{Client: client.WithFieldOwner(c, FieldOwner), APIReader: live,
 		notifier: notifier{recorder: record.NewFakeRecorder(100)}}
@@ -57,13 +72,7 @@ func TestMigrateKeepsOtherManagers(t *testing.T) {
 	members := []Member{vm("a", port("http", 8080, ""))}
 	want, _ := DesiredService("vms", "web", members)
 	c := ssaClient()
-	if err := c.Create(ctx, want.DeepCopy(), client.FieldOwner(FieldOwner)); err != nil {
-		t.Fatal(err)
-	}
-	live := &corev1.Service{}
-	if err := c.Get(ctx, client.ObjectKeyFromObject(want), live); err != nil {
-		t.Fatal(err)
-	}
+	live := createdByVirtmesh(t, c, want)
 	live.Annotations = map[string]string{"example.com/note": "x"}
 	if err := c.Update(ctx, live, client.FieldOwner("kubectl-annotate")); err != nil {
 		t.Fatal(err)
