@@ -22,9 +22,11 @@ const (
 	ChangeVersion Change = "version"
 	// ChangeOptOut: a VMI that cannot join the mesh was labelled inject=false.
 	ChangeOptOut Change = "opt-out"
+	// ChangeReroute: the masquerade interface is named for Istio 1.25+.
+	ChangeReroute Change = "reroute"
 )
 
-var changeOrder = []Change{ChangeInject, ChangeBinding, ChangeAmbient, ChangeApp, ChangeVersion, ChangeOptOut}
+var changeOrder = []Change{ChangeInject, ChangeBinding, ChangeAmbient, ChangeReroute, ChangeApp, ChangeVersion, ChangeOptOut}
 
 // Namespace is what the mutation needs to know of the VMI's namespace.
 type Namespace struct {
@@ -68,6 +70,7 @@ func MutateVMI(vmi *kubevirtv1.VirtualMachineInstance, env Env, meshCfg mesh.Con
 	if denied := m.ensureInjection(d.Ambient); denied != "" {
 		return Result{Denied: true, Reason: denied}
 	}
+	m.ensureReroute()
 	m.ensureTelemetryLabels()
 	m.recordChanges()
 	return Result{Changes: m.changes, Warnings: m.warnings}
@@ -148,6 +151,25 @@ func (m *mutator) ensureInjection(ambient bool) (denied string) {
 			"(kubevirt/kubevirt#18871), so this VM gets an Istio sidecar instead", mesh.DataplaneModeLabel, mesh.DataplaneModeNone)
 	}
 	return ""
+}
+
+// ensureReroute names KubeVirt's masquerade bridge for Istio 1.25 and newer,
+// which no longer reads the annotation KubeVirt before 1.7 sets
+// (traffic.sidecar.istio.io/kubevirtInterfaces): without it, such a VM's
+// inbound traffic is not redirected. The VMI's annotations reach its pod.
+// KubeVirt 1.7+ sets the same value itself, and older Istio ignores it, so it
+// is set on every meshed masquerade VMI whatever the versions.
+func (m *mutator) ensureReroute() {
+	iface := mesh.PodInterface(&m.vmi.Spec)
+	if iface == nil || iface.Masquerade == nil {
+		return
+	}
+	if _, set := m.vmi.Annotations[mesh.RerouteAnnotation]; set {
+		return // the owner's (or KubeVirt's) own
+	}
+	setAnnotation(m.vmi, mesh.RerouteAnnotation, mesh.KubeVirtMasqueradeBridge)
+	m.changed(ChangeReroute, "added annotation %s=%s: Istio 1.25+ redirects only the interfaces it names, "+
+		"and KubeVirt before 1.7 names them the old way", mesh.RerouteAnnotation, mesh.KubeVirtMasqueradeBridge)
 }
 
 // recordChanges merges this call's changes into the mutations annotation, so a

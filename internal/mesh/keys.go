@@ -9,6 +9,12 @@ const (
 	DataplaneModeLabel      = "istio.io/dataplane-mode"
 	DataplaneModeAmbient    = "ambient"
 	DataplaneModeNone       = "none"
+	// RerouteAnnotation tells Istio 1.25+ which virtual interface to
+	// redirect (it no longer honours traffic.sidecar.istio.io/kubevirtInterfaces,
+	// the only one KubeVirt before 1.7 sets).
+	RerouteAnnotation = "istio.io/reroute-virtual-interfaces"
+	// KubeVirtMasqueradeBridge is the launcher pod's bridge for masquerade.
+	KubeVirtMasqueradeBridge = "k6t-eth0"
 )
 
 // Telemetry labels Istio and Kiali read, and the well-known labels they may come from.
@@ -25,7 +31,7 @@ const (
 const (
 	// EnforceLabel on a namespace forbids VM owners to opt out of the mesh.
 	EnforceLabel = "virtmesh.io/enforce"
-	// MutationsAnnotation records what the webhook changed, e.g. "inject,binding,app".
+	// MutationsAnnotation records what the webhook changed, e.g. "inject,binding,reroute,app".
 	MutationsAnnotation = "virtmesh.io/mutations"
 )
 

@@ -104,8 +104,9 @@ func VMISpec(ports ...int32) kubevirtv1.VirtualMachineInstanceSpec {
 func MeshedVMI(namespace, name, app string, ports ...int32) *kubevirtv1.VirtualMachineInstance {
 	return &kubevirtv1.VirtualMachineInstance{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace,
-			Labels:      map[string]string{mesh.AppLabel: app, mesh.InjectKey: "true"},
-			Annotations: map[string]string{mesh.InjectKey: "true", mesh.MutationsAnnotation: "inject,app"}},
+			Labels: map[string]string{mesh.AppLabel: app, mesh.InjectKey: "true"},
+			Annotations: map[string]string{mesh.InjectKey: "true", mesh.MutationsAnnotation: "inject,reroute,app",
+				mesh.RerouteAnnotation: mesh.KubeVirtMasqueradeBridge}},
 		Spec: VMISpec(ports...),
 	}
 }

@@ -40,7 +40,8 @@ var _ = Describe("The VMI webhook", func() {
 		Expect(stored.Labels).To(HaveKeyWithValue(mesh.InjectKey, "true"))
 		Expect(stored.Labels).To(HaveKeyWithValue(mesh.AppLabel, "web"))
 		Expect(stored.Annotations).To(HaveKeyWithValue(mesh.InjectKey, "true"))
-		Expect(stored.Annotations).To(HaveKeyWithValue(mesh.MutationsAnnotation, "inject,binding,app"))
+		Expect(stored.Annotations).To(HaveKeyWithValue(mesh.MutationsAnnotation, "inject,binding,reroute,app"))
+		Expect(stored.Annotations).To(HaveKeyWithValue(mesh.RerouteAnnotation, mesh.KubeVirtMasqueradeBridge))
 		iface := stored.Spec.Domain.Devices.Interfaces[0]
 		Expect(iface.Bridge).To(BeNil())
 		Expect(iface.Masquerade).NotTo(BeNil())

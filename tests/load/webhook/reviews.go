@@ -12,6 +12,7 @@ import (
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
+	"github.com/virtmesh/virtmesh/internal/mesh"
 	"github.com/virtmesh/virtmesh/internal/testkit"
 )
 
@@ -29,7 +30,8 @@ func reviews() ([][]byte, error) {
 	mutated.Labels["sidecar.istio.io/inject"] = "true"
 	mutated.Labels["app"] = "istio-vm"
 	mutated.Annotations["sidecar.istio.io/inject"] = "true"
-	mutated.Annotations["virtmesh.io/mutations"] = "inject,app"
+	mutated.Annotations["virtmesh.io/mutations"] = "inject,reroute,app"
+	mutated.Annotations[mesh.RerouteAnnotation] = mesh.KubeVirtMasqueradeBridge
 	large := testkit.LargeVMI("vms", "large")
 	seed := seedVMI()
 	large.Labels, large.Annotations, large.OwnerReferences, large.Finalizers = seed.Labels, seed.Annotations, seed.OwnerReferences, seed.Finalizers
