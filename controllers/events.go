@@ -23,6 +23,8 @@ const (
 	ReasonNADDeleted      = "NetworkAttachmentDefinitionDeleted"
 	// ReasonSharedNADMissing: the injector references a shared NAD that does not exist.
 	ReasonSharedNADMissing = "SharedNetworkAttachmentDefinitionMissing"
+	// ReasonIstioNetworksBug: the injector's Istio release cannot start this VM's pod.
+	ReasonIstioNetworksBug = "IstioNetworksAnnotationBug"
 	// ReasonNotMeshMember: OpenShift Service Mesh 2 makes no NAD in a namespace that is not a member.
 	ReasonNotMeshMember = "NotAServiceMeshMember"
 )

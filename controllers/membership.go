@@ -107,6 +107,21 @@ func (w workload) annotations() map[string]string {
 	return out
 }
 
+// jsonNetworks: KubeVirt writes the pod's Multus networks annotation in JSON
+// form for it (secondary networks, or the passt binding plugin).
+func (w workload) jsonNetworks() bool {
+	if w.spec == nil {
+		return false
+	}
+	for _, n := range w.spec.Networks {
+		if n.Multus != nil {
+			return true
+		}
+	}
+	iface := mesh.PodInterface(w.spec)
+	return iface != nil && iface.Binding != nil && iface.Binding.Name == "passt"
+}
+
 // ports are those declared on its pod-network interface.
 func (w workload) ports() []kubevirtv1.Port {
 	if w.spec == nil {

@@ -103,12 +103,36 @@ func (r *NADReconciler) report(ctx context.Context, ns namespaceInfo, plans []in
 		log.FromContext(ctx).Info("meshed VMs cannot work here as meshed", "reason", reason, "message", msg)
 		r.Recorder.Event(nsRef(ns.name), corev1.EventTypeWarning, reason, "virtmesh: "+msg)
 	}
+	bug := networksBug(plans)
 	// Each VM is told once, also one created after the namespace was.
 	return eachWorkload(ctx, r.Client, func(w workload) bool {
-		if w.standalone() && !w.deleting() && w.meshed(ns, r.Mesh) && r.reports.said.set(w.meta.UID, "nad", msg) && msg != "" {
-			ref := &corev1.ObjectReference{APIVersion: "kubevirt.io/v1", Kind: w.kind, Name: w.meta.Name, Namespace: ns.name, UID: w.meta.UID}
+		if !w.standalone() || w.deleting() || !w.meshed(ns, r.Mesh) {
+			return true
+		}
+		ref := &corev1.ObjectReference{APIVersion: "kubevirt.io/v1", Kind: w.kind, Name: w.meta.Name, Namespace: ns.name, UID: w.meta.UID}
+		if r.reports.said.set(w.meta.UID, "nad", msg) && msg != "" {
 			r.Recorder.Event(ref, corev1.EventTypeWarning, reason, "virtmesh: "+msg)
+		}
+		var bugMsg string
+		if bug != "" && w.jsonNetworks() {
+			bugMsg = fmt.Sprintf("this VM's pod will not start: it has secondary networks or the passt binding plugin, so KubeVirt writes "+
+				"its networks annotation in JSON form, and Istio %s's injector appends to that form wrongly (kubevirt/kubevirt#13927, "+
+				"fixed by istio/istio#55000); upgrade Istio to 1.23.6, 1.24.4, 1.25.1 or newer", bug)
+		}
+		if r.reports.said.set(w.meta.UID, "networks-bug", bugMsg) && bugMsg != "" {
+			r.Recorder.Event(ref, corev1.EventTypeWarning, ReasonIstioNetworksBug, "virtmesh: "+bugMsg)
 		}
 		return true
 	}, client.InNamespace(ns.name))
+}
+
+// networksBug is the version of an injector in plans that cannot start pods
+// with a JSON-form networks annotation, or "".
+func networksBug(plans []injector.Decision) string {
+	for _, p := range plans {
+		if p.NetworksBug {
+			return p.Version
+		}
+	}
+	return ""
 }

@@ -39,6 +39,11 @@ type Decision struct {
 	Name string
 	// Why says where it comes from, or what could not be read, in words.
 	Why string
+	// Version is the injector's Istio release ("" if unknown), and
+	// NetworksBug whether it is one that cannot start a pod whose networks
+	// annotation is in JSON form (see JSONNetworksBug).
+	Version     string
+	NetworksBug bool
 }
 
 // String is how the decision reads in events and logs.
@@ -60,6 +65,15 @@ type injectorConfig struct {
 
 // Decide reads the ConfigMap's values (JSON) and config (YAML) and decides.
 func Decide(values, config string) Decision {
+	d := decide(values, config)
+	if major, minor, patch, ok := Version(values); ok {
+		d.Version = fmt.Sprintf("%d.%d.%d", major, minor, patch)
+		d.NetworksBug = JSONNetworksBug(major, minor, patch)
+	}
+	return d
+}
+
+func decide(values, config string) Decision {
 	var vals map[string]any
 	if err := json.Unmarshal([]byte(values), &vals); err != nil {
 		return Decision{Kind: Unknown, Why: fmt.Sprintf("its values are not JSON: %v", err)}

@@ -12,6 +12,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -150,5 +151,23 @@ var _ = Describe("--cni-nad=auto: the NAD the Istio injector really references",
 		stable.Spec.Template.ObjectMeta.Labels["sidecar.istio.io/inject"] = "true"
 		createIn(ctx, ns, stable)
 		Eventually(nadNames(ctx, ns)).WithTimeout(converge).Should(Equal([]string{"istio-cni"}))
+	})
+
+	It("tells the owner of a VM with secondary networks that Istio 1.22's injector cannot start it", func(ctx SpecContext) {
+		installInjector(ctx, "istio-1.22-multus", false) // 1.22.8: appends wrongly to a JSON-form networks annotation
+		ns := newLabelledNamespace(ctx, enabledNS)
+		plain := testkit.MeshVM("plain", "", "", 8080)
+		createIn(ctx, ns, plain)
+		multi := testkit.MeshVM("multi", "", "", 8080)
+		spec := &multi.Spec.Template.Spec
+		spec.Networks = append(spec.Networks, kubevirtv1.Network{Name: "storage",
+			NetworkSource: kubevirtv1.NetworkSource{Multus: &kubevirtv1.MultusNetwork{NetworkName: "storage-net"}}})
+		spec.Domain.Devices.Interfaces = append(spec.Domain.Devices.Interfaces, kubevirtv1.Interface{Name: "storage",
+			InterfaceBindingMethod: kubevirtv1.InterfaceBindingMethod{Bridge: &kubevirtv1.InterfaceBridge{}}})
+		createIn(ctx, ns, multi)
+		Eventually(eventReasons).WithArguments(ctx, ns, "VirtualMachine", "multi").WithTimeout(converge).
+			Should(ContainElement(controllers.ReasonIstioNetworksBug))
+		Expect(eventMessages(ctx, ns, "VirtualMachine", "multi", controllers.ReasonIstioNetworksBug)[0]).To(ContainSubstring("Istio 1.22.8"))
+		Expect(eventReasons(ctx, ns, "VirtualMachine", "plain")).NotTo(ContainElement(controllers.ReasonIstioNetworksBug))
 	})
 })
