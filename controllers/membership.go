@@ -110,16 +110,7 @@ func (w workload) annotations() map[string]string {
 // jsonNetworks: KubeVirt writes the pod's Multus networks annotation in JSON
 // form for it (secondary networks, or the passt binding plugin).
 func (w workload) jsonNetworks() bool {
-	if w.spec == nil {
-		return false
-	}
-	for _, n := range w.spec.Networks {
-		if n.Multus != nil {
-			return true
-		}
-	}
-	iface := mesh.PodInterface(w.spec)
-	return iface != nil && iface.Binding != nil && iface.Binding.Name == "passt"
+	return w.spec != nil && mesh.JSONNetworks(w.spec)
 }
 
 // ports are those declared on its pod-network interface.

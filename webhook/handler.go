@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	sigsjson "sigs.k8s.io/json"
 
+	"github.com/virtmesh/virtmesh/internal/injector"
 	"github.com/virtmesh/virtmesh/internal/mesh"
 )
 
@@ -26,12 +27,18 @@ type NamespaceLabels func(ctx context.Context, name string) (map[string]string, 
 // VirtualMachines reads a VirtualMachine; a nil VirtualMachines reads none.
 type VirtualMachines func(ctx context.Context, namespace, name string) (*kubevirtv1.VirtualMachine, error)
 
+// Injectors finds the Istio injector that injects a pod with these labels in
+// a namespace with those, and reads its configuration (ok false: none found
+// or readable).
+type Injectors func(ctx context.Context, nsLabels, podLabels map[string]string) (d injector.Decision, ok bool)
+
 // Handler adapts MutateVMI to admission requests.
 type Handler struct {
 	Mesh            mesh.Config
 	Config          Config
 	NamespaceLabels NamespaceLabels
 	VirtualMachines VirtualMachines
+	Injectors       Injectors // nil: never read
 }
 
 var _ admission.Handler = &Handler{}
@@ -71,6 +78,9 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	}
 	original := vmi.DeepCopy()
 	res := MutateVMI(vmi, env, h.Mesh, h.Config)
+	if !res.Denied && len(res.Changes) > 0 {
+		res.Warnings = append(res.Warnings, h.networksBug(ctx, vmi, nsLabels)...)
+	}
 	if res.Denied {
 		return admission.Denied(res.Reason).WithWarnings(res.Warnings...)
 	}
@@ -83,6 +93,23 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	return resp.WithWarnings(res.Warnings...)
+}
+
+// networksBug warns the owner of a meshed VMI whose networks annotation
+// KubeVirt writes in JSON form (secondary networks, the passt binding plugin)
+// when the Istio release that injects it cannot start such a pod
+// (kubevirt/kubevirt#13927). Only such VMIs, rare, cost the reads.
+func (h *Handler) networksBug(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, nsLabels map[string]string) []string {
+	if h.Injectors == nil || !mesh.JSONNetworks(&vmi.Spec) {
+		return nil
+	}
+	d, ok := h.Injectors(ctx, nsLabels, vmi.Labels)
+	if !ok || !d.NetworksBug {
+		return nil
+	}
+	return []string{fmt.Sprintf("virtmesh: this VM's pod will not start: it has secondary networks or the passt binding plugin, "+
+		"so KubeVirt writes its networks annotation in JSON form, and Istio %s's injector appends to that form wrongly "+
+		"(kubevirt/kubevirt#13927, fixed by istio/istio#55000); upgrade Istio to 1.23.6, 1.24.4, 1.25.1 or newer", d.Version)}
 }
 
 // needsVM: the VMI's VirtualMachine can change the outcome only for a meshed

@@ -17,6 +17,7 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/virtmesh/virtmesh/internal/injector"
 	"github.com/virtmesh/virtmesh/internal/mesh"
 )
 
@@ -147,5 +148,36 @@ func TestHandleReadsTheVMOnlyWhenNeeded(t *testing.T) {
 	resp = h.Handle(context.Background(), owned(map[string]string{mesh.InjectKey: "false"}))
 	if !resp.Allowed || reads != 1 {
 		t.Fatalf("opted out: allowed=%v, %d VM reads", resp.Allowed, reads)
+	}
+}
+
+func TestHandleWarnsAboutIstiosNetworksBug(t *testing.T) {
+	asked := 0
+	buggy := func(context.Context, map[string]string, map[string]string) (injector.Decision, bool) {
+		asked++
+		return injector.Decision{Kind: injector.Shared, Version: "1.22.8", NetworksBug: true}, true
+	}
+	h := &Handler{Mesh: mesh.DefaultConfig(), Config: DefaultConfig(), NamespaceLabels: meshedNamespace, Injectors: buggy}
+	request := func(vmi *kubevirtv1.VirtualMachineInstance) admission.Request {
+		raw, err := json.Marshal(vmi)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{Operation: admissionv1.Create, Namespace: "vms",
+			Resource: vmiResource, Object: runtime.RawExtension{Raw: raw}}}
+	}
+	plain := &kubevirtv1.VirtualMachineInstance{ObjectMeta: metav1.ObjectMeta{Name: "plain", Namespace: "vms"}}
+	if resp := h.Handle(context.Background(), request(plain)); strings.Contains(strings.Join(resp.Warnings, "\n"), "1.22.8") || asked != 0 {
+		t.Fatalf("a VMI without secondary networks was warned (asked %d): %v", asked, resp.Warnings)
+	}
+	multi := plain.DeepCopy()
+	multi.Name = "multi"
+	multi.Spec.Networks = []kubevirtv1.Network{*kubevirtv1.DefaultPodNetwork(),
+		{Name: "storage", NetworkSource: kubevirtv1.NetworkSource{Multus: &kubevirtv1.MultusNetwork{NetworkName: "storage"}}}}
+	multi.Spec.Domain.Devices.Interfaces = []kubevirtv1.Interface{{Name: "default"}, {Name: "storage",
+		InterfaceBindingMethod: kubevirtv1.InterfaceBindingMethod{Bridge: &kubevirtv1.InterfaceBridge{}}}}
+	resp := h.Handle(context.Background(), request(multi))
+	if !resp.Allowed || !strings.Contains(strings.Join(resp.Warnings, "\n"), "Istio 1.22.8's injector") {
+		t.Fatalf("no warning about Istio 1.22.8: allowed=%v %v", resp.Allowed, resp.Warnings)
 	}
 }

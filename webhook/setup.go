@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -15,6 +16,7 @@ import (
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/virtmesh/virtmesh/internal/injector"
 	"github.com/virtmesh/virtmesh/internal/mesh"
 )
 
@@ -28,6 +30,7 @@ func SetupWithManager(mgr ctrl.Manager, srv ctrlwebhook.Server, meshCfg mesh.Con
 	return Register(srv, meshCfg, cfg, Inputs{
 		NamespaceLabels: namespaceLabelsFrom(mgr.GetClient(), mgr.GetAPIReader(), meshCfg),
 		VirtualMachines: virtualMachinesFrom(mgr.GetAPIReader()),
+		Injectors:       injectorsFrom(mgr.GetAPIReader()),
 		Draining:        draining,
 	})
 }
@@ -36,6 +39,7 @@ func SetupWithManager(mgr ctrl.Manager, srv ctrlwebhook.Server, meshCfg mesh.Con
 type Inputs struct {
 	NamespaceLabels NamespaceLabels
 	VirtualMachines VirtualMachines // nil: never read
+	Injectors       Injectors       // nil: never read
 	// Draining reports a replica that is shutting down (nil: never): its
 	// answers then close their connection, so the API server's next request
 	// opens one to a replica that stays, and none races the listener closing.
@@ -48,7 +52,7 @@ func Register(srv ctrlwebhook.Server, meshCfg mesh.Config, cfg Config, in Inputs
 	if err := errors.Join(meshCfg.Validate(), cfg.Validate()); err != nil {
 		return err
 	}
-	h := &Handler{Mesh: meshCfg, Config: cfg, NamespaceLabels: in.NamespaceLabels, VirtualMachines: in.VirtualMachines}
+	h := &Handler{Mesh: meshCfg, Config: cfg, NamespaceLabels: in.NamespaceLabels, VirtualMachines: in.VirtualMachines, Injectors: in.Injectors}
 	var served http.Handler = &admission.Webhook{Handler: h}
 	if in.Draining != nil {
 		served = closeWhileDraining(served, in.Draining)
@@ -100,5 +104,28 @@ func virtualMachinesFrom(live client.Reader) VirtualMachines {
 			return nil, err
 		}
 		return vm, nil
+	}
+}
+
+// injectorsFrom reads Istio's injectors from the API server (only for the
+// rare VMIs that need it): any read error, or RBAC, reads as none.
+func injectorsFrom(live client.Reader) Injectors {
+	return func(ctx context.Context, nsLabels, podLabels map[string]string) (injector.Decision, bool) {
+		mwcs := &admissionregistrationv1.MutatingWebhookConfigurationList{}
+		if live.List(ctx, mwcs, client.MatchingLabels{injector.WebhookLabel: injector.WebhookLabelValue}) != nil {
+			return injector.Decision{}, false
+		}
+		for i := range mwcs.Items {
+			if !injector.Injects(&mwcs.Items[i], nsLabels, podLabels) {
+				continue
+			}
+			key, ok := injector.ConfigMapKey(&mwcs.Items[i])
+			cm := &corev1.ConfigMap{}
+			if !ok || live.Get(ctx, key, cm) != nil {
+				return injector.Decision{}, false
+			}
+			return injector.Decide(cm.Data["values"], cm.Data["config"]), true
+		}
+		return injector.Decision{}, false
 	}
 }

@@ -176,6 +176,19 @@ func Meshable(spec *kubevirtv1.VirtualMachineInstanceSpec) bool {
 	return iface == nil || PodBindingSupported(iface) // nil: KubeVirt adds the default interface
 }
 
+// JSONNetworks reports whether KubeVirt writes the launcher pod's Multus
+// networks annotation in JSON form for this spec: secondary (Multus)
+// networks, or the passt binding plugin.
+func JSONNetworks(spec *kubevirtv1.VirtualMachineInstanceSpec) bool {
+	for _, n := range spec.Networks {
+		if n.Multus != nil {
+			return true
+		}
+	}
+	iface := PodInterface(spec)
+	return iface != nil && iface.Binding != nil && iface.Binding.Name == "passt"
+}
+
 // HasPodNetwork reports whether a VMI spec is on the pod network, counting the
 // pod network KubeVirt attaches when a spec names no network at all.
 func HasPodNetwork(spec *kubevirtv1.VirtualMachineInstanceSpec) bool {
