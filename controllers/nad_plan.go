@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -85,36 +84,8 @@ func (r *NADReconciler) readInjector(ctx context.Context, ns namespaceInfo, pod 
 	if err := r.Client.List(ctx, mwcs, client.MatchingLabels{injector.WebhookLabel: injector.WebhookLabelValue}); err != nil {
 		return injector.Decision{}, err
 	}
-	slices.SortFunc(mwcs.Items, func(a, b admissionregistrationv1.MutatingWebhookConfiguration) int {
-		return strings.Compare(a.Name, b.Name)
-	})
-	for i := range mwcs.Items {
-		mwc := &mwcs.Items[i]
-		if !injector.Injects(mwc, ns.labels, pod) {
-			continue
-		}
-		key, ok := injector.ConfigMapKey(mwc)
-		switch {
-		case !ok:
-			return unknown("injector %s calls a URL, not a Service: its ConfigMap is not in this cluster", mwc.Name), nil
-		case !slices.Contains(r.Config.readableIstioNamespaces(), key.Namespace):
-			return unknown("injector %s's ConfigMap is in namespace %s, which is not in --istio-namespaces or which RBAC "+
-				"does not let virtmesh read", mwc.Name, key.Namespace), nil
-		}
-		cm := &corev1.ConfigMap{}
-		if err := r.Client.Get(ctx, key, cm); apierrors.IsNotFound(err) {
-			// Istio installs the ConfigMap with the webhook: ask the API
-			// server before acting on a cache that may lag behind.
-			if r.APIReader != nil && r.APIReader.Get(ctx, key, &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"}}) == nil {
-				return injector.Decision{}, errCacheBehind
-			}
-			return unknown("injector %s's ConfigMap %s is missing", mwc.Name, key), nil
-		} else if err != nil {
-			return injector.Decision{}, err
-		}
-		d := r.decide(cm)
-		d.Why = fmt.Sprintf("injector %s (ConfigMap %s): %s", mwc.Name, key, d.Why)
-		return d, nil
+	if mwc := injector.Select(mwcs.Items, ns.labels, pod); mwc != nil {
+		return r.decideFor(ctx, mwc)
 	}
 	if len(mwcs.Items) > 0 {
 		if d, ok := r.maistraNonMember(ctx, mwcs.Items); ok {
@@ -191,6 +162,32 @@ func (r *NADReconciler) sharedTargets(ctx context.Context) (map[client.ObjectKey
 		}
 	}
 	return out, nil
+}
+
+// decideFor reads one injector's ConfigMap and decides.
+func (r *NADReconciler) decideFor(ctx context.Context, mwc *admissionregistrationv1.MutatingWebhookConfiguration) (injector.Decision, error) {
+	key, ok := injector.ConfigMapKey(mwc)
+	switch {
+	case !ok:
+		return unknown("injector %s calls a URL, not a Service: its ConfigMap is not in this cluster", mwc.Name), nil
+	case !slices.Contains(r.Config.readableIstioNamespaces(), key.Namespace):
+		return unknown("injector %s's ConfigMap is in namespace %s, which is not in --istio-namespaces or which RBAC "+
+			"does not let virtmesh read", mwc.Name, key.Namespace), nil
+	}
+	cm := &corev1.ConfigMap{}
+	if err := r.Client.Get(ctx, key, cm); apierrors.IsNotFound(err) {
+		// Istio installs the ConfigMap with the webhook: ask the API
+		// server before acting on a cache that may lag behind.
+		if r.APIReader != nil && r.APIReader.Get(ctx, key, &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"}}) == nil {
+			return injector.Decision{}, errCacheBehind
+		}
+		return unknown("injector %s's ConfigMap %s is missing", mwc.Name, key), nil
+	} else if err != nil {
+		return injector.Decision{}, err
+	}
+	d := r.decide(cm)
+	d.Why = fmt.Sprintf("injector %s (ConfigMap %s): %s", mwc.Name, key, d.Why)
+	return d, nil
 }
 
 // errCacheBehind: the API server has an object the cache has not seen yet.

@@ -8,7 +8,9 @@ import (
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -109,7 +111,7 @@ func (r *NADReconciler) report(ctx context.Context, ns namespaceInfo, plans []in
 		if !w.standalone() || w.deleting() || !w.meshed(ns, r.Mesh) {
 			return true
 		}
-		ref := &corev1.ObjectReference{APIVersion: "kubevirt.io/v1", Kind: w.kind, Name: w.meta.Name, Namespace: ns.name, UID: w.meta.UID}
+		ref := eventRef(metav1.OwnerReference{APIVersion: kubevirtv1.SchemeGroupVersion.String(), Kind: w.kind, Name: w.meta.Name, UID: w.meta.UID}, ns.name)
 		if r.reports.said.set(w.meta.UID, "nad", msg) && msg != "" {
 			r.Recorder.Event(ref, corev1.EventTypeWarning, reason, "virtmesh: "+msg)
 		}

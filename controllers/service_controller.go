@@ -260,11 +260,15 @@ func (r *ServiceReconciler) releaseLive(ctx context.Context, live *corev1.Servic
 	log.FromContext(ctx).Info("released a Service someone else changed", "manager", by)
 	for _, o := range owners {
 		if isMemberKind(o) {
-			ref := &corev1.ObjectReference{APIVersion: o.APIVersion, Kind: o.Kind, Name: o.Name, Namespace: live.Namespace, UID: o.UID}
-			r.recorder.Event(ref, corev1.EventTypeWarning, ReasonServiceReleased, "virtmesh: "+msg)
+			r.recorder.Event(eventRef(o, live.Namespace), corev1.EventTypeWarning, ReasonServiceReleased, "virtmesh: "+msg)
 		}
 	}
 	return reconcile.Result{RequeueAfter: conflictRecheck}, nil
+}
+
+// eventRef is an owner (a VM, VMI, replica set or pool) as Events name it.
+func eventRef(o metav1.OwnerReference, namespace string) *corev1.ObjectReference {
+	return &corev1.ObjectReference{APIVersion: o.APIVersion, Kind: o.Kind, Name: o.Name, Namespace: namespace, UID: o.UID}
 }
 
 // hasMemberOwner: a VM, VMI or replica set owns svc, so the garbage
@@ -285,8 +289,7 @@ func (r *ServiceReconciler) delete(ctx context.Context, svc *corev1.Service, mem
 	// Tell the owners that are still there (e.g. a VM that opted out).
 	for _, o := range svc.OwnerReferences {
 		if isMemberKind(o) {
-			ref := &corev1.ObjectReference{APIVersion: o.APIVersion, Kind: o.Kind, Name: o.Name, Namespace: svc.Namespace, UID: o.UID}
-			r.recorder.Eventf(ref, corev1.EventTypeNormal, ReasonServiceDeleted, "virtmesh deleted Service %q: %s", svc.Name, why)
+			r.recorder.Eventf(eventRef(o, svc.Namespace), corev1.EventTypeNormal, ReasonServiceDeleted, "virtmesh deleted Service %q: %s", svc.Name, why)
 		}
 	}
 	for _, m := range members {

@@ -115,17 +115,15 @@ func injectorsFrom(live client.Reader) Injectors {
 		if live.List(ctx, mwcs, client.MatchingLabels{injector.WebhookLabel: injector.WebhookLabelValue}) != nil {
 			return injector.Decision{}, false
 		}
-		for i := range mwcs.Items {
-			if !injector.Injects(&mwcs.Items[i], nsLabels, podLabels) {
-				continue
-			}
-			key, ok := injector.ConfigMapKey(&mwcs.Items[i])
-			cm := &corev1.ConfigMap{}
-			if !ok || live.Get(ctx, key, cm) != nil {
-				return injector.Decision{}, false
-			}
-			return injector.Decide(cm.Data["values"], cm.Data["config"]), true
+		mwc := injector.Select(mwcs.Items, nsLabels, podLabels)
+		if mwc == nil {
+			return injector.Decision{}, false
 		}
-		return injector.Decision{}, false
+		key, ok := injector.ConfigMapKey(mwc)
+		cm := &corev1.ConfigMap{}
+		if !ok || live.Get(ctx, key, cm) != nil {
+			return injector.Decision{}, false
+		}
+		return injector.Decide(cm.Data["values"], cm.Data["config"]), true
 	}
 }

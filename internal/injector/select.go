@@ -49,6 +49,18 @@ func Injects(mwc *admissionregistrationv1.MutatingWebhookConfiguration, nsLabels
 	return false
 }
 
+// Select is the injector that the API server would call first for such a pod
+// (configurations in name order, as it calls them), or nil.
+func Select(mwcs []admissionregistrationv1.MutatingWebhookConfiguration, nsLabels, podLabels map[string]string) *admissionregistrationv1.MutatingWebhookConfiguration {
+	var first *admissionregistrationv1.MutatingWebhookConfiguration
+	for i := range mwcs {
+		if Injects(&mwcs[i], nsLabels, podLabels) && (first == nil || mwcs[i].Name < first.Name) {
+			first = &mwcs[i]
+		}
+	}
+	return first
+}
+
 func matches(sel *metav1.LabelSelector, l map[string]string) bool {
 	if sel == nil {
 		return true
