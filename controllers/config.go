@@ -36,6 +36,10 @@ type Config struct {
 	// ReadableIstioNamespaces are those of IstioNamespaces RBAC lets virtmesh
 	// read (see ReadableIstioNamespaces); nil means all of them.
 	ReadableIstioNamespaces []string
+	// NADCleanupDelay is how long one of virtmesh's NADs stays after it
+	// became unneeded before it is deleted, so a flapping injector or label
+	// does not delete a NAD pods are about to reference.
+	NADCleanupDelay time.Duration
 	// Workers is how many namespaces (NADs) or apps (Services) are reconciled at once.
 	Workers int
 	// SyncPeriod is how often every object is reconciled again even without a change.
@@ -52,7 +56,7 @@ func (c Config) readableIstioNamespaces() []string {
 
 // DefaultConfig is what the manager runs with by default.
 func DefaultConfig() Config {
-	return Config{NADMode: NADAuto, NADName: DefaultNADName, IstioNamespaces: []string{"istio-system"}, Workers: 4, SyncPeriod: 10 * time.Hour}
+	return Config{NADMode: NADAuto, NADName: DefaultNADName, IstioNamespaces: []string{"istio-system"}, NADCleanupDelay: time.Minute, Workers: 4, SyncPeriod: 10 * time.Hour}
 }
 
 // Validate names each controller flag that is wrong; the shared membership
@@ -78,6 +82,9 @@ func (c Config) Validate() error {
 		for _, e := range validation.IsDNS1123Subdomain(c.NADName) {
 			errs = append(errs, fmt.Errorf("--cni-nad-name %q is not a valid object name: %s", c.NADName, e))
 		}
+	}
+	if c.NADCleanupDelay < 0 {
+		errs = append(errs, fmt.Errorf("--nad-cleanup-delay must not be negative, got %s", c.NADCleanupDelay))
 	}
 	if c.Workers < 1 {
 		errs = append(errs, fmt.Errorf("--controller-workers must be at least 1, got %d", c.Workers))

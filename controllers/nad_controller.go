@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -42,6 +43,11 @@ type NADReconciler struct {
 	reports   nadReports
 	// decisions remembers injector.Decide per ConfigMap UID and resourceVersion.
 	decisions sync.Map
+	// unneededSince remembers since when each of virtmesh's NADs has been
+	// unneeded (client.ObjectKey → time.Time), for Config.NADCleanupDelay.
+	unneededSince sync.Map
+	// now is time.Now; tests replace it.
+	now func() time.Time
 }
 
 // NewNADReconciler builds the reconciler on the manager's client.
@@ -89,6 +95,12 @@ func (r *NADReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 		// Nothing is done in a terminating namespace: it is going away with its NADs.
 		if err == nil {
 			r.reports.forget(req.Name)
+			r.unneededSince.Range(func(k, _ any) bool {
+				if k.(client.ObjectKey).Namespace == req.Name {
+					r.unneededSince.Delete(k)
+				}
+				return true
+			})
 		}
 		return reconcile.Result{}, err
 	}
@@ -112,7 +124,8 @@ func (r *NADReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 			wanted[p.Name] = true
 		}
 	}
-	if res, err := r.deleteUnwanted(ctx, ns, wanted, why); err != nil || !res.IsZero() {
+	res, later, err := r.deleteUnwanted(ctx, ns, wanted, why)
+	if err != nil || !res.IsZero() {
 		return res, err
 	}
 	for name := range wanted {
@@ -120,7 +133,8 @@ func (r *NADReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 			return res, err
 		}
 	}
-	return reconcile.Result{}, r.report(ctx, ns, plans)
+	// later: an unneeded NAD of virtmesh's waits out --nad-cleanup-delay.
+	return reconcile.Result{RequeueAfter: later}, r.report(ctx, ns, plans)
 }
 
 // ensure creates or restores virtmesh's NAD want.
@@ -149,39 +163,69 @@ func (r *NADReconciler) ensure(ctx context.Context, ns namespaceInfo, want *nadv
 	return reconcile.Result{}, nil
 }
 
-// deleteUnwanted deletes virtmesh's own NADs in the namespace but the wanted ones.
-func (r *NADReconciler) deleteUnwanted(ctx context.Context, ns namespaceInfo, wanted map[string]bool, why string) (reconcile.Result, error) {
+// deleteUnwanted deletes virtmesh's own NADs in the namespace but the wanted
+// ones, each once it has been unneeded for Config.NADCleanupDelay; later is
+// when the next one is due (0: none waits).
+func (r *NADReconciler) deleteUnwanted(ctx context.Context, ns namespaceInfo, wanted map[string]bool, why string) (res reconcile.Result, later time.Duration, err error) {
 	nads := &nadv1.NetworkAttachmentDefinitionList{}
 	if err := r.Client.List(ctx, nads, client.InNamespace(ns.name)); err != nil {
-		return reconcile.Result{}, err
+		return reconcile.Result{}, 0, err
 	}
 	var shared map[client.ObjectKey]bool
 	for i := range nads.Items {
 		have := &nads.Items[i]
+		key := client.ObjectKeyFromObject(have)
 		if wanted[have.Name] || !Virtmeshs(have) {
+			r.unneededSince.Delete(key)
 			continue
 		}
 		if shared == nil && r.Config.NADMode == NADAuto {
 			var err error
 			if shared, err = r.sharedTargets(ctx); err != nil {
-				return reconcile.Result{}, err
+				return reconcile.Result{}, 0, err
 			}
 		}
-		if shared[client.ObjectKeyFromObject(have)] {
+		if shared[key] {
+			r.unneededSince.Delete(key)
 			continue // other namespaces' VMs reference it
-		}
-		err := r.Client.Delete(ctx, have, client.Preconditions{UID: &have.UID, ResourceVersion: &have.ResourceVersion})
-		if client.IgnoreNotFound(err) != nil {
-			return requeueOnConflict(fmt.Errorf("deleting NetworkAttachmentDefinition %s/%s: %w", ns.name, have.Name, err))
 		}
 		if len(wanted) == 0 && !strings.Contains(why, "not in the mesh") {
 			why = "the Istio injector here does not reference a per-namespace NAD"
 		}
+		if wait := r.cleanupWait(key); wait > 0 {
+			// An injector reinstalled by Helm, or a label removed and put
+			// back, does not delete a NAD pods are about to reference.
+			log.FromContext(ctx).V(1).Info("NetworkAttachmentDefinition unneeded: deleting it after --nad-cleanup-delay", "name", have.Name, "in", wait, "why", why)
+			if later == 0 || wait < later {
+				later = wait
+			}
+			continue
+		}
+		err := r.Client.Delete(ctx, have, client.Preconditions{UID: &have.UID, ResourceVersion: &have.ResourceVersion})
+		if client.IgnoreNotFound(err) != nil {
+			res, err := requeueOnConflict(fmt.Errorf("deleting NetworkAttachmentDefinition %s/%s: %w", ns.name, have.Name, err))
+			return res, 0, err
+		}
+		r.unneededSince.Delete(key)
 		log.FromContext(ctx).Info("deleted NetworkAttachmentDefinition", "name", have.Name, "why", why)
 		r.Recorder.Eventf(nsRef(ns.name), corev1.EventTypeNormal, ReasonNADDeleted,
 			"virtmesh deleted its NetworkAttachmentDefinition %q: %s", have.Name, why)
 	}
-	return reconcile.Result{}, nil
+	return reconcile.Result{}, later, nil
+}
+
+// cleanupWait is how much longer virtmesh's NAD key must stay unneeded
+// before it is deleted (0: now).
+func (r *NADReconciler) cleanupWait(key client.ObjectKey) time.Duration {
+	if r.Config.NADCleanupDelay <= 0 {
+		return 0
+	}
+	now := time.Now
+	if r.now != nil {
+		now = r.now
+	}
+	since, _ := r.unneededSince.LoadOrStore(key, now())
+	return r.Config.NADCleanupDelay - now().Sub(since.(time.Time))
 }
 
 func nsRef(name string) *corev1.ObjectReference {

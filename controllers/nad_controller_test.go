@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -44,7 +45,9 @@ func TestNeverDeletesASharedNADInUse(t *testing.T) {
 	if err := c.Create(ctx, DesiredNAD("default", "istio-cni"), client.FieldOwner(FieldOwner)); err != nil {
 		t.Fatal(err)
 	}
-	r := &NADReconciler{Client: c, Mesh: mesh.DefaultConfig(), Config: DefaultConfig(), Recorder: record.NewFakeRecorder(10)}
+	cfg := DefaultConfig()
+	cfg.NADCleanupDelay = 0
+	r := &NADReconciler{Client: c, Mesh: mesh.DefaultConfig(), Config: cfg, Recorder: record.NewFakeRecorder(10)}
 	if _, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKey{Name: "default"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -60,5 +63,66 @@ func TestNeverDeletesASharedNADInUse(t *testing.T) {
 	}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "istio-cni"}, &nadv1.NetworkAttachmentDefinition{}); err == nil {
 		t.Fatal("virtmesh's NAD that nothing needs was kept")
+	}
+}
+
+// An unneeded NAD of virtmesh's is deleted only once it has stayed unneeded
+// for --nad-cleanup-delay: a namespace label removed and put back (or an
+// injector reinstalled) in between keeps it.
+func TestNADCleanupDelay(t *testing.T) {
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "vms", Labels: map[string]string{"istio-injection": "enabled"}}}
+	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithReturnManagedFields().WithObjects(ns).Build()
+	cfg := DefaultConfig()
+	cfg.NADMode = NADPerNamespace
+	clock := time.Date(2026, 12, 3, 3, 0, 0, 0, time.UTC)
+	r := &NADReconciler{Client: client.WithFieldOwner(c, FieldOwner), Mesh: mesh.DefaultConfig(), Config: cfg, Recorder: record.NewFakeRecorder(100),
+		now: func() time.Time { return clock }}
+	key := client.ObjectKey{Namespace: "vms", Name: DefaultNADName}
+	reconcileAt := func(step string) reconcile.Result {
+		t.Helper()
+		res, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKey{Name: "vms"}})
+		if err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		return res
+	}
+	exists := func() bool {
+		return c.Get(ctx, key, &nadv1.NetworkAttachmentDefinition{}) == nil
+	}
+	setLabel := func(v string) {
+		t.Helper()
+		ns := &corev1.Namespace{}
+		if err := c.Get(ctx, client.ObjectKey{Name: "vms"}, ns); err != nil {
+			t.Fatal(err)
+		}
+		ns.Labels["istio-injection"] = v
+		if err := c.Update(ctx, ns); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	reconcileAt("mesh namespace")
+	if !exists() {
+		t.Fatal("no NAD in a mesh namespace")
+	}
+	setLabel("disabled")
+	if res := reconcileAt("just left the mesh"); !exists() || res.RequeueAfter != time.Minute {
+		t.Fatalf("left the mesh: NAD exists %v, requeue %v; want kept, requeued after 1m", exists(), res.RequeueAfter)
+	}
+	clock = clock.Add(50 * time.Second)
+	if res := reconcileAt("50s later"); !exists() || res.RequeueAfter != 10*time.Second {
+		t.Fatalf("50s later: NAD exists %v, requeue %v; want kept, requeued after 10s", exists(), res.RequeueAfter)
+	}
+	setLabel("enabled")
+	reconcileAt("back in the mesh")
+	setLabel("disabled")
+	clock = clock.Add(50 * time.Second)
+	if reconcileAt("left again"); !exists() {
+		t.Fatal("the delay did not start again after the namespace came back")
+	}
+	clock = clock.Add(time.Minute)
+	if res := reconcileAt("a minute later"); exists() || res.RequeueAfter != 0 {
+		t.Fatalf("after the delay: NAD exists %v, requeue %v; want deleted", exists(), res.RequeueAfter)
 	}
 }

@@ -116,6 +116,9 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 		func(v string) error { o.Controllers.IstioNamespaces = splitList(v); return nil })
 	fs.StringVar(&o.Controllers.NADName, "cni-nad-name", o.Controllers.NADName,
 		"Name of the istio-cni NetworkAttachmentDefinition (OpenShift Service Mesh 2.x uses versioned names such as v2-5-istio-cni).")
+	fs.DurationVar(&o.Controllers.NADCleanupDelay, "nad-cleanup-delay", o.Controllers.NADCleanupDelay,
+		"How long a NetworkAttachmentDefinition virtmesh created stays after no VM needs it any more (the namespace left the mesh, "+
+			"or its Istio injector stopped referencing it) before virtmesh deletes it; 0 deletes at once.")
 	fs.IntVar(&o.Controllers.Workers, "controller-workers", o.Controllers.Workers,
 		"How many namespaces (NADs) and apps (Services) each controller reconciles at once.")
 	fs.DurationVar(&o.Controllers.SyncPeriod, "sync-period", o.Controllers.SyncPeriod,

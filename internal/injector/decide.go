@@ -59,6 +59,7 @@ func (d Decision) String() string {
 
 type injectorConfig struct {
 	InjectedAnnotations map[string]string `json:"injectedAnnotations"`
+	DefaultTemplates    []string          `json:"defaultTemplates"`
 	Templates           map[string]string `json:"templates"`
 	Template            string            `json:"template"`
 }
@@ -86,18 +87,36 @@ func decide(values, config string) Decision {
 		// Istio's webhook overwrites the template's value with it.
 		return fromNetworks(v, false, "config.injectedAnnotations sets "+NetworksAnnotation)
 	}
-	tmpl := cfg.Templates["sidecar"]
-	if tmpl == "" {
-		return Decision{Kind: Unknown, Why: "its config has no sidecar template"}
+	// Pods get the injector's default templates (sidecar unless the
+	// config says otherwise), rendered in order; the first with a Multus
+	// line decides. (A pod may ask for others with inject.istio.io/templates:
+	// virtmesh's VMIs do not.)
+	names := cfg.DefaultTemplates
+	if len(names) == 0 {
+		names = []string{"sidecar"}
 	}
-	networks, expr, found, err := networkFromTemplate(tmpl, vals)
-	switch {
-	case err != nil:
-		return Decision{Kind: Unknown, Why: fmt.Sprintf("its sidecar template's %s line could not be evaluated: %v", NetworksAnnotation, err)}
-	case !found || networks == "":
-		return Decision{Kind: None, Why: "its sidecar template adds no Multus network with these values (istio-cni chained, or no CNI)"}
+	var networks, expr, from string
+	for _, name := range names {
+		tmpl, ok := cfg.Templates[name]
+		if !ok && name == "sidecar" && cfg.Template != "" {
+			tmpl, ok = cfg.Template, true // Istio before 1.12: one template
+		}
+		if !ok {
+			return Decision{Kind: Unknown, Why: fmt.Sprintf("its config has no %q template", name)}
+		}
+		n, e, found, err := networkFromTemplate(tmpl, vals)
+		if err != nil {
+			return Decision{Kind: Unknown, Why: fmt.Sprintf("the %s line of its %q template could not be evaluated: %v", NetworksAnnotation, name, err)}
+		}
+		if found {
+			networks, expr, from = n, e, name
+			break
+		}
 	}
-	return fromNetworks(networks, strings.Contains(expr, "istio_cni_network"), "its sidecar template appends "+networks)
+	if networks == "" {
+		return Decision{Kind: None, Why: "its templates add no Multus network with these values (istio-cni chained, or no CNI)"}
+	}
+	return fromNetworks(networks, strings.Contains(expr, "istio_cni_network"), fmt.Sprintf("its %q template appends %s", from, networks))
 }
 
 // fromNetworks classifies a networks value: "ns/name" is a shared NAD, a bare

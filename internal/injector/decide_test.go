@@ -94,3 +94,49 @@ func TestDecideMissingValues(t *testing.T) {
 		}
 	}
 }
+
+// Template shapes the real injectors do not have today but a custom or future
+// one may: the walker follows them or says it cannot.
+func TestDecideTemplateShapes(t *testing.T) {
+	const values = `{"pilot": {"cni": {"enabled": true, "provider": "multus"}}}`
+	multus := "k8s.v1.cni.cncf.io/networks: '{{ appendMultusNetwork (index .ObjectMeta.Annotations `k8s.v1.cni.cncf.io/networks`) `default/istio-cni` }}'\n"
+	sidecar := func(tmpl string) string {
+		out, err := yaml.Marshal(map[string]any{"templates": map[string]string{"sidecar": tmpl}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out)
+	}
+	for name, tc := range map[string]struct {
+		config string
+		want   Kind
+	}{
+		"one-line if before it": {sidecar("{{ if .Values.x }}a: b{{ end }}\n{{- if .Values.pilot.cni.enabled }}\n" + multus + "{{- end }}\n"), Shared},
+		"one-line if, false, before it, and its own condition false": {
+			sidecar("{{ if .Values.x }}a{{ end }}\n{{- if .Values.x }}\n" + multus + "{{- end }}\n"), None},
+		"with and range closed before it": {sidecar("{{ with .Values.pilot }}x{{ end }}{{ range $k, $v := .Values }}{{ end }}\n" + multus), Shared},
+		"a comment with an if in it":      {sidecar("{{/* if false */}}\n" + multus), Shared},
+		"inside with":                     {sidecar("{{ with .Values.pilot }}\n" + multus + "{{ end }}\n"), Unknown},
+		"inside range":                    {sidecar("{{ range .Values.nets }}\n" + multus + "{{ end }}\n"), Unknown},
+		"in an else branch":               {sidecar("{{ if .Values.x }}\na: b\n{{ else }}\n" + multus + "{{ end }}\n"), Unknown},
+		"after a closed else":             {sidecar("{{ if .Values.x }}a{{ else }}b{{ end }}\n" + multus), Shared},
+		"no Multus line":                  {sidecar("a: b\n"), None},
+		"a default template that is missing": {"defaultTemplates: [custom]\ntemplates:\n  sidecar: x\n", Unknown},
+		"Istio before 1.12: one template":     {mustYAML(t, map[string]any{"template": multus}), Shared},
+		"custom default template": {mustYAML(t, map[string]any{"defaultTemplates": []string{"sidecar", "vm"},
+			"templates": map[string]string{"sidecar": "a: b\n", "vm": multus}}), Shared},
+	} {
+		if got := Decide(values, tc.config); got.Kind != tc.want || got.Why == "" {
+			t.Errorf("%s: got %+v, want %s with a reason", name, got, tc.want)
+		}
+	}
+}
+
+func mustYAML(t *testing.T, v any) string {
+	t.Helper()
+	out, err := yaml.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}

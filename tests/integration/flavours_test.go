@@ -125,6 +125,8 @@ var _ = Describe("--cni-nad=auto: the NAD the Istio injector really references",
 		delete(nsObj.Labels, "istio-injection")
 		nsObj.Labels["istio.io/rev"] = "canary"
 		Expect(adminClient.Update(ctx, nsObj)).To(Succeed())
+		By("keeping it for --nad-cleanup-delay (2s here), then deleting it")
+		Consistently(nadNames(ctx, ns)).WithTimeout(time.Second).Should(Equal([]string{"istio-cni"}))
 		Eventually(nadNames(ctx, ns)).WithTimeout(converge).Should(BeEmpty())
 		Eventually(eventReasons).WithArguments(ctx, "default", "Namespace", ns).WithTimeout(converge).
 			Should(ContainElement(controllers.ReasonNADDeleted))
