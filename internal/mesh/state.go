@@ -1,0 +1,367 @@
+package mesh
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+)
+
+// State is where a VMI really stands with the mesh, read from its launcher
+// pod, not from what virtmesh asked for. The set is fixed and small: it is a
+// metric label.
+type State string
+
+const (
+	// Meshed: the launcher pod has a ready istio-proxy and KubeVirt routes
+	// the VM's traffic through it.
+	Meshed State = "Meshed"
+	// Starting: the proxy is there but not ready yet.
+	Starting State = "Starting"
+	// Pending: no launcher pod yet, or one that cannot start.
+	Pending State = "Pending"
+	// NotInMesh: nothing puts the VM in the mesh (namespace not labelled,
+	// opted out, excluded), and it is not.
+	NotInMesh State = "NotInMesh"
+	// NotMeshable: the VM cannot join the mesh (no pod network, a binding
+	// Istio cannot work with).
+	NotMeshable State = "NotMeshable"
+	// NeedsRestart: in a mesh namespace, running without the inject
+	// annotation (created before the namespace joined the mesh, or before
+	// virtmesh): its next live migration gives it a proxy KubeVirt does not
+	// serve.
+	NeedsRestart State = "NeedsRestart"
+	// NoProxy: the VMI asks for the mesh, but no Istio injector gave its
+	// pod a proxy.
+	NoProxy State = "NoProxy"
+	// Broken: the launcher pod has a proxy, but KubeVirt's Istio networking
+	// is off for the VMI (or its binding cannot work with one): the pod
+	// never becomes Ready.
+	Broken State = "Broken"
+	// Pinned: virtmesh keeps a VMI created before its namespace joined the
+	// mesh out of it (sidecar.istio.io/inject=false) until it restarts or is
+	// onboarded, so its migrations stay consistent.
+	Pinned State = "Pinned"
+	// Onboarding: virtmesh gave a pinned VMI the mesh metadata and migrates
+	// it into the mesh.
+	Onboarding State = "Onboarding"
+	// Stopped: the VMI is not running (finished, or being deleted).
+	Stopped State = "Stopped"
+)
+
+// States are every State, in the order status tables and the metric use.
+var States = []State{Meshed, Starting, Pending, NotInMesh, NotMeshable, NeedsRestart, NoProxy, Broken, Pinned, Onboarding, Stopped}
+
+// Trouble reports whether the state needs someone to act: a VM that breaks
+// or falls out of the mesh on its next migration, or runs broken now.
+func (s State) Trouble() bool { return s == Broken || s == NeedsRestart }
+
+// virtmesh's keys for VMIs that were running before their namespace joined
+// the mesh.
+const (
+	// PinnedAnnotation on a VMI: virtmesh pinned it out of the mesh
+	// (sidecar.istio.io/inject=false) and why.
+	PinnedAnnotation = "virtmesh.io/pinned"
+	// OnboardingAnnotation on a VMI: virtmesh is migrating it into the mesh.
+	OnboardingAnnotation = "virtmesh.io/onboarding"
+)
+
+// Istio's proxy in a launcher pod.
+const (
+	ProxyContainer = "istio-proxy"
+	// NetworksAnnotation is the Multus annotation a launcher pod references
+	// its NetworkAttachmentDefinitions with.
+	NetworksAnnotation = "k8s.v1.cni.cncf.io/networks"
+)
+
+// StateInput is what a VMI's mesh state is computed from.
+type StateInput struct {
+	VMI             *kubevirtv1.VirtualMachineInstance
+	NamespaceLabels map[string]string
+	// Pod is the VMI's active launcher pod (see ActivePod), nil if none.
+	Pod *corev1.Pod
+	// MissingNAD names ("namespace/name") a NetworkAttachmentDefinition the
+	// pod references, or the Istio injector will make it reference, that
+	// does not exist; empty when none is known missing.
+	MissingNAD string
+	Config     Config
+}
+
+// Status is a VMI's State with what it means for its owner.
+type Status struct {
+	State State
+	// Proxy is the launcher pod's istio-proxy: "ready", "not ready",
+	// "none", or "-" without a pod.
+	Proxy string
+	// Reason says why, in plain words; NextStep what the owner can do
+	// ("" when nothing is to be done).
+	Reason   string
+	NextStep string
+}
+
+// Proxy is what a launcher pod says about its istio-proxy.
+type Proxy struct {
+	// Present: a container named istio-proxy, or an init container of that
+	// name that keeps running (Istio's native sidecar).
+	Present, Native, Ready bool
+}
+
+// ProxyOf reads the istio-proxy of a pod.
+func ProxyOf(pod *corev1.Pod) Proxy {
+	var p Proxy
+	for _, c := range pod.Spec.Containers {
+		if c.Name == ProxyContainer {
+			p.Present = true
+		}
+	}
+	for _, c := range pod.Spec.InitContainers {
+		if c.Name == ProxyContainer && c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			p.Present, p.Native = true, true
+		}
+	}
+	statuses := pod.Status.ContainerStatuses
+	if p.Native {
+		statuses = pod.Status.InitContainerStatuses
+	}
+	for _, s := range statuses {
+		if s.Name == ProxyContainer {
+			p.Ready = s.Ready
+		}
+	}
+	return p
+}
+
+func (p Proxy) String() string {
+	switch {
+	case !p.Present:
+		return "none"
+	case p.Ready:
+		return "ready"
+	}
+	return "not ready"
+}
+
+// ActivePod picks a VMI's active launcher pod among its pods (those labelled
+// kubevirt.io/created-by=<its UID>): the one on the VMI's node, as KubeVirt
+// reads status.activePods, else the newest not finished one. During a
+// migration the source stays active until the VMI moves.
+func ActivePod(vmi *kubevirtv1.VirtualMachineInstance, pods []*corev1.Pod) *corev1.Pod {
+	var newest *corev1.Pod
+	for _, p := range pods {
+		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		if _, active := vmi.Status.ActivePods[p.UID]; active && vmi.Status.NodeName != "" && p.Spec.NodeName == vmi.Status.NodeName {
+			return p
+		}
+		if newest == nil || newest.CreationTimestamp.Before(&p.CreationTimestamp) ||
+			(newest.CreationTimestamp.Equal(&p.CreationTimestamp) && newest.Name < p.Name) {
+			newest = p
+		}
+	}
+	if vmi.Status.NodeName != "" && newest != nil && newest.Spec.NodeName != vmi.Status.NodeName && len(vmi.Status.ActivePods) > 0 {
+		// A migration target that has not taken over: not the active one.
+		if _, active := vmi.Status.ActivePods[newest.UID]; !active {
+			return nil
+		}
+	}
+	return newest
+}
+
+// PodNetworks are the NetworkAttachmentDefinitions ("namespace/name") a pod
+// references in its Multus annotation, in either form (comma-separated
+// "[ns/]name[@iface]", or JSON).
+func PodNetworks(pod *corev1.Pod) []string {
+	v := strings.TrimSpace(pod.Annotations[NetworksAnnotation])
+	if v == "" {
+		return nil
+	}
+	var out []string
+	add := func(ns, name string) {
+		if ns == "" {
+			ns = pod.Namespace
+		}
+		if name != "" {
+			out = append(out, ns+"/"+name)
+		}
+	}
+	if strings.HasPrefix(v, "[") {
+		var elems []struct {
+			Name      string `json:"name"`
+			Namespace string `json:"namespace"`
+		}
+		if json.Unmarshal([]byte(v), &elems) != nil {
+			return nil
+		}
+		for _, e := range elems {
+			add(e.Namespace, e.Name)
+		}
+		return out
+	}
+	for _, e := range strings.Split(v, ",") {
+		e, _, _ = strings.Cut(strings.TrimSpace(e), "@")
+		if ns, name, ok := strings.Cut(e, "/"); ok {
+			add(ns, name)
+		} else {
+			add("", e)
+		}
+	}
+	return out
+}
+
+// KubeVirtIstioOn reports whether KubeVirt switches its Istio networking on
+// for the VMI: the annotation sidecar.istio.io/inject, "true" in any case
+// (pkg/network/istio, ProxyInjectionEnabled), which KubeVirt reads when it
+// starts the VM and on every migration target.
+func KubeVirtIstioOn(vmi *kubevirtv1.VirtualMachineInstance) bool {
+	return strings.EqualFold(vmi.Annotations[InjectKey], "true")
+}
+
+// RunningBindingSupported reports whether Istio works with the binding a VMI
+// runs with: masquerade or passt. (Bridge, which the webhook switches for
+// new VMIs, cannot carry a proxy's traffic.)
+func RunningBindingSupported(spec *kubevirtv1.VirtualMachineInstanceSpec) (bool, string) {
+	iface := PodInterface(spec)
+	if iface == nil {
+		return true, ""
+	}
+	b := iface.InterfaceBindingMethod
+	switch {
+	case b.Masquerade != nil:
+		return true, "masquerade"
+	case b.PasstBinding != nil, iface.Binding != nil && iface.Binding.Name == "passt":
+		return true, "passt"
+	case iface.Binding != nil:
+		return false, "the " + iface.Binding.Name + " binding plugin"
+	case b.Bridge != nil:
+		return false, "bridge"
+	case b.SRIOV != nil:
+		return false, "SR-IOV"
+	}
+	return true, ""
+}
+
+// MeshState computes a VMI's State from the VMI, its active launcher pod,
+// its namespace and the NAD situation. Pure: the controllers and kubectl
+// virtmesh give it what they read, and get the same answer.
+func MeshState(in StateInput) Status {
+	vmi := in.VMI
+	restart := "restart the VM (virtctl restart " + vmi.Name + ")"
+	if !OwnedByVM(&vmi.ObjectMeta) {
+		restart = "delete and re-create the VMI " + vmi.Name
+	}
+	proxy := "-"
+	var p Proxy
+	if in.Pod != nil {
+		p = ProxyOf(in.Pod)
+		proxy = p.String()
+	}
+	st := func(s State, reason, next string) Status {
+		return Status{State: s, Proxy: proxy, Reason: reason, NextStep: next}
+	}
+
+	if vmi.DeletionTimestamp != nil {
+		return st(Stopped, "the VMI is being deleted", "")
+	}
+	if vmi.IsFinal() {
+		return st(Stopped, fmt.Sprintf("the VMI is not running (phase %s)", vmi.Status.Phase), "")
+	}
+	d := Decide(vmi.Namespace, in.NamespaceLabels, vmi.Labels, vmi.Annotations, in.Config)
+	nsInMesh := NamespaceInMesh(vmi.Namespace, in.NamespaceLabels, in.Config).InMesh
+	kvIstio := KubeVirtIstioOn(vmi)
+
+	if !HasPodNetwork(&vmi.Spec) {
+		if nsInMesh || d.InMesh || kvIstio {
+			return st(NotMeshable, "it has no pod network, the only one Istio's proxy can serve",
+				"nothing, if it needs no mesh; else give it a pod network bound as masquerade and "+restart)
+		}
+		return st(NotInMesh, d.Reason()+" (and it has no pod network)", "")
+	}
+	bindingOK, binding := RunningBindingSupported(&vmi.Spec)
+
+	if in.Pod == nil || in.Pod.Status.Phase == corev1.PodPending && !p.Present {
+		why := "its launcher pod does not exist yet"
+		if in.Pod != nil {
+			why = "its launcher pod " + in.Pod.Name + " is pending"
+		}
+		if in.MissingNAD != "" && (d.InMesh || kvIstio) {
+			return st(Pending, fmt.Sprintf("%s, and it needs NetworkAttachmentDefinition %s, which does not exist", why, in.MissingNAD),
+				nadFix(in.MissingNAD))
+		}
+		if in.Pod == nil {
+			return st(Pending, why, "")
+		}
+	}
+
+	if p.Present {
+		switch {
+		case !kvIstio:
+			return st(Broken, "its launcher pod has an istio-proxy, but the VMI lacks the annotation "+InjectKey+`="true", `+
+				"so KubeVirt does not route the VM's traffic through the proxy: the proxy's readiness probe reaches the guest "+
+				"and the pod never becomes Ready (a migration after the namespace joined the mesh does this)",
+				restart+": the webhook meshes the new VMI")
+		case !bindingOK:
+			return st(Broken, "its launcher pod has an istio-proxy, but its pod network is bound as "+binding+", which Istio cannot work with",
+				restart+": the webhook binds the new VMI's pod network as masquerade")
+		case in.Pod.Status.Phase == corev1.PodPending && in.MissingNAD != "":
+			return st(Pending, fmt.Sprintf("its launcher pod %s cannot start: it references NetworkAttachmentDefinition %s, which does not exist",
+				in.Pod.Name, in.MissingNAD), nadFix(in.MissingNAD))
+		case p.Ready:
+			return st(Meshed, "its launcher pod's istio-proxy is ready", "")
+		}
+		return st(Starting, "its launcher pod's istio-proxy is not ready yet", "wait; if it stays so, read the istio-proxy container's log")
+	}
+
+	// No proxy.
+	switch {
+	case vmi.Annotations[OnboardingAnnotation] != "":
+		return st(Onboarding, "virtmesh is migrating it into the mesh: "+vmi.Annotations[OnboardingAnnotation], "wait for the migration")
+	case vmi.Annotations[PinnedAnnotation] != "" && !d.InMesh:
+		next := "to bring it in: " + restart
+		if ok, b := RunningBindingSupported(&vmi.Spec); ok && b == "masquerade" {
+			next += ", or onboard it by live migration (kubectl virtmesh onboard " + vmiOwnerName(vmi) + ")"
+		}
+		return st(Pinned, "it was running before its namespace joined the mesh; virtmesh keeps it out ("+InjectKey+"=false) "+
+			"so its live migrations keep it consistently outside", next)
+	case !bindingOK && (nsInMesh || d.InMesh):
+		return st(NotMeshable, "its pod network is bound as "+binding+", which Istio cannot work with",
+			"nothing, if it needs no mesh; else "+restart+": the webhook binds the new VMI's pod network as masquerade")
+	case kvIstio:
+		return st(NoProxy, "the VMI asks for the mesh ("+InjectKey+`="true"), but no Istio injector gave its launcher pod a proxy `+
+			"(Istio not installed, an Istio revision that is not installed, or its injector was down when the pod was created)",
+			"kubectl virtmesh check-namespace "+vmi.Namespace+"; once an injector injects there, "+restart)
+	case d.InMesh:
+		return st(NeedsRestart, d.Reason()+", but the VMI was created before that (it lacks the annotation "+InjectKey+`="true"`+
+			"): its next live migration gives its pod a proxy KubeVirt does not serve, and the VM drops out of its Service",
+			restart+" (or let virtmesh pin or onboard it)")
+	}
+	next := ""
+	if d.Denied || !nsInMesh {
+		next = "to mesh it: label namespace " + vmi.Namespace + " " + NamespaceInjectionLabel + "=enabled, then " + restart
+	}
+	if v, ok := InjectValue(vmi.Labels, vmi.Annotations); ok && !Truthy(v) {
+		next = "to mesh it: remove " + InjectKey + "=" + v + " from the VM's template, then " + restart
+	}
+	return st(NotInMesh, d.Reason(), next)
+}
+
+func nadFix(nad string) string {
+	ns, name, _ := strings.Cut(nad, "/")
+	if ns == "default" && name == "istio-cni" {
+		return "install istio-cni with provider: multus (OpenShift Service Mesh 3: an IstioCNI resource), which creates default/istio-cni"
+	}
+	if strings.HasPrefix(name, "v2-") {
+		return "add namespace " + ns + " to the ServiceMeshMemberRoll: OpenShift Service Mesh 2 then creates " + name + " there"
+	}
+	return "create NetworkAttachmentDefinition " + nad + " (virtmesh does so with --cni-nad=auto or per-namespace, unless off)"
+}
+
+// vmiOwnerName is the VM's name for a VMI a VM owns, else the VMI's.
+func vmiOwnerName(vmi *kubevirtv1.VirtualMachineInstance) string {
+	if n := ownerOfKind(vmi.OwnerReferences, "VirtualMachine"); n != "" {
+		return n
+	}
+	return vmi.Name
+}
