@@ -39,6 +39,8 @@ func CacheByObject(cfg Config) map[client.Object]cache.ByObject {
 		&kubevirtv1.VirtualMachine{}:         {Transform: trimVM},
 		&corev1.Service{}: {Label: labels.SelectorFromSet(labels.Set{mesh.ManagedByLabel: mesh.ManagedByValue}),
 			Transform: keepManagedFields},
+		// Launcher pods, for the mesh state: a few hundred bytes each.
+		&corev1.Pod{}: {Label: labels.SelectorFromSet(labels.Set{LauncherLabel: LauncherLabelValue}), Transform: trimPod},
 	}
 	if cfg.NADMode != NADOff {
 		by[&apiextensionsv1.CustomResourceDefinition{}] = cache.ByObject{Field: fields.OneTermEqualSelector("metadata.name", NADCRDName),
@@ -65,7 +67,8 @@ func CacheByObject(cfg Config) map[client.Object]cache.ByObject {
 func DefaultTransform() toolscache.TransformFunc { return keepOwnManagedFields }
 
 // keptAnnotations are the only annotations membership and Services read.
-var keptAnnotations = []string{mesh.InjectKey, mesh.ServiceAnnotation, mesh.PortProtocolsAnnotation}
+var keptAnnotations = []string{mesh.InjectKey, mesh.ServiceAnnotation, mesh.PortProtocolsAnnotation,
+	mesh.PinnedAnnotation, mesh.OnboardingAnnotation}
 
 func trimMeta(in *metav1.ObjectMeta) metav1.ObjectMeta {
 	out := metav1.ObjectMeta{
@@ -107,7 +110,66 @@ func trimVMI(in any) (any, error) {
 	if !ok {
 		return in, nil
 	}
-	return &kubevirtv1.VirtualMachineInstance{TypeMeta: vmi.TypeMeta, ObjectMeta: trimMeta(&vmi.ObjectMeta), Spec: trimSpec(&vmi.Spec)}, nil
+	out := &kubevirtv1.VirtualMachineInstance{TypeMeta: vmi.TypeMeta, ObjectMeta: trimMeta(&vmi.ObjectMeta), Spec: trimSpec(&vmi.Spec)}
+	// The mesh state reads where it runs and on which pod, and whether it
+	// can migrate.
+	out.Status.Phase, out.Status.NodeName, out.Status.ActivePods = vmi.Status.Phase, vmi.Status.NodeName, vmi.Status.ActivePods
+	for _, c := range vmi.Status.Conditions {
+		if c.Type == kubevirtv1.VirtualMachineInstanceIsMigratable {
+			out.Status.Conditions = []kubevirtv1.VirtualMachineInstanceCondition{{Type: c.Type, Status: c.Status, Reason: c.Reason}}
+		}
+	}
+	return out, nil
+}
+
+// The label KubeVirt gives every launcher pod, and the one naming its VMI's UID.
+const (
+	LauncherLabel      = "kubevirt.io"
+	LauncherLabelValue = "virt-launcher"
+	CreatedByLabel     = "kubevirt.io/created-by"
+)
+
+// trimPod keeps what the mesh state reads of a launcher pod: its VMI (owner
+// and created-by label), node, phase, Multus networks annotation, and the
+// istio-proxy container (or native sidecar) and its readiness; the other
+// containers by name only.
+func trimPod(in any) (any, error) {
+	pod, ok := in.(*corev1.Pod)
+	if !ok {
+		return in, nil
+	}
+	out := &corev1.Pod{TypeMeta: pod.TypeMeta, ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID,
+		ResourceVersion: pod.ResourceVersion, CreationTimestamp: pod.CreationTimestamp, DeletionTimestamp: pod.DeletionTimestamp,
+		OwnerReferences: pod.OwnerReferences}}
+	if v, ok := pod.Labels[CreatedByLabel]; ok {
+		out.Labels = map[string]string{CreatedByLabel: v}
+	}
+	if v, ok := pod.Annotations[mesh.NetworksAnnotation]; ok {
+		out.Annotations = map[string]string{mesh.NetworksAnnotation: v}
+	}
+	out.Spec.NodeName = pod.Spec.NodeName
+	out.Status.Phase = pod.Status.Phase
+	for _, c := range pod.Spec.Containers {
+		if c.Name == mesh.ProxyContainer {
+			out.Spec.Containers = append(out.Spec.Containers, corev1.Container{Name: c.Name})
+		}
+	}
+	for _, c := range pod.Spec.InitContainers {
+		if c.Name == mesh.ProxyContainer {
+			out.Spec.InitContainers = append(out.Spec.InitContainers, corev1.Container{Name: c.Name, RestartPolicy: c.RestartPolicy})
+		}
+	}
+	keep := func(in []corev1.ContainerStatus) []corev1.ContainerStatus {
+		for _, s := range in {
+			if s.Name == mesh.ProxyContainer {
+				return []corev1.ContainerStatus{{Name: s.Name, Ready: s.Ready}}
+			}
+		}
+		return nil
+	}
+	out.Status.ContainerStatuses = keep(pod.Status.ContainerStatuses)
+	out.Status.InitContainerStatuses = keep(pod.Status.InitContainerStatuses)
+	return out, nil
 }
 
 func trimVM(in any) (any, error) {
@@ -175,12 +237,25 @@ func trimCRD(in any) (any, error) {
 }
 
 // trimmedChanged reports whether two trimmed objects differ in anything but
-// their resourceVersion: status updates of a running VMI do not count.
+// their resourceVersion and status: status updates of a running VMI do not
+// count.
 func trimmedChanged(a, b client.Object) bool {
+	return differ(a, b, true)
+}
+
+// stateChanged is trimmedChanged counting status changes too.
+func stateChanged(a, b client.Object) bool {
+	return differ(a, b, false)
+}
+
+func differ(a, b client.Object, ignoreStatus bool) bool {
 	a, b = a.DeepCopyObject().(client.Object), b.DeepCopyObject().(client.Object)
-	a.SetResourceVersion("")
-	b.SetResourceVersion("")
-	a.SetManagedFields(nil)
-	b.SetManagedFields(nil)
+	for _, o := range []client.Object{a, b} {
+		o.SetResourceVersion("")
+		o.SetManagedFields(nil)
+		if vmi, ok := o.(*kubevirtv1.VirtualMachineInstance); ok && ignoreStatus {
+			vmi.Status = kubevirtv1.VirtualMachineInstanceStatus{}
+		}
+	}
 	return !equality.Semantic.DeepEqual(a, b)
 }

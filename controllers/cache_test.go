@@ -1,11 +1,16 @@
 package controllers
 
 import (
+	"context"
+	"fmt"
+	"runtime"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
@@ -38,16 +43,25 @@ func TestTrimVMIKeepsWhatMembershipReads(t *testing.T) {
 				"kubectl.kubernetes.io/last-applied-configuration": "{...a big blob...}"},
 			ManagedFields:   []metav1.ManagedFieldsEntry{{Manager: "kubectl"}},
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachine", Name: "a"}}},
-		Spec:   multusAndPod(),
-		Status: kubevirtv1.VirtualMachineInstanceStatus{NodeName: "node01", Phase: kubevirtv1.Running},
+		Spec: multusAndPod(),
+		Status: kubevirtv1.VirtualMachineInstanceStatus{NodeName: "node01", Phase: kubevirtv1.Running,
+			Interfaces: []kubevirtv1.VirtualMachineInstanceNetworkInterface{{Name: "default", IP: "10.0.0.1"}},
+			Conditions: []kubevirtv1.VirtualMachineInstanceCondition{{Type: kubevirtv1.VirtualMachineInstanceReady, Status: "True"},
+				{Type: kubevirtv1.VirtualMachineInstanceIsMigratable, Status: "False", Reason: "DisksNotLiveMigratable", Message: "long"}}},
 	}
 	got, err := trimVMI(in)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := got.(*kubevirtv1.VirtualMachineInstance)
-	if len(out.Annotations) != 3 || out.ManagedFields != nil || out.Status.Phase != "" || out.Spec.Volumes != nil || out.Spec.Domain.Devices.Disks != nil {
+	if len(out.Annotations) != 3 || out.ManagedFields != nil || out.Status.Interfaces != nil || len(out.Status.Conditions) != 1 ||
+		out.Status.Conditions[0].Message != "" || out.Spec.Volumes != nil || out.Spec.Domain.Devices.Disks != nil {
 		t.Fatalf("kept too much: %+v", out)
+	}
+	// The mesh state reads where it runs and whether it can migrate.
+	if out.Status.Phase != kubevirtv1.Running || out.Status.NodeName != "node01" ||
+		out.Status.Conditions[0].Type != kubevirtv1.VirtualMachineInstanceIsMigratable || out.Status.Conditions[0].Reason != "DisksNotLiveMigratable" {
+		t.Fatalf("lost the status the state reads: %+v", out.Status)
 	}
 	if out.Labels["app"] != "web" || out.UID != "u" || out.ResourceVersion != "7" || !mesh.OwnedByVM(&out.ObjectMeta) {
 		t.Fatalf("lost metadata: %+v", out.ObjectMeta)
@@ -133,5 +147,135 @@ func TestNoConfigMapCacheWithoutReadableIstioNamespaces(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("no ConfigMap cache for istio-system")
+	}
+}
+
+// injectedLauncherPod is a launcher pod as Istio's injector and kubelet
+// leave it: the sizes of its parts are those of a real one.
+func injectedLauncherPod(i int, native bool) *corev1.Pod {
+	always := corev1.ContainerRestartPolicyAlways
+	env := make([]corev1.EnvVar, 30)
+	for j := range env {
+		env[j] = corev1.EnvVar{Name: fmt.Sprintf("ISTIO_META_VARIABLE_%02d", j), Value: strings.Repeat("v", 40)}
+	}
+	mounts := make([]corev1.VolumeMount, 12)
+	volumes := make([]corev1.Volume, 12)
+	for j := range mounts {
+		mounts[j] = corev1.VolumeMount{Name: fmt.Sprintf("volume-%02d", j), MountPath: fmt.Sprintf("/var/run/kubevirt/volume-%02d", j)}
+		volumes[j] = corev1.Volume{Name: mounts[j].Name, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
+	}
+	proxy := corev1.Container{Name: mesh.ProxyContainer, Image: "docker.io/istio/proxyv2:1.30.0", Args: []string{"proxy", "sidecar",
+		"--domain", "$(POD_NAMESPACE).svc.cluster.local", "--proxyLogLevel=warning", "--proxyComponentLogLevel=misc:error", "--log_output_level=default:info"},
+		Env: env, VolumeMounts: mounts[:8], ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz/ready"}}}}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("virt-launcher-vm-%05d-abcde", i), Namespace: "vms", UID: types.UID(fmt.Sprintf("pod-%05d", i)),
+			ResourceVersion: "123456", CreationTimestamp: metav1.Now(),
+			Labels: map[string]string{LauncherLabel: LauncherLabelValue, CreatedByLabel: fmt.Sprintf("vmi-%05d", i), "vm.kubevirt.io/name": "vm",
+				"app": "vm", "version": "v1", mesh.InjectKey: "true", "security.istio.io/tlsMode": "istio", "service.istio.io/canonical-name": "vm",
+				"service.istio.io/canonical-revision": "v1", "kubevirt.io/nodeName": "node01"},
+			Annotations: map[string]string{mesh.NetworksAnnotation: "default/istio-cni", mesh.InjectKey: "true",
+				"sidecar.istio.io/status":                 `{"initContainers":["istio-init"],"containers":["istio-proxy"],"volumes":["workload-socket","credential-socket","workload-certs","istio-envoy","istio-data","istio-podinfo","istio-token","istiod-ca-cert"],"imagePullSecrets":null,"revision":"default"}`,
+				"kubevirt.io/domain":                      "vm",
+				"post.hook.backup.velero.io/command":      `["/usr/bin/virt-freezer", "--unfreeze", "--name", "vm", "--namespace", "vms"]`,
+				"pre.hook.backup.velero.io/command":       `["/usr/bin/virt-freezer", "--freeze", "--name", "vm", "--namespace", "vms"]`,
+				"kubectl.kubernetes.io/default-container": "compute", "prometheus.io/path": "/stats/prometheus", "prometheus.io/port": "15020"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachineInstance", Name: "vm", UID: "vmi",
+				Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}},
+			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "virt-controller"}, {Manager: "kubelet"}}},
+		Spec: corev1.PodSpec{NodeName: "node01", Volumes: volumes,
+			Containers: []corev1.Container{{Name: "compute", Image: "quay.io/kubevirt/virt-launcher:v1.9.0", Command: []string{"/usr/bin/virt-launcher-monitor",
+				"--qemu-timeout", "256s", "--name", "vm", "--uid", "vmi", "--namespace", "vms", "--kubevirt-share-dir", "/var/run/kubevirt"},
+				Env: env[:5], VolumeMounts: mounts}, proxy},
+			InitContainers: []corev1.Container{{Name: "istio-init", Image: proxy.Image, Args: proxy.Args}}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.244.0.17", HostIP: "192.168.66.101",
+			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}, {Type: corev1.ContainersReady, Status: corev1.ConditionTrue}},
+			ContainerStatuses: []corev1.ContainerStatus{{Name: "compute", Ready: true, Image: "quay.io/kubevirt/virt-launcher:v1.9.0", ContainerID: strings.Repeat("c", 77)},
+				{Name: mesh.ProxyContainer, Ready: true, Image: proxy.Image, ContainerID: strings.Repeat("d", 77)}}},
+	}
+	if native {
+		proxy.RestartPolicy = &always
+		pod.Spec.Containers = pod.Spec.Containers[:1]
+		pod.Spec.InitContainers = append(pod.Spec.InitContainers, proxy)
+		pod.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: "istio-init"}, pod.Status.ContainerStatuses[1]}
+		pod.Status.ContainerStatuses = pod.Status.ContainerStatuses[:1]
+	}
+	return pod
+}
+
+// The trimmed pod gives the same mesh state as the whole one, in every shape.
+func TestTrimPodKeepsWhatTheStateReads(t *testing.T) {
+	vmi := &kubevirtv1.VirtualMachineInstance{ObjectMeta: metav1.ObjectMeta{Name: "vm", Namespace: "vms", UID: "vmi-00001",
+		Annotations: map[string]string{mesh.InjectKey: "true"}, Labels: map[string]string{mesh.InjectKey: "true"}},
+		Spec:   multusAndPod(),
+		Status: kubevirtv1.VirtualMachineInstanceStatus{Phase: kubevirtv1.Running, NodeName: "node01", ActivePods: map[types.UID]string{"pod-00001": "node01"}}}
+	proxyStatus := func(p *corev1.Pod) *corev1.ContainerStatus {
+		if len(p.Status.InitContainerStatuses) > 1 {
+			return &p.Status.InitContainerStatuses[1]
+		}
+		return &p.Status.ContainerStatuses[1]
+	}
+	for name, edit := range map[string]func(*corev1.Pod){
+		"ready":           func(*corev1.Pod) {},
+		"proxy not ready": func(p *corev1.Pod) { proxyStatus(p).Ready = false },
+		"no proxy": func(p *corev1.Pod) {
+			p.Spec.Containers, p.Status.ContainerStatuses = p.Spec.Containers[:1], p.Status.ContainerStatuses[:1]
+			p.Spec.InitContainers, p.Status.InitContainerStatuses = p.Spec.InitContainers[:1], nil
+		},
+		"pending on a NAD": func(p *corev1.Pod) { p.Status.Phase = corev1.PodPending },
+	} {
+		for _, native := range []bool{false, true} {
+			full := injectedLauncherPod(1, native)
+			edit(full)
+			got, err := trimPod(full.DeepCopy())
+			if err != nil {
+				t.Fatal(err)
+			}
+			trimmed := got.(*corev1.Pod)
+			in := mesh.StateInput{VMI: vmi, NamespaceLabels: map[string]string{mesh.NamespaceInjectionLabel: "enabled"}, MissingNAD: "default/istio-cni"}
+			in.Pod = full
+			want := mesh.MeshState(in)
+			in.Pod = trimmed
+			if have := mesh.MeshState(in); have != want {
+				t.Errorf("%s (native %v): trimmed %+v, whole %+v", name, native, have, want)
+			}
+			if mesh.ActivePod(vmi, []*corev1.Pod{trimmed}) != trimmed || strings.Join(mesh.PodNetworks(trimmed), ",") != "default/istio-cni" ||
+				podToVMI(context.Background(), trimmed)[0].Name != "vm" {
+				t.Errorf("%s: the trimmed pod lost its VMI, node or networks: %+v", name, trimmed)
+			}
+			if len(trimmed.Spec.Volumes) != 0 || len(trimmed.Labels) != 1 || len(trimmed.Annotations) != 1 || trimmed.ManagedFields != nil ||
+				len(trimmed.Spec.Containers)+len(trimmed.Spec.InitContainers) > 1 {
+				t.Errorf("%s: kept too much: %+v", name, trimmed)
+			}
+		}
+	}
+}
+
+// BenchmarkLauncherPodMemory measures what the cache holds per launcher pod,
+// whole and trimmed (heap bytes per pod, reported as B/pod).
+func BenchmarkLauncherPodMemory(b *testing.B) {
+	const n = 2000
+	for _, trim := range []bool{false, true} {
+		b.Run(map[bool]string{false: "whole", true: "trimmed"}[trim], func(b *testing.B) {
+			var perPod float64
+			for range b.N {
+				runtime.GC()
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				kept := make([]any, n)
+				for i := range kept {
+					pod := injectedLauncherPod(i, false)
+					if trim {
+						kept[i], _ = trimPod(pod)
+					} else {
+						kept[i] = pod
+					}
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				perPod = float64(after.HeapAlloc-before.HeapAlloc) / n
+				runtime.KeepAlive(kept)
+			}
+			b.ReportMetric(perPod, "B/pod")
+		})
 	}
 }

@@ -20,6 +20,9 @@ var (
 	missingNADDesc = prometheus.NewDesc("virtmesh_namespaces_missing_nad",
 		"Mesh namespaces whose meshed VMs cannot start for want of a NetworkAttachmentDefinition virtmesh does not create "+
 			"(a missing shared istio-cni NAD, or an OpenShift Service Mesh 2 namespace that is not a member); see the Events on the namespace.", nil, nil)
+	vmisDesc = prometheus.NewDesc("virtmesh_vmis",
+		"VirtualMachineInstances by mesh state, read from their launcher pods (Meshed, Starting, Pending, NotInMesh, NotMeshable, "+
+			"NeedsRestart, NoProxy, Broken, Pinned, Onboarding, Stopped); kubectl virtmesh status lists them.", []string{"state"}, nil)
 )
 
 // meshCollector counts meshed VMs and VMIs from the cache at scrape time:
@@ -31,12 +34,15 @@ type meshCollector struct {
 	elected <-chan struct{}
 	// missingNAD counts namespaces missing a NAD (nil: NADs are not managed).
 	missingNAD func() float64
+	// states counts VMIs per mesh state.
+	states func() map[mesh.State]int
 }
 
 func (c *meshCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- meshedVMIsDesc
 	ch <- meshedVMsDesc
 	ch <- missingNADDesc
+	ch <- vmisDesc
 }
 
 func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
@@ -47,6 +53,12 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.missingNAD != nil {
 		ch <- prometheus.MustNewConstMetric(missingNADDesc, prometheus.GaugeValue, c.missingNAD())
+	}
+	if c.states != nil {
+		counts := c.states()
+		for _, s := range mesh.States {
+			ch <- prometheus.MustNewConstMetric(vmisDesc, prometheus.GaugeValue, float64(counts[s]), string(s))
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -21,8 +21,9 @@ const NADCRDName = "network-attachment-definitions.k8s.cni.cncf.io"
 // setupNADController waits for the NAD CRD, then starts the NAD controller:
 // a cluster without Multus runs virtmesh without error, and one where Multus
 // is installed later gets its NADs without a restart.
-func setupNADController(mgr ctrl.Manager, r *NADReconciler) error {
-	gate := &nadCRDGate{mgr: mgr, r: r}
+// then runs once the CRD is served, after the NAD controller is set up.
+func setupNADController(mgr ctrl.Manager, r *NADReconciler, then ...func() error) error {
+	gate := &nadCRDGate{mgr: mgr, r: r, then: then}
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		gate.checkMissing(ctx)
 		return nil
@@ -39,6 +40,7 @@ func setupNADController(mgr ctrl.Manager, r *NADReconciler) error {
 type nadCRDGate struct {
 	mgr     ctrl.Manager
 	r       *NADReconciler
+	then    []func() error
 	once    sync.Once
 	err     error
 	waiting sync.Once
@@ -62,6 +64,11 @@ func (g *nadCRDGate) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	g.once.Do(func() {
 		log.FromContext(ctx).Info("NetworkAttachmentDefinition CRD is installed; managing istio-cni NADs", "name", g.r.Config.NADName)
 		g.err = g.r.SetupWithManager(g.mgr)
+		for _, f := range g.then {
+			if g.err == nil {
+				g.err = f()
+			}
+		}
 	})
 	return reconcile.Result{}, g.err
 }

@@ -34,10 +34,17 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, meshCfg mesh.Config
 	if err := NewServiceReconciler(mgr, meshCfg, cfg).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Service controller: %w", err)
 	}
-	collector := &meshCollector{reader: mgr.GetClient(), mesh: meshCfg, elected: mgr.Elected()}
+	var nads *NADReconciler
 	if cfg.NADMode != NADOff {
-		nads := NewNADReconciler(mgr, meshCfg, cfg)
-		if err := setupNADController(mgr, nads); err != nil {
+		nads = NewNADReconciler(mgr, meshCfg, cfg)
+	}
+	states := NewStateReconciler(mgr, meshCfg, nads)
+	if err := states.SetupWithManager(ctx, mgr, cfg.Workers); err != nil {
+		return fmt.Errorf("setting up the mesh state controller: %w", err)
+	}
+	collector := &meshCollector{reader: mgr.GetClient(), mesh: meshCfg, elected: mgr.Elected(), states: states.counts}
+	if nads != nil {
+		if err := setupNADController(mgr, nads, func() error { return states.watchNADs(mgr) }); err != nil {
 			return fmt.Errorf("setting up the NetworkAttachmentDefinition controller: %w", err)
 		}
 		collector.missingNAD = nads.reports.countMissing
