@@ -115,8 +115,19 @@ load-controllers: build ## Time the controllers converging on 1,000 VMs / 5,000 
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager binary into bin/virtmesh.
-	GOGC=$(BUILD_GOGC) go build -ldflags "$(LDFLAGS)" -o bin/virtmesh ./cmd/virtmesh
+build: ## Build the manager (bin/virtmesh) and the kubectl plugin (bin/kubectl-virtmesh).
+	GOGC=$(BUILD_GOGC) go build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/virtmesh ./cmd/kubectl-virtmesh
+
+PLUGIN_PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
+
+.PHONY: plugin-dist
+plugin-dist: ## Build the kubectl plugin's release archives (_out/kubectl-virtmesh_<os>_<arch>.tar.gz) that .krew.yaml points at.
+	@mkdir -p _out && for p in $(PLUGIN_PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; dir=_out/kubectl-virtmesh_$${os}_$${arch}; ext=; [ "$$os" = windows ] && ext=.exe; \
+		mkdir -p $$dir && GOOS=$$os GOARCH=$$arch GOGC=$(BUILD_GOGC) go build -trimpath -ldflags "$(LDFLAGS)" \
+			-o $$dir/kubectl-virtmesh$$ext ./cmd/kubectl-virtmesh && cp README.md $$dir/ && \
+		tar -C $$dir -czf $$dir.tar.gz . && rm -r $$dir && echo "_out/kubectl-virtmesh_$${os}_$${arch}.tar.gz" || exit 1; \
+	done
 
 .PHONY: image
 image: ## Build the image $(IMAGE) (IMAGE_BUILDER=docker|ko; ko writes _out/virtmesh-$(TAG).tar).

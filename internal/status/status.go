@@ -1,0 +1,308 @@
+// Package status answers "is my VM in the mesh, and if not, why?" for
+// kubectl virtmesh: it reads VMs, VMIs, their launcher pods, namespaces,
+// Services and NADs with the user's own (read-only) rights and computes each
+// one's state with mesh.MeshState, the function the controllers use.
+package status
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/virtmesh/virtmesh/internal/mesh"
+)
+
+// NewScheme holds the types kubectl virtmesh reads.
+func NewScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(kubevirtv1.AddToScheme(s))
+	utilruntime.Must(nadv1.AddToScheme(s))
+	return s
+}
+
+// Row is one VM (or standalone VMI) and where it stands.
+type Row struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// Kind is VirtualMachine or VirtualMachineInstance (standalone).
+	Kind     string     `json:"kind"`
+	State    mesh.State `json:"state"`
+	Proxy    string     `json:"proxy"`
+	Reason   string     `json:"reason"`
+	NextStep string     `json:"nextStep,omitempty"`
+	// Service is the Service of the VM's app ("-": none).
+	Service string `json:"service"`
+	// NAD is the istio-cni NetworkAttachmentDefinition its pod references
+	// ("-": none; a "(missing)" suffix when it does not exist; "?" when it
+	// cannot be read).
+	NAD  string `json:"nad"`
+	Pod  string `json:"pod,omitempty"`
+	Node string `json:"node,omitempty"`
+}
+
+// Query says what to list.
+type Query struct {
+	// Namespace to list; "" with AllNamespaces lists every namespace.
+	Namespace     string
+	AllNamespaces bool
+	// Names of VMs or VMIs to show; empty shows all.
+	Names  []string
+	Config mesh.Config
+}
+
+// ForbiddenError says which read the user's rights refuse.
+type ForbiddenError struct {
+	What string
+	Err  error
+}
+
+func (e *ForbiddenError) Error() string {
+	return fmt.Sprintf("you may not %s (%v); kubectl virtmesh needs read access to VirtualMachines, VirtualMachineInstances, "+
+		"Pods, Services and Namespaces (the view ClusterRole with KubeVirt's kubevirt.io:view gives it)", e.What, apierrors.ReasonForError(e.Err))
+}
+
+func (e *ForbiddenError) Unwrap() error { return e.Err }
+
+func read(what string, err error) error {
+	if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
+		return &ForbiddenError{What: what, Err: err}
+	}
+	if meta.IsNoMatchError(err) {
+		return fmt.Errorf("cannot %s: is KubeVirt installed? (%w)", what, err)
+	}
+	if err != nil {
+		return fmt.Errorf("cannot %s: %w", what, err)
+	}
+	return nil
+}
+
+// Collect reads the cluster and returns a row per VM and standalone VMI,
+// sorted by namespace and name. A name in q.Names that matches nothing is an
+// error.
+func Collect(ctx context.Context, c client.Reader, q Query) ([]Row, error) {
+	var opts []client.ListOption
+	where := "in namespace " + q.Namespace
+	if !q.AllNamespaces {
+		opts = append(opts, client.InNamespace(q.Namespace))
+	} else {
+		where = "in all namespaces"
+	}
+	vms := &kubevirtv1.VirtualMachineList{}
+	if err := read("list VirtualMachines "+where, c.List(ctx, vms, opts...)); err != nil {
+		return nil, err
+	}
+	vmis := &kubevirtv1.VirtualMachineInstanceList{}
+	if err := read("list VirtualMachineInstances "+where, c.List(ctx, vmis, opts...)); err != nil {
+		return nil, err
+	}
+	pods := &corev1.PodList{}
+	if err := read("list Pods "+where, c.List(ctx, pods, append(opts, client.MatchingLabels{"kubevirt.io": "virt-launcher"})...)); err != nil {
+		return nil, err
+	}
+	podsOf := map[string][]*corev1.Pod{}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if uid := p.Labels["kubevirt.io/created-by"]; uid != "" {
+			podsOf[uid] = append(podsOf[uid], p)
+		}
+	}
+	g := &gatherer{c: c, q: q, namespaces: map[string]map[string]string{}, services: map[string]bool{}, nads: map[string]string{}}
+
+	vmiOf := map[string]*kubevirtv1.VirtualMachineInstance{}
+	for i := range vmis.Items {
+		vmiOf[vmis.Items[i].Namespace+"/"+vmis.Items[i].Name] = &vmis.Items[i]
+	}
+	var rows []Row
+	for i := range vms.Items {
+		vm := &vms.Items[i]
+		if !wanted(q.Names, vm.Name) {
+			continue
+		}
+		vmi := vmiOf[vm.Namespace+"/"+vm.Name]
+		if vmi != nil && !metav1.IsControlledBy(vmi, vm) {
+			vmi = nil
+		}
+		row, err := g.row(ctx, vm.Namespace, vm.Name, "VirtualMachine", mesh.VMApp(vm), vmi, podsOf)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, row)
+	}
+	for i := range vmis.Items {
+		vmi := &vmis.Items[i]
+		if mesh.OwnedByVM(&vmi.ObjectMeta) || !wanted(q.Names, vmi.Name) {
+			continue
+		}
+		row, err := g.row(ctx, vmi.Namespace, vmi.Name, "VirtualMachineInstance", mesh.VMIApp(&vmi.ObjectMeta), vmi, podsOf)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, row)
+	}
+	sort.Slice(rows, func(i, j int) bool {
+		if rows[i].Namespace != rows[j].Namespace {
+			return rows[i].Namespace < rows[j].Namespace
+		}
+		return rows[i].Name < rows[j].Name
+	})
+	for _, n := range q.Names {
+		if !slices.ContainsFunc(rows, func(r Row) bool { return r.Name == n }) {
+			return rows, fmt.Errorf("no VirtualMachine or VirtualMachineInstance %q %s", n, where)
+		}
+	}
+	return rows, nil
+}
+
+func wanted(names []string, name string) bool {
+	return len(names) == 0 || slices.Contains(names, name)
+}
+
+// gatherer reads (once each) what rows need besides VMs, VMIs and pods.
+type gatherer struct {
+	c          client.Reader
+	q          Query
+	namespaces map[string]map[string]string
+	services   map[string]bool   // namespace/name → exists
+	nads       map[string]string // namespace/name → "", "missing" or "?"
+}
+
+func (g *gatherer) row(ctx context.Context, ns, name, kind, app string, vmi *kubevirtv1.VirtualMachineInstance,
+	podsOf map[string][]*corev1.Pod) (Row, error) {
+	row := Row{Namespace: ns, Name: name, Kind: kind, Service: "-", NAD: "-"}
+	svc, err := g.service(ctx, ns, app)
+	if err != nil {
+		return row, err
+	}
+	if svc {
+		row.Service = app
+	}
+	if vmi == nil {
+		row.State, row.Proxy, row.Reason = mesh.Stopped, "-", "the VM is not running"
+		return row, nil
+	}
+	labels, err := g.namespace(ctx, ns)
+	if err != nil {
+		return row, err
+	}
+	in := mesh.StateInput{VMI: vmi, NamespaceLabels: labels, Pod: mesh.ActivePod(vmi, podsOf[string(vmi.UID)]), Config: g.q.Config}
+	if in.Pod != nil {
+		row.Pod, row.Node = in.Pod.Name, in.Pod.Spec.NodeName
+		var nads []string
+		for _, ref := range mesh.PodNetworks(in.Pod) {
+			if !strings.Contains(ref, "istio-cni") && !isSecondary(vmi, ref) {
+				continue
+			}
+			state := g.nad(ctx, ref)
+			if state == "missing" && in.MissingNAD == "" {
+				in.MissingNAD = ref
+			}
+			if strings.Contains(ref, "istio-cni") {
+				nads = append(nads, ref+suffix(state))
+			}
+		}
+		if len(nads) > 0 {
+			row.NAD = strings.Join(nads, ",")
+		}
+	}
+	st := mesh.MeshState(in)
+	row.State, row.Proxy, row.Reason, row.NextStep = st.State, st.Proxy, st.Reason, st.NextStep
+	return row, nil
+}
+
+// isSecondary: ref is one of the VMI's own Multus networks (its pod cannot
+// start without them either).
+func isSecondary(vmi *kubevirtv1.VirtualMachineInstance, ref string) bool {
+	for _, n := range vmi.Spec.Networks {
+		if n.Multus == nil {
+			continue
+		}
+		name := n.Multus.NetworkName
+		if !strings.Contains(name, "/") {
+			name = vmi.Namespace + "/" + name
+		}
+		if name == ref {
+			return true
+		}
+	}
+	return false
+}
+
+func suffix(state string) string {
+	switch state {
+	case "missing":
+		return " (missing)"
+	case "?":
+		return " (?)"
+	}
+	return ""
+}
+
+func (g *gatherer) namespace(ctx context.Context, name string) (map[string]string, error) {
+	if l, ok := g.namespaces[name]; ok {
+		return l, nil
+	}
+	ns := &metav1.PartialObjectMetadata{}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	if err := read("get namespace "+name, g.c.Get(ctx, client.ObjectKey{Name: name}, ns)); err != nil {
+		return nil, err
+	}
+	g.namespaces[name] = ns.Labels
+	return ns.Labels, nil
+}
+
+func (g *gatherer) service(ctx context.Context, ns, name string) (bool, error) {
+	key := ns + "/" + name
+	if v, ok := g.services[key]; ok {
+		return v, nil
+	}
+	if name == "" {
+		return false, nil
+	}
+	err := g.c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &corev1.Service{})
+	if apierrors.IsNotFound(err) {
+		err = nil
+		g.services[key] = false
+	} else if err == nil {
+		g.services[key] = true
+	}
+	return g.services[key], read("get Service "+key, err)
+}
+
+// nad returns "" (exists), "missing" or "?" (cannot be read: no rights, or
+// no NAD CRD).
+func (g *gatherer) nad(ctx context.Context, ref string) string {
+	if v, ok := g.nads[ref]; ok {
+		return v
+	}
+	ns, name, _ := strings.Cut(ref, "/")
+	err := g.c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &nadv1.NetworkAttachmentDefinition{})
+	switch {
+	case err == nil:
+		g.nads[ref] = ""
+	case apierrors.IsNotFound(err):
+		g.nads[ref] = "missing"
+	default:
+		g.nads[ref] = "?"
+	}
+	return g.nads[ref]
+}
+
+// Trouble reports whether any row needs its owner to act (Broken or
+// NeedsRestart): kubectl virtmesh status then exits non-zero.
+func Trouble(rows []Row) bool {
+	return slices.ContainsFunc(rows, func(r Row) bool { return r.State.Trouble() })
+}
