@@ -98,7 +98,7 @@ func (cp *ControlPlane) startControllerManager(logTo io.Writer) error {
 	}
 	cp.kcm = exec.Command(filepath.Join(cp.env.BinaryAssetsDirectory, "kube-controller-manager"),
 		"--kubeconfig="+kubeconfigPath,
-		"--controllers=garbagecollector,namespace",
+		"--controllers=garbagecollector,namespace,clusterrole-aggregation",
 		"--leader-elect=false",
 		"--secure-port=0",
 		"--concurrent-gc-syncs=5",
