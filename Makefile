@@ -108,9 +108,14 @@ load-webhook: ## Drive the webhook server over HTTPS at 1, 8 and 64 clients.
 	go run ./tests/load/webhook -clients 1,8,64 -duration 10s
 
 .PHONY: load-controllers
-load-controllers: build ## Time the controllers converging on 1,000 VMs / 5,000 VMIs / 100 namespaces; report peak RSS.
+load-controllers: build ## Controllers on 1,000 VMs / 5,000 VMIs (+ launcher pods) / 100 namespaces: convergence, RSS, steady writes, kubectl virtmesh.
 	assets="$$(hack/controlplane.sh)" && \
 	KUBEBUILDER_ASSETS="$$assets" go run ./tests/load/controllers
+
+.PHONY: load-controllers-20k
+load-controllers-20k: build ## The same on 4,000 VMs / 20,000 VMIs (+ launcher pods) / 400 namespaces (goals: 120 s, 250 MB).
+	assets="$$(hack/controlplane.sh)" && \
+	KUBEBUILDER_ASSETS="$$assets" go run ./tests/load/controllers -namespaces 400 -goal-converge 120s -goal-rss-mib 250 -timeout 10m
 
 ##@ Build
 

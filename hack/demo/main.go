@@ -26,6 +26,7 @@ import (
 
 	"github.com/virtmesh/virtmesh/internal/app"
 	"github.com/virtmesh/virtmesh/internal/controlplane"
+	"github.com/virtmesh/virtmesh/internal/mesh"
 	"github.com/virtmesh/virtmesh/internal/testkit"
 	"github.com/virtmesh/virtmesh/internal/testkit/local"
 )
@@ -75,13 +76,36 @@ func run(binary, root string, verbose bool) error {
 	}
 	defer stop()
 
+	if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		return err
+	}
+	if err := legacyVM(ctx, admin); err != nil {
+		return err
+	}
+	if err := showStatus(ctx, cp.Config(), "legacy-db", mesh.NotInMesh); err != nil {
+		return err
+	}
+
 	step("A cluster admin labels namespace %q for Istio injection; that is the only manual step.", ns)
-	say("kubectl create namespace %s && kubectl label namespace %s istio-injection=enabled", ns, ns)
-	if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"istio-injection": "enabled"}}}); err != nil {
+	say("kubectl label namespace %s istio-injection=enabled", ns)
+	nsObj := &corev1.Namespace{}
+	if err := admin.Get(ctx, client.ObjectKey{Name: ns}, nsObj); err != nil {
+		return err
+	}
+	nsObj.Labels["istio-injection"] = "enabled"
+	if err := admin.Update(ctx, nsObj); err != nil {
+		return err
+	}
+	say("legacy-db keeps running outside the mesh, but its next live migration (a node drain) would give it a proxy")
+	say("KubeVirt does not serve, and it would drop out of its Service. virtmesh says so:")
+	if err := showStatus(ctx, cp.Config(), "legacy-db", mesh.NeedsRestart); err != nil {
 		return err
 	}
 	vm, err := createVM(ctx, cp)
 	if err != nil {
+		return err
+	}
+	if err := meshProxyStartsThenReady(ctx, cp.Config(), admin, vm); err != nil {
 		return err
 	}
 	if err := showControllersWork(ctx, admin, vm); err != nil {

@@ -121,6 +121,25 @@ func Collect(ctx context.Context, c client.Reader, q Query) ([]Row, error) {
 		}
 	}
 	g := &gatherer{c: c, q: q, namespaces: map[string]map[string]string{}, services: map[string]bool{}, nads: map[string]string{}}
+	// Services and (with -A) namespaces in one list each: names and labels only.
+	svcs := &metav1.PartialObjectMetadataList{}
+	svcs.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ServiceList"))
+	if err := read("list Services "+where, c.List(ctx, svcs, opts...)); err != nil {
+		return nil, err
+	}
+	for i := range svcs.Items {
+		g.services[svcs.Items[i].Namespace+"/"+svcs.Items[i].Name] = true
+	}
+	if q.AllNamespaces {
+		nsList := &metav1.PartialObjectMetadataList{}
+		nsList.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
+		if err := read("list namespaces", c.List(ctx, nsList)); err != nil {
+			return nil, err
+		}
+		for i := range nsList.Items {
+			g.namespaces[nsList.Items[i].Name] = nsList.Items[i].Labels
+		}
+	}
 
 	vmiOf := map[string]*kubevirtv1.VirtualMachineInstance{}
 	for i := range vmis.Items {
@@ -176,18 +195,14 @@ type gatherer struct {
 	c          client.Reader
 	q          Query
 	namespaces map[string]map[string]string
-	services   map[string]bool   // namespace/name → exists
+	services   map[string]bool   // namespace/name of every Service listed
 	nads       map[string]string // namespace/name → "", "missing" or "?"
 }
 
 func (g *gatherer) row(ctx context.Context, ns, name, kind, app string, vmi *kubevirtv1.VirtualMachineInstance,
 	podsOf map[string][]*corev1.Pod) (Row, error) {
 	row := Row{Namespace: ns, Name: name, Kind: kind, Service: "-", NAD: "-"}
-	svc, err := g.service(ctx, ns, app)
-	if err != nil {
-		return row, err
-	}
-	if svc {
+	if app != "" && g.services[ns+"/"+app] {
 		row.Service = app
 	}
 	if vmi == nil {
@@ -262,24 +277,6 @@ func (g *gatherer) namespace(ctx context.Context, name string) (map[string]strin
 	}
 	g.namespaces[name] = ns.Labels
 	return ns.Labels, nil
-}
-
-func (g *gatherer) service(ctx context.Context, ns, name string) (bool, error) {
-	key := ns + "/" + name
-	if v, ok := g.services[key]; ok {
-		return v, nil
-	}
-	if name == "" {
-		return false, nil
-	}
-	err := g.c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &corev1.Service{})
-	if apierrors.IsNotFound(err) {
-		err = nil
-		g.services[key] = false
-	} else if err == nil {
-		g.services[key] = true
-	}
-	return g.services[key], read("get Service "+key, err)
 }
 
 // nad returns "" (exists), "missing" or "?" (cannot be read: no rights, or

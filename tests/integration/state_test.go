@@ -269,7 +269,9 @@ func grantView(ctx context.Context, ns, name string) {
 		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"kubevirt.io"}, Verbs: []string{"get", "list", "watch"},
 			Resources: []string{"virtualmachines", "virtualmachineinstances", "virtualmachineinstancemigrations", "virtualmachineinstancereplicasets"}}}}
 	Expect(adminClient.Create(ctx, kubevirtView)).To(Succeed())
-	DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(adminClient.Delete(ctx, kubevirtView))).To(Succeed()) })
+	DeferCleanup(func(ctx SpecContext) {
+		Expect(client.IgnoreNotFound(adminClient.Delete(ctx, kubevirtView))).To(Succeed())
+	})
 	subject := []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: ns}}
 	createIn(ctx, ns, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{GenerateName: name + "-"}, Subjects: subject,
 		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "view"}})

@@ -1,22 +1,29 @@
 // Command controllers is a load program for virtmesh's controllers. On the
 // real control plane (hack/controlplane.sh) it creates mesh namespaces full of
-// VirtualMachines and VMIs before virtmesh starts, then starts bin/virtmesh as
-// its ServiceAccount and reports how long it takes until every istio-cni NAD
-// and every Service exists, and the manager's peak resident memory.
+// VirtualMachines and running VMIs, each with its launcher pod object (an
+// istio-proxy, ready, as Istio and kubelet would leave it), before virtmesh
+// starts; then starts bin/virtmesh as its ServiceAccount and reports how long
+// it takes until every istio-cni NAD and every Service exists and every VMI's
+// mesh state is exported, the manager's peak resident memory, its API writes
+// over full resyncs afterwards (none expected), and how long
+// `kubectl virtmesh status -A` takes on that cluster. It exits non-zero when
+// a goal is missed.
 //
-//	make build && KUBEBUILDER_ASSETS=$(hack/controlplane.sh) go run ./tests/load/controllers
+//	make load-controllers        # 1,000 VMs, 5,000 VMIs, 100 namespaces
+//	make load-controllers-20k    # 4,000 VMs, 20,000 VMIs, 400 namespaces
 //
-// The defaults are the issue's scale: 100 namespaces, each with 10 VMs (5
-// apps, v1 and v2, each VM running one VMI) and 40 standalone VMIs (20 apps,
-// 2 replicas): 1,000 VMs, 5,000 VMIs, 2,500 Services, 100 NADs.
+// Each namespace holds 10 VMs (5 apps, v1 and v2, each VM running one VMI)
+// and 40 standalone VMIs (20 apps, 2 replicas) by default.
 package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -26,11 +33,14 @@ import (
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/virtmesh/virtmesh/internal/app"
+	"github.com/virtmesh/virtmesh/internal/cli"
 	"github.com/virtmesh/virtmesh/internal/controlplane"
 	"github.com/virtmesh/virtmesh/internal/mesh"
 	"github.com/virtmesh/virtmesh/internal/testkit"
@@ -39,6 +49,18 @@ import (
 
 type scale struct {
 	namespaces, vmApps, vmsPerApp, vmiApps, vmisPerApp int
+	pods                                               bool
+}
+
+func (s scale) vms() int  { return s.namespaces * s.vmApps * s.vmsPerApp }
+func (s scale) vmis() int { return s.namespaces * (s.vmApps*s.vmsPerApp + s.vmiApps*s.vmisPerApp) }
+
+// goals are what a run must meet.
+type goals struct {
+	converge, cli time.Duration
+	rssMiB        float64
+	resyncs       int
+	syncPeriod    time.Duration
 }
 
 func main() {
@@ -49,20 +71,27 @@ func main() {
 		timeout = flag.Duration("timeout", 5*time.Minute, "give up when virtmesh has not converged by then")
 		workers = flag.Int("create-workers", 16, "concurrent creates while filling the cluster")
 		verbose = flag.Bool("v", false, "show virtmesh's log")
+		g       goals
 	)
+	flag.BoolVar(&s.pods, "pods", true, "give every VMI a launcher pod object (running, istio-proxy ready)")
+	flag.DurationVar(&g.converge, "goal-converge", 60*time.Second, "every Service, NAD and state within this of manager start")
+	flag.Float64Var(&g.rssMiB, "goal-rss-mib", 150, "manager peak RSS at most this (MiB)")
+	flag.DurationVar(&g.cli, "goal-cli", 10*time.Second, "kubectl virtmesh status -A answers within this")
+	flag.IntVar(&g.resyncs, "resyncs", 2, "full resyncs to watch for API writes after convergence (0: skip)")
+	flag.DurationVar(&g.syncPeriod, "sync-period", 20*time.Second, "virtmesh's --sync-period for the run")
 	flag.IntVar(&s.namespaces, "namespaces", 100, "mesh namespaces")
 	flag.IntVar(&s.vmApps, "vm-apps", 5, "apps of VMs per namespace")
 	flag.IntVar(&s.vmsPerApp, "vms-per-app", 2, "VMs per VM app (v1, v2, ...), each running one VMI")
 	flag.IntVar(&s.vmiApps, "vmi-apps", 20, "apps of standalone VMIs per namespace")
 	flag.IntVar(&s.vmisPerApp, "vmis-per-app", 2, "standalone VMIs per VMI app")
 	flag.Parse()
-	if err := run(s, *binary, *root, *timeout, *workers, *verbose); err != nil {
+	if err := run(s, g, *binary, *root, *timeout, *workers, *verbose); err != nil {
 		fmt.Fprintln(os.Stderr, "controllers load:", err)
 		os.Exit(1)
 	}
 }
 
-func run(s scale, binary, root string, timeout time.Duration, workers int, verbose bool) error {
+func run(s scale, g goals, binary, root string, timeout time.Duration, workers int, verbose bool) error {
 	ctx := context.Background()
 	fmt.Println("starting etcd, kube-apiserver and kube-controller-manager")
 	cp, err := controlplane.Start(controlplane.Options{CRDDirs: []string{local.CRDDir(root)}})
@@ -80,8 +109,12 @@ func run(s scale, binary, root string, timeout time.Duration, workers int, verbo
 		return err
 	}
 
-	vms, vmis := s.namespaces*s.vmApps*s.vmsPerApp, s.namespaces*(s.vmApps*s.vmsPerApp+s.vmiApps*s.vmisPerApp)
-	fmt.Printf("creating %d mesh namespaces, %d VirtualMachines, %d VMIs (virtmesh not running yet)\n", s.namespaces, vms, vmis)
+	pods := 0
+	if s.pods {
+		pods = s.vmis()
+	}
+	fmt.Printf("creating %d mesh namespaces, %d VirtualMachines, %d VMIs, %d launcher pods (virtmesh not running yet)\n",
+		s.namespaces, s.vms(), s.vmis(), pods)
 	start := time.Now()
 	if err := fill(ctx, admin, s, workers); err != nil {
 		return err
@@ -93,10 +126,10 @@ func run(s scale, binary, root string, timeout time.Duration, workers int, verbo
 	if verbose {
 		out = os.Stderr
 	}
-	fmt.Printf("starting %s; waiting for %d Services and %d NADs\n", binary, s.namespaces*(s.vmApps+s.vmiApps), s.namespaces)
+	fmt.Printf("starting %s; waiting for %d Services, %d NADs and the state of %d VMIs\n", binary, s.namespaces*(s.vmApps+s.vmiApps), s.namespaces, s.vmis())
 	t0 := time.Now()
 	p, err := local.Start(cp, binary, []string{"--enable-webhook=false",
-		"--leader-elect", "--leader-election-namespace=" + local.Namespace,
+		"--leader-elect", "--leader-election-namespace=" + local.Namespace, "--sync-period=" + g.syncPeriod.String(),
 		"--metrics-bind-address=" + metrics, "--health-probe-bind-address=" + health}, out)
 	if err != nil {
 		return err
@@ -107,48 +140,189 @@ func run(s scale, binary, root string, timeout time.Duration, workers int, verbo
 		}
 	}()
 
-	return waitConverged(ctx, admin, p, s, t0, timeout)
+	var missed []string
+	converged, peak, err := waitConverged(ctx, admin, p, s, metrics, t0, timeout)
+	if err != nil {
+		return err
+	}
+	if converged > g.converge {
+		missed = append(missed, fmt.Sprintf("converged in %s, goal %s", converged.Round(time.Millisecond), g.converge))
+	}
+	if g.resyncs > 0 {
+		if err := steadyWrites(cp.Config(), p, metrics, g); err != nil {
+			missed = append(missed, err.Error())
+		}
+		if hwm, err := memKB(p.Pid(), "VmHWM"); err == nil {
+			peak = max(peak, float64(hwm)/1024)
+		}
+	}
+	fmt.Printf("peak RSS of virtmesh: %.1f MiB (goal %.0f MiB)\n", peak, g.rssMiB)
+	if peak > g.rssMiB {
+		missed = append(missed, fmt.Sprintf("peak RSS %.1f MiB, goal %.0f MiB", peak, g.rssMiB))
+	}
+	if took, err := timeCLI(ctx, cp.Config(), s); err != nil {
+		missed = append(missed, err.Error())
+	} else {
+		fmt.Printf("kubectl virtmesh status -A: %s for %d rows (goal %s)\n", took.Round(time.Millisecond), s.vms()+s.namespaces*s.vmiApps*s.vmisPerApp, g.cli)
+		if took > g.cli {
+			missed = append(missed, fmt.Sprintf("kubectl virtmesh status -A took %s, goal %s", took.Round(time.Millisecond), g.cli))
+		}
+	}
+	if len(missed) > 0 {
+		return fmt.Errorf("goals missed:\n  %s", strings.Join(missed, "\n  "))
+	}
+	fmt.Println("every goal met")
+	return nil
 }
 
-// waitConverged polls until every Service and NAD exists, checks them, and
-// reports how long it took and the manager's peak resident memory.
-func waitConverged(ctx context.Context, admin client.Client, p *local.Process, s scale, t0 time.Time, timeout time.Duration) error {
+// waitConverged polls until every Service and NAD exists and every VMI's
+// state is exported (Meshed), checks the Services, and returns how long it
+// took and the manager's peak resident memory so far (MiB).
+func waitConverged(ctx context.Context, admin client.Client, p *local.Process, s scale, metrics string, t0 time.Time, timeout time.Duration) (time.Duration, float64, error) {
 	services := s.namespaces * (s.vmApps + s.vmiApps)
 	var peakRSS int64
 	var lastLog time.Time
 	for {
 		if exited, err := p.Exited(); exited {
-			return fmt.Errorf("virtmesh exited: %w", err)
+			return 0, 0, fmt.Errorf("virtmesh exited: %w", err)
 		}
 		if rss, err := memKB(p.Pid(), "VmRSS"); err == nil {
 			peakRSS = max(peakRSS, rss)
 		}
 		svcs, nads, err := count(ctx, admin)
 		if err != nil {
-			return err
+			return 0, 0, err
+		}
+		states, _ := metricSum(metrics, "virtmesh_vmis", "")
+		meshed, _ := metricSum(metrics, "virtmesh_vmis", `state="Meshed"`)
+		wantMeshed := s.vmis()
+		if !s.pods {
+			wantMeshed = 0
 		}
 		elapsed := time.Since(t0)
-		if svcs == services && nads == s.namespaces {
+		if svcs == services && nads == s.namespaces && int(states) == s.vmis() && int(meshed) == wantMeshed {
 			hwm, err := memKB(p.Pid(), "VmHWM")
 			if err != nil {
-				return err
+				return 0, 0, err
 			}
 			if err := verify(ctx, admin, s); err != nil {
-				return fmt.Errorf("converged, but wrongly: %w", err)
+				return 0, 0, fmt.Errorf("converged, but wrongly: %w", err)
 			}
-			fmt.Printf("converged in %s: %d Services, %d NADs, all checked\n", elapsed.Round(time.Millisecond), svcs, nads)
-			fmt.Printf("peak RSS of virtmesh: %.1f MiB\n", float64(max(peakRSS, hwm))/1024)
-			return nil
+			fmt.Printf("converged in %s: %d Services, %d NADs, all checked; %d VMIs in virtmesh_vmis, %d Meshed\n",
+				elapsed.Round(time.Millisecond), svcs, nads, int(states), int(meshed))
+			return elapsed, float64(max(peakRSS, hwm)) / 1024, nil
 		}
 		if time.Since(lastLog) > 5*time.Second {
-			fmt.Printf("  %5.1fs: %d/%d Services, %d/%d NADs, RSS %.1f MiB\n", elapsed.Seconds(), svcs, services, nads, s.namespaces, float64(peakRSS)/1024)
+			fmt.Printf("  %5.1fs: %d/%d Services, %d/%d NADs, %d/%d states (%d Meshed), RSS %.1f MiB\n", elapsed.Seconds(), svcs, services,
+				nads, s.namespaces, int(states), s.vmis(), int(meshed), float64(peakRSS)/1024)
 			lastLog = time.Now()
 		}
 		if elapsed > timeout {
-			return fmt.Errorf("not converged after %s: %d/%d Services, %d/%d NADs", timeout, svcs, services, nads, s.namespaces)
+			return 0, 0, fmt.Errorf("not converged after %s: %d/%d Services, %d/%d NADs, %d/%d states", timeout, svcs, services, nads,
+				s.namespaces, int(states), s.vmis())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// steadyWrites watches g.resyncs full resyncs after convergence and fails if
+// the API server saw a write (other than virtmesh's leader lease: nothing
+// else writes here meanwhile) or no resync happened.
+func steadyWrites(cfg *rest.Config, p *local.Process, metrics string, g goals) error {
+	ctx := context.Background()
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	time.Sleep(3 * time.Second) // let the last events settle
+	writesBefore, err := apiWrites(ctx, cs)
+	if err != nil {
+		return err
+	}
+	reconcilesBefore, _ := metricSum(metrics, "controller_runtime_reconcile_total", "")
+	wait := time.Duration(g.resyncs)*g.syncPeriod + 5*time.Second
+	fmt.Printf("watching %d full resyncs (%s) for API writes\n", g.resyncs, wait)
+	for end := time.Now().Add(wait); time.Now().Before(end); time.Sleep(time.Second) {
+		if exited, err := p.Exited(); exited {
+			return fmt.Errorf("virtmesh exited: %w", err)
+		}
+	}
+	writesAfter, err := apiWrites(ctx, cs)
+	if err != nil {
+		return err
+	}
+	reconcilesAfter, _ := metricSum(metrics, "controller_runtime_reconcile_total", "")
+	writes := writesAfter - writesBefore
+	fmt.Printf("over %d resyncs: %.0f reconciles, %.0f API writes\n", g.resyncs, reconcilesAfter-reconcilesBefore, writes)
+	switch {
+	case writes != 0:
+		return fmt.Errorf("%.0f API writes at steady state, goal 0", writes)
+	case reconcilesAfter-reconcilesBefore == 0:
+		return fmt.Errorf("no resync happened in %s", wait)
+	}
+	return nil
+}
+
+// apiWrites sums the API server's write requests (apiserver_request_total),
+// leases aside.
+func apiWrites(ctx context.Context, cs kubernetes.Interface) (float64, error) {
+	raw, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("reading the API server's metrics: %w", err)
+	}
+	sum := 0.0
+	for _, line := range strings.Split(string(raw), "\n") {
+		if !strings.HasPrefix(line, "apiserver_request_total{") || strings.Contains(line, `resource="leases"`) {
+			continue
+		}
+		for _, verb := range []string{"POST", "PUT", "PATCH", "DELETE", "APPLY", "DELETECOLLECTION"} {
+			if strings.Contains(line, `verb="`+verb+`"`) {
+				v, _ := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64)
+				sum += v
+			}
+		}
+	}
+	return sum, nil
+}
+
+// timeCLI runs kubectl virtmesh status -A as an admin and checks its rows.
+func timeCLI(ctx context.Context, cfg *rest.Config, s scale) (time.Duration, error) {
+	var out, errOut bytes.Buffer
+	start := time.Now()
+	code := cli.Main(ctx, []string{"status", "-A"}, cli.Env{Stdout: &out, Stderr: &errOut, RESTConfig: cfg})
+	took := time.Since(start)
+	if code != cli.ExitOK {
+		return took, fmt.Errorf("kubectl virtmesh status -A: exit %d: %s", code, errOut.String())
+	}
+	rows := strings.Count(out.String(), "\n") - 1
+	if want := s.vms() + s.namespaces*s.vmiApps*s.vmisPerApp; rows != want {
+		return took, fmt.Errorf("kubectl virtmesh status -A printed %d rows, want %d", rows, want)
+	}
+	return took, nil
+}
+
+// metricSum sums a metric's series on virtmesh's metrics endpoint whose
+// labels hold match.
+func metricSum(addr, name, match string) (float64, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	sum := 0.0
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") || !strings.Contains(line, match) {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64)
+		if err == nil {
+			sum += v
+		}
+	}
+	return sum, sc.Err()
 }
 
 func stopControlPlane(cp *controlplane.ControlPlane) {
@@ -161,19 +335,20 @@ func stopControlPlane(cp *controlplane.ControlPlane) {
 }
 
 // fill creates the namespaces, VMs (each with the VMI virt-controller would
-// start for it, as the webhook would have stored it) and standalone VMIs.
+// start for it, as the webhook would have stored it, running) and standalone
+// VMIs, each with its launcher pod (s.pods).
 func fill(ctx context.Context, c client.Client, s scale, workers int) error {
-	objs := make(chan client.Object, 256)
-	errs := make(chan error, workers)
+	vmis := make(chan *kubevirtv1.VirtualMachineInstance, 256)
+	errs := make(chan error, workers+1)
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for o := range objs {
-				if err := c.Create(ctx, o); err != nil {
-					errs <- fmt.Errorf("creating %s/%s: %w", o.GetNamespace(), o.GetName(), err)
-					for range objs { // drain, so the producer never blocks
+			for vmi := range vmis {
+				if err := startVMI(ctx, c, vmi, s.pods); err != nil {
+					errs <- fmt.Errorf("creating %s/%s: %w", vmi.Namespace, vmi.Name, err)
+					for range vmis { // drain, so the producer never blocks
 					}
 					return
 				}
@@ -181,7 +356,7 @@ func fill(ctx context.Context, c client.Client, s scale, workers int) error {
 		}()
 	}
 	go func() {
-		defer close(objs)
+		defer close(vmis)
 		for n := range s.namespaces {
 			ns := fmt.Sprintf("mesh-%03d", n)
 			if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"istio-injection": "enabled"}}}); err != nil {
@@ -207,13 +382,13 @@ func fill(ctx context.Context, c client.Client, s scale, workers int) error {
 					vmi.Labels[mesh.VersionLabel] = fmt.Sprintf("v%d", v+1)
 					vmi.Labels["kubevirt.io/vm"] = vm.Name
 					vmi.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(vm, kubevirtv1.VirtualMachineGroupVersionKind)}
-					objs <- vmi
+					vmis <- vmi
 				}
 			}
 			for a := range s.vmiApps {
 				for r := range s.vmisPerApp {
 					app := fmt.Sprintf("vmi-app-%d", a)
-					objs <- testkit.MeshedVMI(ns, fmt.Sprintf("%s-%d", app, r), app, 8080, 9090)
+					vmis <- testkit.MeshedVMI(ns, fmt.Sprintf("%s-%d", app, r), app, 8080, 9090)
 				}
 			}
 		}
@@ -221,6 +396,42 @@ func fill(ctx context.Context, c client.Client, s scale, workers int) error {
 	wg.Wait()
 	close(errs)
 	return <-errs
+}
+
+// startVMI creates a VMI as virt-controller leaves a running one (the VMI
+// CRD has no status subresource: the status is stored as created) and, with
+// pod, its launcher pod with a ready istio-proxy, as Istio's injector and
+// kubelet would leave it.
+func startVMI(ctx context.Context, c client.Client, vmi *kubevirtv1.VirtualMachineInstance, pod bool) error {
+	node := fmt.Sprintf("node%02d", len(vmi.Name)%8)
+	vmi.Status.Phase, vmi.Status.NodeName = kubevirtv1.Running, node
+	if err := c.Create(ctx, vmi); err != nil {
+		return err
+	}
+	if !pod {
+		return nil
+	}
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "virt-launcher-" + vmi.Name + "-x7k2p", Namespace: vmi.Namespace,
+			Labels: map[string]string{"kubevirt.io": "virt-launcher", "kubevirt.io/created-by": string(vmi.UID), mesh.AppLabel: vmi.Labels[mesh.AppLabel],
+				mesh.InjectKey: "true", "security.istio.io/tlsMode": "istio"},
+			Annotations: map[string]string{mesh.InjectKey: "true", "kubectl.kubernetes.io/default-container": "compute",
+				"sidecar.istio.io/status": `{"initContainers":["istio-init"],"containers":["istio-proxy"],"volumes":["istio-envoy","istio-data","istio-podinfo","istio-token","istiod-ca-cert"],"revision":"default"}`},
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(vmi, kubevirtv1.VirtualMachineInstanceGroupVersionKind)}},
+		Spec: corev1.PodSpec{NodeName: node, AutomountServiceAccountToken: ptr.To(false),
+			InitContainers: []corev1.Container{{Name: "istio-init", Image: "docker.io/istio/proxyv2:1.30.0", Args: []string{"istio-iptables", "-p", "15001"}}},
+			Containers: []corev1.Container{
+				{Name: "compute", Image: "quay.io/kubevirt/virt-launcher:v1.9.0", Command: []string{"/usr/bin/virt-launcher-monitor", "--name", vmi.Name}},
+				{Name: mesh.ProxyContainer, Image: "docker.io/istio/proxyv2:1.30.0", Args: []string{"proxy", "sidecar", "--domain", vmi.Namespace + ".svc.cluster.local"},
+					Env: []corev1.EnvVar{{Name: "ISTIO_META_APP_CONTAINERS", Value: "compute"}, {Name: "ISTIO_META_CLUSTER_ID", Value: "Kubernetes"}}},
+			}},
+	}
+	if err := c.Create(ctx, p); err != nil {
+		return err
+	}
+	p.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.244.0.1", ContainerStatuses: []corev1.ContainerStatus{
+		{Name: "compute", Ready: true, Image: p.Spec.Containers[0].Image}, {Name: mesh.ProxyContainer, Ready: true, Image: p.Spec.Containers[1].Image}}}
+	return c.Status().Update(ctx, p)
 }
 
 func count(ctx context.Context, c client.Client) (int, int, error) {

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/virtmesh/virtmesh/internal/cli"
+	"github.com/virtmesh/virtmesh/internal/mesh"
+	"github.com/virtmesh/virtmesh/internal/testkit"
+)
+
+// No kubelet, virt-controller or Istio runs on the demo's control plane: the
+// demo creates launcher pod objects and sets their container statuses as
+// they would, and says so each time.
+
+const node = "node01"
+
+// legacyVM creates a VM and its running VMI and launcher pod in the
+// namespace before it is labelled: no proxy, no inject annotation.
+func legacyVM(ctx context.Context, admin client.Client) error {
+	vm := testkit.MeshVM("legacy-db", "", "", 5432)
+	vm.Namespace = ns
+	step("A VM owner has run VirtualMachine %q in namespace %q since before anyone thought of the mesh.", vm.Name, ns)
+	say("(The demo creates its VMI and launcher pod objects as virt-controller and kubelet would: none run here.)")
+	if err := admin.Create(ctx, vm); err != nil {
+		return err
+	}
+	vmi := testkit.VMIFor(vm)
+	if err := admin.Create(ctx, vmi); err != nil {
+		return err
+	}
+	return startLauncherPod(ctx, admin, vmi, false, false)
+}
+
+// startLauncherPod plays virt-controller (the pod, with the istio-proxy
+// container Istio's injector would add when withProxy) and kubelet (its
+// container statuses), and makes it the VMI's active pod.
+func startLauncherPod(ctx context.Context, admin client.Client, vmi *kubevirtv1.VirtualMachineInstance, withProxy, proxyReady bool) error {
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "virt-launcher-" + vmi.Name + "-x7k2p", Namespace: vmi.Namespace,
+			Labels: map[string]string{"kubevirt.io": "virt-launcher", "kubevirt.io/created-by": string(vmi.UID)},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachineInstance", Name: vmi.Name, UID: vmi.UID,
+				Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}}},
+		Spec: corev1.PodSpec{NodeName: node, AutomountServiceAccountToken: ptr.To(false),
+			Containers: []corev1.Container{{Name: "compute", Image: "quay.io/kubevirt/virt-launcher:v1.9.0"}}},
+	}
+	if withProxy {
+		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: mesh.ProxyContainer, Image: "docker.io/istio/proxyv2:1.30.0"})
+	}
+	if err := admin.Create(ctx, pod); err != nil {
+		return err
+	}
+	if err := setProxyReady(ctx, admin, pod, proxyReady); err != nil {
+		return err
+	}
+	return waitFor(ctx, func() error {
+		if err := admin.Get(ctx, client.ObjectKeyFromObject(vmi), vmi); err != nil {
+			return err
+		}
+		vmi.Status.Phase, vmi.Status.NodeName = kubevirtv1.Running, node
+		vmi.Status.ActivePods = map[types.UID]string{pod.UID: node}
+		return admin.Update(ctx, vmi)
+	})
+}
+
+// setProxyReady plays kubelet: the pod runs; its istio-proxy (if any) is
+// ready or not.
+func setProxyReady(ctx context.Context, admin client.Client, pod *corev1.Pod, ready bool) error {
+	pod.Status.Phase = corev1.PodRunning
+	pod.Status.ContainerStatuses = nil
+	for _, c := range pod.Spec.Containers {
+		pod.Status.ContainerStatuses = append(pod.Status.ContainerStatuses,
+			corev1.ContainerStatus{Name: c.Name, Image: c.Image, Ready: c.Name != mesh.ProxyContainer || ready})
+	}
+	return admin.Status().Update(ctx, pod)
+}
+
+// meshProxyStartsThenReady shows the seed VM's launcher pod with a proxy
+// that is not ready, then ready.
+func meshProxyStartsThenReady(ctx context.Context, cfg *rest.Config, admin client.Client, vm *kubevirtv1.VirtualMachine) error {
+	vmi := &kubevirtv1.VirtualMachineInstance{}
+	if err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: vm.Name}, vmi); err != nil {
+		return err
+	}
+	step("KubeVirt starts its launcher pod; Istio's injector adds istio-proxy (the VMI asks for it). The demo creates")
+	say("the pod object and sets its container statuses, as virt-controller, Istio and kubelet would; the proxy is not ready yet:")
+	if err := startLauncherPod(ctx, admin, vmi, true, false); err != nil {
+		return err
+	}
+	if err := showStatus(ctx, cfg, vm.Name, mesh.Starting); err != nil {
+		return err
+	}
+	step("The proxy becomes ready (the demo sets it, as kubelet would):")
+	pod := &corev1.Pod{}
+	if err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "virt-launcher-" + vm.Name + "-x7k2p"}, pod); err != nil {
+		return err
+	}
+	if err := setProxyReady(ctx, admin, pod, true); err != nil {
+		return err
+	}
+	return showStatus(ctx, cfg, vm.Name, mesh.Meshed)
+}
+
+// showStatus waits until kubectl virtmesh status shows vm in state want,
+// then prints the table as the plugin prints it.
+func showStatus(ctx context.Context, cfg *rest.Config, vm string, want mesh.State) error {
+	var out, errOut bytes.Buffer
+	code := 0
+	err := waitFor(ctx, func() error {
+		out.Reset()
+		errOut.Reset()
+		code = cli.Main(ctx, []string{"status", "-n", ns}, cli.Env{Stdout: &out, Stderr: &errOut, RESTConfig: cfg, Namespace: ns})
+		if code != cli.ExitOK && code != cli.ExitTrouble {
+			return fmt.Errorf("kubectl virtmesh status: exit %d: %s", code, errOut.String())
+		}
+		for _, line := range strings.Split(out.String(), "\n") {
+			if f := strings.Fields(line); len(f) > 2 && f[0] == vm && f[2] == string(want) {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s is not %s yet:\n%s", vm, want, out.String())
+	})
+	if err != nil {
+		return err
+	}
+	say("$ kubectl virtmesh status -n %s", ns)
+	for _, line := range strings.Split(strings.TrimRight(out.String(), "\n"), "\n") {
+		say("%s", line)
+	}
+	say("(exit code %d%s)", code, map[bool]string{true: ": a VM needs action", false: ""}[code == cli.ExitTrouble])
+	return nil
+}
