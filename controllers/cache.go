@@ -249,6 +249,12 @@ func stateChanged(a, b client.Object) bool {
 }
 
 func differ(a, b client.Object, ignoreStatus bool) bool {
+	if a.GetResourceVersion() == b.GetResourceVersion() && a.GetResourceVersion() != "" {
+		// A resync: the same object. The state controller recomputes then
+		// (what it reads besides the VMI may have changed unseen); for the
+		// others nothing changed.
+		return !ignoreStatus
+	}
 	a, b = a.DeepCopyObject().(client.Object), b.DeepCopyObject().(client.Object)
 	for _, o := range []client.Object{a, b} {
 		o.SetResourceVersion("")

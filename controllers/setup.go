@@ -42,7 +42,7 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, meshCfg mesh.Config
 	if err := states.SetupWithManager(ctx, mgr, cfg.Workers); err != nil {
 		return fmt.Errorf("setting up the mesh state controller: %w", err)
 	}
-	collector := &meshCollector{reader: mgr.GetClient(), mesh: meshCfg, elected: mgr.Elected(), states: states.counts}
+	collector := &meshCollector{reader: mgr.GetClient(), cache: mgr.GetCache(), mesh: meshCfg, elected: mgr.Elected(), states: states.counts}
 	if nads != nil {
 		if err := setupNADController(mgr, nads, func() error { return states.watchNADs(mgr) }); err != nil {
 			return fmt.Errorf("setting up the NetworkAttachmentDefinition controller: %w", err)

@@ -76,6 +76,7 @@ func NewManager(cfg *rest.Config, o *Options) (ctrl.Manager, error) {
 		WebhookServer:                 o.webhookServer,
 		Metrics:                       metricsserver.Options{BindAddress: o.MetricsBindAddress, TLSOpts: tlsOpts},
 		HealthProbeBindAddress:        o.HealthProbeBindAddress,
+		PprofBindAddress:              o.PprofBindAddress,
 		LeaderElection:                o.LeaderElect,
 		LeaderElectionID:              LeaderElectionID,
 		LeaderElectionNamespace:       o.LeaderElectionNamespace,

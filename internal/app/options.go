@@ -26,6 +26,8 @@ type Options struct {
 	EnableHTTP2             bool
 	MetricsBindAddress      string
 	HealthProbeBindAddress  string
+	// PprofBindAddress serves Go's profiles (/debug/pprof); "" or "0" is off.
+	PprofBindAddress string
 	LeaderElect             bool
 	LeaderElectionNamespace string
 	GracefulShutdownTimeout time.Duration
@@ -85,6 +87,8 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 		"Serve the webhook over HTTP/2 as well as HTTP/1.1. Off by default (HTTP/2 Rapid Reset, CVE-2023-44487).")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress,
 		`Address the Prometheus metrics endpoint binds to; "0" disables it.`)
+	fs.StringVar(&o.PprofBindAddress, "pprof-bind-address", o.PprofBindAddress,
+		"Serve Go's runtime profiles (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (off by default: they reveal internals).")
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress,
 		`Address the /healthz and /readyz endpoints bind to; "0" disables them.`)
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect,

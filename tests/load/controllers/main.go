@@ -47,6 +47,8 @@ import (
 	"github.com/virtmesh/virtmesh/internal/testkit/local"
 )
 
+var progressEvery = flag.Duration("progress", 5*time.Second, "how often to print progress while waiting")
+
 type scale struct {
 	namespaces, vmApps, vmsPerApp, vmiApps, vmisPerApp int
 	pods                                               bool
@@ -71,6 +73,7 @@ func main() {
 		timeout = flag.Duration("timeout", 5*time.Minute, "give up when virtmesh has not converged by then")
 		workers = flag.Int("create-workers", 16, "concurrent creates while filling the cluster")
 		verbose = flag.Bool("v", false, "show virtmesh's log")
+		profile = flag.String("heap-profile", "", "write virtmesh's heap profile (in use and allocated) here when the run ends")
 		g       goals
 	)
 	flag.BoolVar(&s.pods, "pods", true, "give every VMI a launcher pod object (running, istio-proxy ready)")
@@ -85,13 +88,13 @@ func main() {
 	flag.IntVar(&s.vmiApps, "vmi-apps", 20, "apps of standalone VMIs per namespace")
 	flag.IntVar(&s.vmisPerApp, "vmis-per-app", 2, "standalone VMIs per VMI app")
 	flag.Parse()
-	if err := run(s, g, *binary, *root, *timeout, *workers, *verbose); err != nil {
+	if err := run(s, g, *binary, *root, *timeout, *workers, *verbose, *profile); err != nil {
 		fmt.Fprintln(os.Stderr, "controllers load:", err)
 		os.Exit(1)
 	}
 }
 
-func run(s scale, g goals, binary, root string, timeout time.Duration, workers int, verbose bool) error {
+func run(s scale, g goals, binary, root string, timeout time.Duration, workers int, verbose bool, profile string) error {
 	ctx := context.Background()
 	fmt.Println("starting etcd, kube-apiserver and kube-controller-manager")
 	cp, err := controlplane.Start(controlplane.Options{CRDDirs: []string{local.CRDDir(root)}})
@@ -121,7 +124,7 @@ func run(s scale, g goals, binary, root string, timeout time.Duration, workers i
 	}
 	fmt.Printf("created in %s\n", time.Since(start).Round(time.Millisecond))
 
-	metrics, health := testkit.FreeAddress(), testkit.FreeAddress()
+	metrics, health, pprof := testkit.FreeAddress(), testkit.FreeAddress(), testkit.FreeAddress()
 	out := io.Discard
 	if verbose {
 		out = os.Stderr
@@ -130,7 +133,7 @@ func run(s scale, g goals, binary, root string, timeout time.Duration, workers i
 	t0 := time.Now()
 	p, err := local.Start(cp, binary, []string{"--enable-webhook=false",
 		"--leader-elect", "--leader-election-namespace=" + local.Namespace, "--sync-period=" + g.syncPeriod.String(),
-		"--metrics-bind-address=" + metrics, "--health-probe-bind-address=" + health}, out)
+		"--metrics-bind-address=" + metrics, "--health-probe-bind-address=" + health, "--pprof-bind-address=" + pprof}, out)
 	if err != nil {
 		return err
 	}
@@ -168,6 +171,11 @@ func run(s scale, g goals, binary, root string, timeout time.Duration, workers i
 			missed = append(missed, fmt.Sprintf("kubectl virtmesh status -A took %s, goal %s", took.Round(time.Millisecond), g.cli))
 		}
 	}
+	if profile != "" {
+		if err := saveHeapProfile(pprof, profile); err != nil {
+			return err
+		}
+	}
 	if len(missed) > 0 {
 		return fmt.Errorf("goals missed:\n  %s", strings.Join(missed, "\n  "))
 	}
@@ -181,7 +189,8 @@ func run(s scale, g goals, binary, root string, timeout time.Duration, workers i
 func waitConverged(ctx context.Context, admin client.Client, p *local.Process, s scale, metrics string, t0 time.Time, timeout time.Duration) (time.Duration, float64, error) {
 	services := s.namespaces * (s.vmApps + s.vmiApps)
 	var peakRSS int64
-	var lastLog time.Time
+	var lastLog, lastScrape time.Time
+	var states, meshed float64
 	for {
 		if exited, err := p.Exited(); exited {
 			return 0, 0, fmt.Errorf("virtmesh exited: %w", err)
@@ -193,8 +202,11 @@ func waitConverged(ctx context.Context, admin client.Client, p *local.Process, s
 		if err != nil {
 			return 0, 0, err
 		}
-		states, _ := metricSum(metrics, "virtmesh_vmis", "")
-		meshed, _ := metricSum(metrics, "virtmesh_vmis", `state="Meshed"`)
+		if time.Since(lastScrape) >= time.Second { // Prometheus scrapes far less often
+			states, _ = metricSum(metrics, "virtmesh_vmis", "")
+			meshed, _ = metricSum(metrics, "virtmesh_vmis", `state="Meshed"`)
+			lastScrape = time.Now()
+		}
 		wantMeshed := s.vmis()
 		if !s.pods {
 			wantMeshed = 0
@@ -212,7 +224,7 @@ func waitConverged(ctx context.Context, admin client.Client, p *local.Process, s
 				elapsed.Round(time.Millisecond), svcs, nads, int(states), int(meshed))
 			return elapsed, float64(max(peakRSS, hwm)) / 1024, nil
 		}
-		if time.Since(lastLog) > 5*time.Second {
+		if time.Since(lastLog) >= *progressEvery {
 			fmt.Printf("  %5.1fs: %d/%d Services, %d/%d NADs, %d/%d states (%d Meshed), RSS %.1f MiB\n", elapsed.Seconds(), svcs, services,
 				nads, s.namespaces, int(states), s.vmis(), int(meshed), float64(peakRSS)/1024)
 			lastLog = time.Now()
@@ -234,11 +246,32 @@ func steadyWrites(cfg *rest.Config, p *local.Process, metrics string, g goals) e
 	if err != nil {
 		return err
 	}
-	time.Sleep(3 * time.Second) // let the last events settle
-	writesBefore, err := apiWrites(ctx, cs)
+	// Events about what virtmesh did while converging are still being sent
+	// (the recorder queues them): wait until the writes stop.
+	settleStart := time.Now()
+	writesBefore, byBefore, err := apiWrites(ctx, cs)
 	if err != nil {
 		return err
 	}
+	first := writesBefore
+	for quiet := 0; quiet < 3; {
+		time.Sleep(time.Second)
+		w, by, err := apiWrites(ctx, cs)
+		if err != nil {
+			return err
+		}
+		if w == writesBefore {
+			quiet++
+		} else {
+			quiet = 0
+		}
+		writesBefore, byBefore = w, by
+		if time.Since(settleStart) > 3*time.Minute {
+			return fmt.Errorf("virtmesh still writes %s after converging", time.Since(settleStart).Round(time.Second))
+		}
+	}
+	fmt.Printf("writes settled %s after convergence (%.0f more, the recorder's queued Events)\n",
+		time.Since(settleStart).Round(time.Second), writesBefore-first)
 	reconcilesBefore, _ := metricSum(metrics, "controller_runtime_reconcile_total", "")
 	wait := time.Duration(g.resyncs)*g.syncPeriod + 5*time.Second
 	fmt.Printf("watching %d full resyncs (%s) for API writes\n", g.resyncs, wait)
@@ -247,7 +280,7 @@ func steadyWrites(cfg *rest.Config, p *local.Process, metrics string, g goals) e
 			return fmt.Errorf("virtmesh exited: %w", err)
 		}
 	}
-	writesAfter, err := apiWrites(ctx, cs)
+	writesAfter, byAfter, err := apiWrites(ctx, cs)
 	if err != nil {
 		return err
 	}
@@ -256,7 +289,13 @@ func steadyWrites(cfg *rest.Config, p *local.Process, metrics string, g goals) e
 	fmt.Printf("over %d resyncs: %.0f reconciles, %.0f API writes\n", g.resyncs, reconcilesAfter-reconcilesBefore, writes)
 	switch {
 	case writes != 0:
-		return fmt.Errorf("%.0f API writes at steady state, goal 0", writes)
+		var what []string
+		for k, v := range byAfter {
+			if d := v - byBefore[k]; d != 0 {
+				what = append(what, fmt.Sprintf("%s: %.0f", k, d))
+			}
+		}
+		return fmt.Errorf("%.0f API writes at steady state, goal 0 (%s)", writes, strings.Join(what, ", "))
 	case reconcilesAfter-reconcilesBefore == 0:
 		return fmt.Errorf("no resync happened in %s", wait)
 	}
@@ -265,12 +304,21 @@ func steadyWrites(cfg *rest.Config, p *local.Process, metrics string, g goals) e
 
 // apiWrites sums the API server's write requests (apiserver_request_total),
 // leases aside.
-func apiWrites(ctx context.Context, cs kubernetes.Interface) (float64, error) {
+func apiWrites(ctx context.Context, cs kubernetes.Interface) (float64, map[string]float64, error) {
 	raw, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("reading the API server's metrics: %w", err)
+		return 0, nil, fmt.Errorf("reading the API server's metrics: %w", err)
 	}
 	sum := 0.0
+	by := map[string]float64{}
+	label := func(line, name string) string {
+		_, v, ok := strings.Cut(line, name+`="`)
+		if !ok {
+			return ""
+		}
+		v, _, _ = strings.Cut(v, `"`)
+		return v
+	}
 	for _, line := range strings.Split(string(raw), "\n") {
 		if !strings.HasPrefix(line, "apiserver_request_total{") || strings.Contains(line, `resource="leases"`) {
 			continue
@@ -279,10 +327,11 @@ func apiWrites(ctx context.Context, cs kubernetes.Interface) (float64, error) {
 			if strings.Contains(line, `verb="`+verb+`"`) {
 				v, _ := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64)
 				sum += v
+				by[verb+" "+label(line, "resource")+"/"+label(line, "subresource")] += v
 			}
 		}
 	}
-	return sum, nil
+	return sum, by, nil
 }
 
 // timeCLI runs kubectl virtmesh status -A as an admin and checks its rows.
@@ -299,6 +348,25 @@ func timeCLI(ctx context.Context, cfg *rest.Config, s scale) (time.Duration, err
 		return took, fmt.Errorf("kubectl virtmesh status -A printed %d rows, want %d", rows, want)
 	}
 	return took, nil
+}
+
+// saveHeapProfile writes virtmesh's heap profile to path.
+func saveHeapProfile(addr, path string) error {
+	resp, err := http.Get("http://" + addr + "/debug/pprof/heap")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		_ = f.Close()
+		return err
+	}
+	fmt.Printf("heap profile of virtmesh: %s (go tool pprof -sample_index=inuse_space %s)\n", path, path)
+	return f.Close()
 }
 
 // metricSum sums a metric's series on virtmesh's metrics endpoint whose
