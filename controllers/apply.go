@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
@@ -53,12 +54,20 @@ func serviceApplyConfiguration(want *corev1.Service) *corev1ac.ServiceApplyConfi
 // applied to have (its managed fields, read from the cached object) is want,
 // so applying want again would change nothing and no request is sent.
 func serviceApplied(have *corev1.Service, want *corev1ac.ServiceApplyConfiguration) bool {
+	got := appliedOf(have)
+	return got != nil && equality.Semantic.DeepEqual(got, want)
+}
+
+// appliedOf is what virtmesh last applied to have, normalized (nil: not
+// virtmesh's, or unreadable). Extracting it walks the managed fields with the
+// Service schema: the costliest step of a Service reconcile.
+func appliedOf(have *corev1.Service) *corev1ac.ServiceApplyConfiguration {
 	if !Managed(have) {
-		return false
+		return nil
 	}
 	got, err := corev1ac.ExtractService(have, FieldOwner)
 	if err != nil {
-		return false
+		return nil
 	}
 	onlyAppliedFields(got)
 	// The API server keeps associative lists in its own order.
@@ -70,8 +79,34 @@ func serviceApplied(have *corev1.Service, want *corev1ac.ServiceApplyConfigurati
 	slices.SortFunc(got.OwnerReferences, func(a, b metav1ac.OwnerReferenceApplyConfiguration) int {
 		return cmp.Or(cmp.Compare(deref(a.Kind), deref(b.Kind)), cmp.Compare(deref(a.Name), deref(b.Name)))
 	})
-	return equality.Semantic.DeepEqual(got, want)
+	return got
 }
+
+// appliedCache remembers appliedOf per Service version: a full resync
+// reconciles every Service, and extracting each again is most of what the
+// manager allocates then (docs/benchmarks.md).
+type appliedCache struct{ m sync.Map } // namespace/name → appliedEntry
+
+type appliedEntry struct {
+	uid, resourceVersion string
+	got                  *corev1ac.ServiceApplyConfiguration
+}
+
+// applied is serviceApplied, remembering the extraction per version.
+func (c *appliedCache) applied(have *corev1.Service, want *corev1ac.ServiceApplyConfiguration) bool {
+	key := have.Namespace + "/" + have.Name
+	var got *corev1ac.ServiceApplyConfiguration
+	if e, ok := c.m.Load(key); ok && e.(appliedEntry).uid == string(have.UID) && e.(appliedEntry).resourceVersion == have.ResourceVersion {
+		got = e.(appliedEntry).got
+	} else {
+		got = appliedOf(have)
+		c.m.Store(key, appliedEntry{uid: string(have.UID), resourceVersion: have.ResourceVersion, got: got})
+	}
+	return got != nil && equality.Semantic.DeepEqual(got, want)
+}
+
+// forget drops a Service that is gone.
+func (c *appliedCache) forget(namespace, name string) { c.m.Delete(namespace + "/" + name) }
 
 // onlyAppliedFields keeps, of what virtmesh owns, the fields it applies: a
 // Service it created (and then moved to server-side apply) also owns the

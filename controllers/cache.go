@@ -250,10 +250,7 @@ func stateChanged(a, b client.Object) bool {
 
 func differ(a, b client.Object, ignoreStatus bool) bool {
 	if a.GetResourceVersion() == b.GetResourceVersion() && a.GetResourceVersion() != "" {
-		// A resync: the same object. The state controller recomputes then
-		// (what it reads besides the VMI may have changed unseen); for the
-		// others nothing changed.
-		return !ignoreStatus
+		return false // a resync: the same object, nothing to copy and compare
 	}
 	a, b = a.DeepCopyObject().(client.Object), b.DeepCopyObject().(client.Object)
 	for _, o := range []client.Object{a, b} {

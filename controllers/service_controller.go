@@ -40,6 +40,7 @@ type ServiceReconciler struct {
 	Mesh      mesh.Config
 	Config    Config
 	notifier
+	applied appliedCache
 }
 
 // NewServiceReconciler builds the reconciler on the manager's clients.
@@ -78,7 +79,9 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req reconcile.Request
 	switch err := r.Client.Get(ctx, req.NamespacedName, cached); { // the cache holds only Services labelled as virtmesh's
 	case err == nil && Virtmeshs(cached):
 		have = cached
-	case err != nil && !apierrors.IsNotFound(err):
+	case apierrors.IsNotFound(err):
+		r.applied.forget(req.Namespace, req.Name)
+	case err != nil:
 		return reconcile.Result{}, err
 	}
 	if have != nil {
@@ -148,7 +151,7 @@ func (r *ServiceReconciler) ensure(ctx context.Context, have, want *corev1.Servi
 		return r.migrate(ctx, have)
 	}
 	ac := serviceApplyConfiguration(want)
-	if serviceApplied(have, ac) {
+	if r.applied.applied(have, ac) {
 		return reconcile.Result{}, nil
 	}
 	// Only over the version virtmesh has seen: a change it has not seen yet

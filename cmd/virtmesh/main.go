@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/debug"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -14,7 +15,25 @@ import (
 	"github.com/virtmesh/virtmesh/internal/version"
 )
 
+// defaultGOGC is the garbage collector's target when GOGC is not set: the
+// manager's heap is mostly its informer caches, which live long, so a
+// tighter target costs little CPU and keeps the resident memory near the
+// cache's size (docs/benchmarks.md measures it). Set GOGC to override.
+const defaultGOGC = 50
+
+// watchListEnv turns on client-go's streaming lists (WatchListClient): the
+// informers' first lists arrive from the API server one object at a time
+// (Kubernetes 1.32+ serves them; older servers get a plain list), so the
+// manager never decodes all VMIs or pods at once before trimming them.
+const watchListEnv = "KUBE_FEATURE_WatchListClient"
+
 func main() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(defaultGOGC)
+	}
+	if _, set := os.LookupEnv(watchListEnv); !set {
+		_ = os.Setenv(watchListEnv, "true") // read by client-go on first use, below
+	}
 	opts := app.NewOptions()
 	opts.AddFlags(flag.CommandLine)
 	zapOpts := zap.Options{}

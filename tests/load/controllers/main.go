@@ -148,6 +148,11 @@ func run(s scale, g goals, binary, root string, timeout time.Duration, workers i
 	if err != nil {
 		return err
 	}
+	if profile != "" {
+		if err := saveHeapProfile(pprof, profile+".converged"); err != nil {
+			return err
+		}
+	}
 	if converged > g.converge {
 		missed = append(missed, fmt.Sprintf("converged in %s, goal %s", converged.Round(time.Millisecond), g.converge))
 	}
