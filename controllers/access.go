@@ -22,7 +22,9 @@ func ReadableIstioNamespaces(ctx context.Context, cfg *rest.Config, namespaces [
 	if err != nil {
 		return nil, nil, err
 	}
-	var readable, why []string
+	// Never nil: Config reads a nil ReadableIstioNamespaces as "not probed,
+	// all of them", which would build the cache that cannot sync.
+	readable, why := []string{}, []string(nil)
 	for _, ns := range namespaces {
 		ok := true
 		for _, verb := range []string{"list", "watch"} {

@@ -25,6 +25,8 @@ const (
 	ReasonSharedNADMissing = "SharedNetworkAttachmentDefinitionMissing"
 	// ReasonIstioNetworksBug: the injector's Istio release cannot start this VM's pod.
 	ReasonIstioNetworksBug = "IstioNetworksAnnotationBug"
+	// ReasonIstioNetworksOverwritten: the injector's injectedAnnotations replace this VM's networks annotation.
+	ReasonIstioNetworksOverwritten = "IstioReplacesNetworksAnnotation"
 	// ReasonNotMeshMember: OpenShift Service Mesh 2 makes no NAD in a namespace that is not a member.
 	ReasonNotMeshMember = "NotAServiceMeshMember"
 )

@@ -32,7 +32,7 @@ var (
 // always right, no per-VM series. Only the leader reports (its cache is the
 // one that holds VMs); other replicas report nothing rather than a wrong 0.
 type meshCollector struct {
-	reader  client.Reader
+	reader client.Reader
 	// cache, when set, is walked in place (no list copied per scrape).
 	cache   cache.Cache
 	mesh    mesh.Config

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -43,6 +45,9 @@ type NADReconciler struct {
 	reports   nadReports
 	// decisions remembers injector.Decide per ConfigMap UID and resourceVersion.
 	decisions sync.Map
+	// known remembers the last decision read per namespace and revision
+	// (string → knownPlan), held while an injector is briefly unreadable.
+	known sync.Map
 	// unneededSince remembers since when each of virtmesh's NADs has been
 	// unneeded (client.ObjectKey → time.Time), for Config.NADCleanupDelay.
 	unneededSince sync.Map
@@ -71,9 +76,9 @@ func (r *NADReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Config.Workers})
 	if r.Config.NADMode == NADAuto {
 		// A shared NAD (in namespace default, say) concerns every namespace.
-		b = b.Watches(&nadv1.NetworkAttachmentDefinition{}, all, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
-			return !Virtmeshs(o)
-		}))).
+		// Only its coming and going matters, not edits or resyncs: a tenant
+		// editing a NAD in a loop must not sweep every namespace.
+		b = b.Watches(&nadv1.NetworkAttachmentDefinition{}, all, builder.WithPredicates(nadCameOrWent())).
 			Watches(&admissionregistrationv1.MutatingWebhookConfiguration{}, all)
 		if len(r.Config.readableIstioNamespaces()) > 0 {
 			b = b.Watches(&corev1.ConfigMap{}, all, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
@@ -82,6 +87,16 @@ func (r *NADReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 	}
 	return b.Complete(r)
+}
+
+// nadCameOrWent passes the creation and deletion of NADs virtmesh did not make.
+func nadCameOrWent() predicate.Predicate {
+	return predicate.Funcs{
+		CreateFunc:  func(e event.CreateEvent) bool { return !Virtmeshs(e.Object) },
+		DeleteFunc:  func(e event.DeleteEvent) bool { return !Virtmeshs(e.Object) },
+		UpdateFunc:  func(event.UpdateEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+	}
 }
 
 // Reconcile keeps the NAD a namespace's meshed VMs need: virtmesh's own
@@ -101,6 +116,12 @@ func (r *NADReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 				}
 				return true
 			})
+			r.known.Range(func(k, _ any) bool {
+				if strings.HasPrefix(k.(string), req.Name+"/") {
+					r.known.Delete(k)
+				}
+				return true
+			})
 		}
 		return reconcile.Result{}, err
 	}
@@ -108,7 +129,7 @@ func (r *NADReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	var plans []injector.Decision
+	var plans planSet
 	if need {
 		plans, err = r.plans(ctx, ns)
 		switch {
@@ -119,7 +140,7 @@ func (r *NADReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 		}
 	}
 	wanted := map[string]bool{}
-	for _, p := range plans {
+	for _, p := range plans.list {
 		if p.Kind == injector.PerNamespace {
 			wanted[p.Name] = true
 		}
@@ -133,8 +154,12 @@ func (r *NADReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 			return res, err
 		}
 	}
-	// later: an unneeded NAD of virtmesh's waits out --nad-cleanup-delay.
-	return reconcile.Result{RequeueAfter: later}, r.report(ctx, ns, plans)
+	// later: an unneeded NAD of virtmesh's waits out --nad-cleanup-delay, or
+	// a plan is held over an unreadable injector.
+	if plans.recheck > 0 && (later == 0 || plans.recheck < later) {
+		later = plans.recheck
+	}
+	return reconcile.Result{RequeueAfter: later}, r.report(ctx, ns, plans.list, plans.byRev)
 }
 
 // ensure creates or restores virtmesh's NAD want.
@@ -192,6 +217,16 @@ func (r *NADReconciler) deleteUnwanted(ctx context.Context, ns namespaceInfo, wa
 		if len(wanted) == 0 && !strings.Contains(why, "not in the mesh") {
 			why = "the Istio injector here does not reference a per-namespace NAD"
 		}
+		if pod, err := r.podReferencing(ctx, key); err != nil {
+			return reconcile.Result{}, 0, err
+		} else if pod != "" {
+			// A pod that has not started (or restarts its sandbox) needs it.
+			log.FromContext(ctx).V(1).Info("NetworkAttachmentDefinition unneeded but still referenced: keeping it", "name", have.Name, "pod", pod)
+			if later == 0 || nadInUseRecheck < later {
+				later = nadInUseRecheck
+			}
+			continue
+		}
 		if wait := r.cleanupWait(key); wait > 0 {
 			// An injector reinstalled by Helm, or a label removed and put
 			// back, does not delete a NAD pods are about to reference.
@@ -214,18 +249,45 @@ func (r *NADReconciler) deleteUnwanted(ctx context.Context, ns namespaceInfo, wa
 	return reconcile.Result{}, later, nil
 }
 
+// nadInUseRecheck is how often an unneeded NAD that a launcher pod still
+// references is looked at again.
+const nadInUseRecheck = 30 * time.Second
+
+// podReferencing names a launcher pod in the NAD's namespace, not finished,
+// whose networks annotation references it ("" if none).
+func (r *NADReconciler) podReferencing(ctx context.Context, nad client.ObjectKey) (string, error) {
+	pods := &corev1.PodList{}
+	if err := r.Client.List(ctx, pods, client.InNamespace(nad.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return "", err
+	}
+	want := nad.Namespace + "/" + nad.Name
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		if slices.Contains(mesh.PodNetworks(p), want) {
+			return p.Name, nil
+		}
+	}
+	return "", nil
+}
+
 // cleanupWait is how much longer virtmesh's NAD key must stay unneeded
 // before it is deleted (0: now).
 func (r *NADReconciler) cleanupWait(key client.ObjectKey) time.Duration {
 	if r.Config.NADCleanupDelay <= 0 {
 		return 0
 	}
-	now := time.Now
+	since, _ := r.unneededSince.LoadOrStore(key, r.clock())
+	return r.Config.NADCleanupDelay - r.clock().Sub(since.(time.Time))
+}
+
+func (r *NADReconciler) clock() time.Time {
 	if r.now != nil {
-		now = r.now
+		return r.now()
 	}
-	since, _ := r.unneededSince.LoadOrStore(key, now())
-	return r.Config.NADCleanupDelay - now().Sub(since.(time.Time))
+	return time.Now()
 }
 
 func nsRef(name string) *corev1.ObjectReference {

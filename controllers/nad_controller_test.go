@@ -126,3 +126,47 @@ func TestNADCleanupDelay(t *testing.T) {
 		t.Fatalf("after the delay: NAD exists %v, requeue %v; want deleted", exists(), res.RequeueAfter)
 	}
 }
+
+// A Helm reinstall of istiod removes its webhook configuration for a moment:
+// the last decision (shared NAD, nothing to create) holds for
+// --nad-cleanup-delay, so no NAD is created in every namespace and deleted again.
+func TestHoldsTheLastDecisionWhileTheInjectorIsGone(t *testing.T) {
+	ctx := context.Background()
+	cm, mwc := &corev1.ConfigMap{}, &admissionregistrationv1.MutatingWebhookConfiguration{}
+	readFixture(t, "istio-1.30-multus", "configmap.yaml", cm)
+	readFixture(t, "istio-1.30-multus", "mutatingwebhookconfiguration.yaml", mwc)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "vms", Labels: map[string]string{"istio-injection": "enabled"}}}
+	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithReturnManagedFields().WithObjects(cm, mwc, ns).Build()
+	clock := time.Date(2026, 12, 3, 3, 0, 0, 0, time.UTC)
+	r := &NADReconciler{Client: client.WithFieldOwner(c, FieldOwner), Mesh: mesh.DefaultConfig(), Config: DefaultConfig(),
+		Recorder: record.NewFakeRecorder(100), now: func() time.Time { return clock }}
+	nads := func() int {
+		list := &nadv1.NetworkAttachmentDefinitionList{}
+		if err := c.List(ctx, list, client.InNamespace("vms")); err != nil {
+			t.Fatal(err)
+		}
+		return len(list.Items)
+	}
+	reconcileNow := func() reconcile.Result {
+		t.Helper()
+		res, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKey{Name: "vms"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if reconcileNow(); nads() != 0 {
+		t.Fatal("a NAD was created for a shared-NAD injector")
+	}
+	if err := c.Delete(ctx, mwc); err != nil {
+		t.Fatal(err)
+	}
+	clock = clock.Add(20 * time.Second)
+	if res := reconcileNow(); nads() != 0 || res.RequeueAfter != 40*time.Second {
+		t.Fatalf("injector gone for a moment: %d NADs, requeue %v; want none, and a recheck when 1m has passed", nads(), res.RequeueAfter)
+	}
+	clock = clock.Add(time.Minute)
+	if reconcileNow(); nads() != 1 {
+		t.Fatalf("injector gone for longer than the delay: %d NADs, want the per-namespace fallback", nads())
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -19,18 +20,33 @@ import (
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",namespace=istio-system,resources=configmaps,verbs=get;list;watch
 
+// planSet is what a namespace's meshed VMs need.
+type planSet struct {
+	// list has one plan per distinct NAD decision.
+	list []injector.Decision
+	// byRev is the plan of the VMs carrying each istio.io/rev value ("": none).
+	byRev map[string]injector.Decision
+	// recheck: a plan is held over an unreadable injector until then.
+	recheck time.Duration
+}
+
 // plans are the NADs a namespace's meshed VMs need, as virtmesh decides it:
 // one per injector that injects them (VMs may pick a revision of their own
 // with istio.io/rev in a namespace without injection labels).
-func (r *NADReconciler) plans(ctx context.Context, ns namespaceInfo) ([]injector.Decision, error) {
+func (r *NADReconciler) plans(ctx context.Context, ns namespaceInfo) (planSet, error) {
 	if r.Config.NADMode != NADAuto {
-		return []injector.Decision{{Kind: injector.PerNamespace, Name: r.Config.NADName, Why: "--cni-nad=per-namespace"}}, nil
+		d := injector.Decision{Kind: injector.PerNamespace, Name: r.Config.NADName, Why: "--cni-nad=per-namespace"}
+		return planSet{list: []injector.Decision{d}, byRev: map[string]injector.Decision{"": d}}, nil
 	}
-	var out []injector.Decision
+	out := planSet{byRev: map[string]injector.Decision{}}
 	for _, pod := range r.podLabelSets(ctx, ns) {
 		d, err := r.readInjector(ctx, ns, pod)
 		if err != nil {
-			return nil, err
+			return planSet{}, err
+		}
+		d, held := r.holdKnown(ns.name+"/"+pod[mesh.RevisionLabel], d)
+		if held > 0 && (out.recheck == 0 || held < out.recheck) {
+			out.recheck = held
 		}
 		if d.Kind == injector.Unknown {
 			// Without a readable injector configuration, do what KubeVirt's
@@ -38,13 +54,47 @@ func (r *NADReconciler) plans(ctx context.Context, ns namespaceInfo) ([]injector
 			d = injector.Decision{Kind: injector.PerNamespace, Name: r.Config.NADName,
 				Why: "the Istio injector's configuration could not be read (" + d.Why + "), so virtmesh keeps a per-namespace NAD as KubeVirt's guide says"}
 		}
-		if !slices.ContainsFunc(out, func(o injector.Decision) bool {
+		out.byRev[pod[mesh.RevisionLabel]] = d
+		if !slices.ContainsFunc(out.list, func(o injector.Decision) bool {
 			return o.Kind == d.Kind && o.Namespace == d.Namespace && o.Name == d.Name
 		}) {
-			out = append(out, d)
+			out.list = append(out.list, d)
 		}
 	}
 	return out, nil
+}
+
+// knownPlan is the last decision read from an injector for a namespace and
+// revision, and when it was last confirmed.
+type knownPlan struct {
+	d  injector.Decision
+	at time.Time
+}
+
+// holdKnown keeps the last decision read for key while the injector is
+// unreadable for less than --nad-cleanup-delay: a Helm reinstall of istiod
+// removes its webhook configuration for a moment, and acting on that would
+// create a NAD in every mesh namespace only to delete it again. held is how
+// long the old decision is still held (0: not held).
+func (r *NADReconciler) holdKnown(key string, d injector.Decision) (injector.Decision, time.Duration) {
+	now := r.clock()
+	if d.Kind != injector.Unknown {
+		r.known.Store(key, knownPlan{d: d, at: now})
+		return d, 0
+	}
+	v, ok := r.known.Load(key)
+	if !ok {
+		return d, 0
+	}
+	k := v.(knownPlan)
+	left := r.Config.NADCleanupDelay - now.Sub(k.at)
+	if left <= 0 {
+		r.known.Delete(key)
+		return d, 0
+	}
+	held := k.d
+	held.Why = fmt.Sprintf("%s (held for up to %s while the injector cannot be read: %s)", k.d.Why, r.Config.NADCleanupDelay, d.Why)
+	return held, left
 }
 
 // podLabelSets are the labels Istio's webhooks select the namespace's meshed
@@ -68,12 +118,18 @@ func (r *NADReconciler) podLabelSets(ctx context.Context, ns namespaceInfo) []ma
 	if mesh.NamespaceInMesh(ns.name, ns.labels, r.Mesh).InMesh {
 		add("")
 	}
+	var revs []string
 	_ = eachWorkload(ctx, r.Client, func(w workload) bool {
 		if w.vmiMeta != nil && !w.deleting() && w.meshed(ns, r.Mesh) {
-			add(w.vmiMeta.Labels[mesh.RevisionLabel])
+			revs = append(revs, w.vmiMeta.Labels[mesh.RevisionLabel])
 		}
 		return true
 	}, client.InNamespace(ns.name))
+	// In a fixed order: the reports name the first plan's injector.
+	slices.Sort(revs)
+	for _, rev := range revs {
+		add(rev)
+	}
 	return sets
 }
 

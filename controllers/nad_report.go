@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/virtmesh/virtmesh/internal/injector"
+	"github.com/virtmesh/virtmesh/internal/mesh"
 )
 
 // MaistraMemberLabel marks a namespace that is a member of an OpenShift
@@ -81,7 +82,7 @@ func (r *NADReconciler) problem(ctx context.Context, ns namespaceInfo, plan inje
 // and the VM owners (an Event on each meshed VM and standalone VMI) what will
 // keep meshed VMs from starting that virtmesh does not fix itself. Each is
 // said once, and again only when it changes.
-func (r *NADReconciler) report(ctx context.Context, ns namespaceInfo, plans []injector.Decision) error {
+func (r *NADReconciler) report(ctx context.Context, ns namespaceInfo, plans []injector.Decision, byRev map[string]injector.Decision) error {
 	uid := types.UID("namespace/" + ns.name)
 	var said []string
 	for _, p := range plans {
@@ -90,51 +91,58 @@ func (r *NADReconciler) report(ctx context.Context, ns namespaceInfo, plans []in
 	if r.reports.said.set(uid, "plan", strings.Join(said, "; ")) && len(plans) > 0 {
 		log.FromContext(ctx).Info("NetworkAttachmentDefinition plan", "plan", said)
 	}
-	var reason, msg string
+	type problem struct{ reason, msg string }
+	problems := map[injector.Decision]problem{}
+	var first problem
 	for _, plan := range plans {
 		why, m, err := r.problem(ctx, ns, plan)
 		if err != nil {
 			return err
 		}
-		if m != "" && msg == "" {
-			reason, msg = why, m
+		problems[plan] = problem{why, m}
+		if m != "" && first.msg == "" {
+			first = problem{why, m}
 		}
 	}
-	r.reports.setMissing(ns.name, reason == ReasonSharedNADMissing)
-	if r.reports.said.set(uid, "missing", msg) && msg != "" {
-		log.FromContext(ctx).Info("meshed VMs cannot work here as meshed", "reason", reason, "message", msg)
-		r.Recorder.Event(nsRef(ns.name), corev1.EventTypeWarning, reason, "virtmesh: "+msg)
+	r.reports.setMissing(ns.name, first.reason == ReasonSharedNADMissing)
+	if r.reports.said.set(uid, "missing", first.msg) && first.msg != "" {
+		log.FromContext(ctx).Info("meshed VMs cannot work here as meshed", "reason", first.reason, "message", first.msg)
+		r.Recorder.Event(nsRef(ns.name), corev1.EventTypeWarning, first.reason, "virtmesh: "+first.msg)
 	}
-	bug := networksBug(plans)
-	// Each VM is told once, also one created after the namespace was.
+	// Each VM is told what its own injector does to it, once, also one
+	// created after the namespace was.
 	return eachWorkload(ctx, r.Client, func(w workload) bool {
 		if !w.standalone() || w.deleting() || !w.meshed(ns, r.Mesh) {
 			return true
 		}
+		plan, ok := byRev[w.vmiMeta.Labels[mesh.RevisionLabel]]
+		if !ok {
+			plan, ok = byRev[""]
+		}
+		p := problems[plan]
+		if !ok {
+			p = problem{}
+		}
 		ref := eventRef(metav1.OwnerReference{APIVersion: kubevirtv1.SchemeGroupVersion.String(), Kind: w.kind, Name: w.meta.Name, UID: w.meta.UID}, ns.name)
-		if r.reports.said.set(w.meta.UID, "nad", msg) && msg != "" {
-			r.Recorder.Event(ref, corev1.EventTypeWarning, reason, "virtmesh: "+msg)
+		if r.reports.said.set(w.meta.UID, "nad", p.msg) && p.msg != "" {
+			r.Recorder.Event(ref, corev1.EventTypeWarning, p.reason, "virtmesh: "+p.msg)
 		}
-		var bugMsg string
-		if bug != "" && w.jsonNetworks() {
-			bugMsg = fmt.Sprintf("this VM's pod will not start: it has secondary networks or the passt binding plugin, so KubeVirt writes "+
+		var netMsg, netReason string
+		switch {
+		case !w.jsonNetworks():
+		case plan.NetworksBug:
+			netReason, netMsg = ReasonIstioNetworksBug, fmt.Sprintf("this VM's pod will not start: it has secondary networks or the passt binding plugin, so KubeVirt writes "+
 				"its networks annotation in JSON form, and Istio %s's injector appends to that form wrongly (kubevirt/kubevirt#13927, "+
-				"fixed by istio/istio#55000); upgrade Istio to 1.23.6, 1.24.4, 1.25.1 or newer", bug)
+				"fixed by istio/istio#55000); upgrade Istio to 1.23.6, 1.24.4, 1.25.1 or newer", plan.Version)
+		case plan.OverwritesNetworks:
+			netReason, netMsg = ReasonIstioNetworksOverwritten, "this VM has secondary networks or the passt binding plugin, but the Istio injector's "+
+				"config.injectedAnnotations replaces its pod's "+injector.NetworksAnnotation+" annotation, so those networks are dropped and "+
+				"the VM does not start as written; remove "+injector.NetworksAnnotation+" from injectedAnnotations (Istio 1.19+ appends "+
+				"default/istio-cni itself with pilot.cni.provider=multus)"
 		}
-		if r.reports.said.set(w.meta.UID, "networks-bug", bugMsg) && bugMsg != "" {
-			r.Recorder.Event(ref, corev1.EventTypeWarning, ReasonIstioNetworksBug, "virtmesh: "+bugMsg)
+		if r.reports.said.set(w.meta.UID, "networks-bug", netMsg) && netMsg != "" {
+			r.Recorder.Event(ref, corev1.EventTypeWarning, netReason, "virtmesh: "+netMsg)
 		}
 		return true
 	}, client.InNamespace(ns.name))
-}
-
-// networksBug is the version of an injector in plans that cannot start pods
-// with a JSON-form networks annotation, or "".
-func networksBug(plans []injector.Decision) string {
-	for _, p := range plans {
-		if p.NetworksBug {
-			return p.Version
-		}
-	}
-	return ""
 }

@@ -96,8 +96,10 @@ func (r *StateReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 // controller's gate calls it): a NAD that appears or goes concerns the VMIs
 // whose pods reference it. Until then no NAD is reported missing.
 func (r *StateReconciler) watchNADs(mgr ctrl.Manager) error {
+	// Only a NAD's coming and going changes what a state says.
+	existence := predicate.Funcs{UpdateFunc: func(event.UpdateEvent) bool { return false }}
 	if err := r.ctrl.Watch(source.Kind[client.Object](mgr.GetCache(), &nadv1.NetworkAttachmentDefinition{},
-		handler.EnqueueRequestsFromMapFunc(r.vmisIn))); err != nil {
+		handler.EnqueueRequestsFromMapFunc(r.vmisIn), existence)); err != nil {
 		return err
 	}
 	r.nadsReady.Store(true)
@@ -221,13 +223,16 @@ func (r *StateReconciler) missingNAD(ctx context.Context, ns namespaceInfo, vmi 
 		if err != nil {
 			return "", nil // undecided: say nothing rather than something wrong
 		}
-		for _, p := range plans {
-			switch p.Kind {
-			case injector.Shared:
-				refs = append(refs, p.Namespace+"/"+p.Name)
-			case injector.PerNamespace, injector.Maistra:
-				refs = append(refs, vmi.Namespace+"/"+p.Name)
-			}
+		p, ok := plans.byRev[vmi.Labels[mesh.RevisionLabel]]
+		if !ok {
+			p, ok = plans.byRev[""]
+		}
+		switch {
+		case !ok:
+		case p.Kind == injector.Shared:
+			refs = append(refs, p.Namespace+"/"+p.Name)
+		case p.Kind == injector.PerNamespace, p.Kind == injector.Maistra:
+			refs = append(refs, vmi.Namespace+"/"+p.Name)
 		}
 	}
 	for _, ref := range refs {

@@ -78,7 +78,8 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	}
 	original := vmi.DeepCopy()
 	res := MutateVMI(vmi, env, h.Mesh, h.Config)
-	if !res.Denied && len(res.Changes) > 0 {
+	if !res.Denied && mesh.KubeVirtIstioOn(vmi) {
+		// Meshed, by virtmesh or by its owner's own labels.
 		res.Warnings = append(res.Warnings, h.networksBug(ctx, vmi, nsLabels)...)
 	}
 	if res.Denied {
@@ -104,7 +105,13 @@ func (h *Handler) networksBug(ctx context.Context, vmi *kubevirtv1.VirtualMachin
 		return nil
 	}
 	d, ok := h.Injectors(ctx, nsLabels, vmi.Labels)
-	if !ok || !d.NetworksBug {
+	switch {
+	case !ok:
+		return nil
+	case d.OverwritesNetworks && !d.NetworksBug:
+		return []string{"virtmesh: this VM's secondary networks (or passt binding plugin) will be dropped: the Istio injector's " +
+			"config.injectedAnnotations replaces its pod's k8s.v1.cni.cncf.io/networks annotation; ask the mesh admin to remove it there"}
+	case !d.NetworksBug:
 		return nil
 	}
 	return []string{fmt.Sprintf("virtmesh: this VM's pod will not start: it has secondary networks or the passt binding plugin, "+

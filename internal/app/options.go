@@ -20,14 +20,14 @@ import (
 // Options are the manager's command-line settings. The flag names are a
 // contract: manifests, kubevirtci scripts and users rely on them.
 type Options struct {
-	WebhookPort             int
-	WebhookCertDir          string
-	WebhookHost             string
-	EnableHTTP2             bool
-	MetricsBindAddress      string
-	HealthProbeBindAddress  string
+	WebhookPort            int
+	WebhookCertDir         string
+	WebhookHost            string
+	EnableHTTP2            bool
+	MetricsBindAddress     string
+	HealthProbeBindAddress string
 	// PprofBindAddress serves Go's profiles (/debug/pprof); "" or "0" is off.
-	PprofBindAddress string
+	PprofBindAddress        string
 	LeaderElect             bool
 	LeaderElectionNamespace string
 	GracefulShutdownTimeout time.Duration

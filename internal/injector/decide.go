@@ -41,9 +41,16 @@ type Decision struct {
 	Why string
 	// Version is the injector's Istio release ("" if unknown), and
 	// NetworksBug whether it is one that cannot start a pod whose networks
-	// annotation is in JSON form (see JSONNetworksBug).
+	// annotation is in JSON form (see JSONNetworksBug): only where the
+	// template's appendMultusNetwork appends to that annotation.
 	Version     string
 	NetworksBug bool
+	// Appends: the template's appendMultusNetwork adds the NAD to the pod's
+	// own networks annotation.
+	Appends bool
+	// OverwritesNetworks: config.injectedAnnotations replaces the pod's
+	// networks annotation, so a VM's secondary networks are lost.
+	OverwritesNetworks bool
 }
 
 // String is how the decision reads in events and logs.
@@ -69,7 +76,7 @@ func Decide(values, config string) Decision {
 	d := decide(values, config)
 	if major, minor, patch, ok := Version(values); ok {
 		d.Version = fmt.Sprintf("%d.%d.%d", major, minor, patch)
-		d.NetworksBug = JSONNetworksBug(major, minor, patch)
+		d.NetworksBug = d.Appends && JSONNetworksBug(major, minor, patch)
 	}
 	return d
 }
@@ -84,8 +91,10 @@ func decide(values, config string) Decision {
 		return Decision{Kind: Unknown, Why: fmt.Sprintf("its config is not YAML: %v", err)}
 	}
 	if v, ok := cfg.InjectedAnnotations[NetworksAnnotation]; ok {
-		// Istio's webhook overwrites the template's value with it.
-		return fromNetworks(v, false, "config.injectedAnnotations sets "+NetworksAnnotation)
+		// Istio's webhook overwrites the template's value (and the pod's own) with it.
+		d := fromNetworks(v, false, "config.injectedAnnotations sets "+NetworksAnnotation)
+		d.OverwritesNetworks = true
+		return d
 	}
 	// Pods get the injector's default templates (sidecar unless the
 	// config says otherwise), rendered in order; the first with a Multus
@@ -95,6 +104,8 @@ func decide(values, config string) Decision {
 	if len(names) == 0 {
 		names = []string{"sidecar"}
 	}
+	// Istio renders them in order and merges the results: the last one that
+	// writes the annotation wins.
 	var networks, expr, from string
 	for _, name := range names {
 		tmpl, ok := cfg.Templates[name]
@@ -108,15 +119,16 @@ func decide(values, config string) Decision {
 		if err != nil {
 			return Decision{Kind: Unknown, Why: fmt.Sprintf("the %s line of its %q template could not be evaluated: %v", NetworksAnnotation, name, err)}
 		}
-		if found {
+		if found && n != "" {
 			networks, expr, from = n, e, name
-			break
 		}
 	}
 	if networks == "" {
 		return Decision{Kind: None, Why: "its templates add no Multus network with these values (istio-cni chained, or no CNI)"}
 	}
-	return fromNetworks(networks, strings.Contains(expr, "istio_cni_network"), fmt.Sprintf("its %q template appends %s", from, networks))
+	d := fromNetworks(networks, strings.Contains(expr, "istio_cni_network"), fmt.Sprintf("its %q template appends %s", from, networks))
+	d.Appends = d.Kind != Unknown && d.Kind != None
+	return d
 }
 
 // fromNetworks classifies a networks value: "ns/name" is a shared NAD, a bare
@@ -131,6 +143,9 @@ func fromNetworks(v string, maistra bool, why string) Decision {
 	}
 	name, _, _ := strings.Cut(first, "@") // name@interface
 	if ns, n, ok := strings.Cut(name, "/"); ok {
+		if ns == "" || n == "" {
+			return Decision{Kind: Unknown, Why: fmt.Sprintf("%s, which names no NAD (%q)", why, first)}
+		}
 		return Decision{Kind: Shared, Namespace: ns, Name: n, Why: why}
 	}
 	if maistra {

@@ -3,6 +3,7 @@ package injector
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -114,15 +115,24 @@ func TestDecideTemplateShapes(t *testing.T) {
 		"one-line if before it": {sidecar("{{ if .Values.x }}a: b{{ end }}\n{{- if .Values.pilot.cni.enabled }}\n" + multus + "{{- end }}\n"), Shared},
 		"one-line if, false, before it, and its own condition false": {
 			sidecar("{{ if .Values.x }}a{{ end }}\n{{- if .Values.x }}\n" + multus + "{{- end }}\n"), None},
-		"with and range closed before it":    {sidecar("{{ with .Values.pilot }}x{{ end }}{{ range $k, $v := .Values }}{{ end }}\n" + multus), Shared},
-		"a comment with an if in it":         {sidecar("{{/* if false */}}\n" + multus), Shared},
-		"inside with":                        {sidecar("{{ with .Values.pilot }}\n" + multus + "{{ end }}\n"), Unknown},
-		"inside range":                       {sidecar("{{ range .Values.nets }}\n" + multus + "{{ end }}\n"), Unknown},
-		"in an else branch":                  {sidecar("{{ if .Values.x }}\na: b\n{{ else }}\n" + multus + "{{ end }}\n"), Unknown},
-		"after a closed else":                {sidecar("{{ if .Values.x }}a{{ else }}b{{ end }}\n" + multus), Shared},
-		"no Multus line":                     {sidecar("a: b\n"), None},
-		"a default template that is missing": {"defaultTemplates: [custom]\ntemplates:\n  sidecar: x\n", Unknown},
-		"Istio before 1.12: one template":    {mustYAML(t, map[string]any{"template": multus}), Shared},
+		"with and range closed before it":               {sidecar("{{ with .Values.pilot }}x{{ end }}{{ range $k, $v := .Values }}{{ end }}\n" + multus), Shared},
+		"a comment with an if in it":                    {sidecar("{{/* if false */}}\n" + multus), Shared},
+		"inside with":                                   {sidecar("{{ with .Values.pilot }}\n" + multus + "{{ end }}\n"), Unknown},
+		"inside range":                                  {sidecar("{{ range .Values.nets }}\n" + multus + "{{ end }}\n"), Unknown},
+		"in an else branch":                             {sidecar("{{ if .Values.x }}\na: b\n{{ else }}\n" + multus + "{{ end }}\n"), Unknown},
+		"after a closed else":                           {sidecar("{{ if .Values.x }}a{{ else }}b{{ end }}\n" + multus), Shared},
+		"no Multus line":                                {sidecar("a: b\n"), None},
+		"a default template that is missing":            {"defaultTemplates: [custom]\ntemplates:\n  sidecar: x\n", Unknown},
+		"Istio before 1.12: one template":               {mustYAML(t, map[string]any{"template": multus}), Shared},
+		"two lines set it (a literal, then the append)": {sidecar("k8s.v1.cni.cncf.io/networks: 'x'\n" + multus), Unknown},
+		"the pipeline form":                             {sidecar("a: '{{ `x` | appendMultusNetwork `y` }}'\n" + multus), Unknown},
+		"a condition on the revision":                   {sidecar("{{- if eq .Revision `canary` }}\n" + multus + "{{- end }}\n"), Unknown},
+		"a condition on a variable":                     {sidecar("{{- if $x }}\n" + multus + "{{- end }}\n"), Unknown},
+		"a later default template that appends nothing keeps the earlier's": {mustYAML(t, map[string]any{
+			"defaultTemplates": []string{"sidecar", "vm"},
+			"templates":        map[string]string{"sidecar": multus, "vm": "{{- if .Values.x }}\n" + multus + "{{- end }}\n"}}), Shared},
+		"injectedAnnotations naming no NAD": {mustYAML(t, map[string]any{"injectedAnnotations": map[string]string{NetworksAnnotation: "default/"},
+			"templates": map[string]string{"sidecar": multus}}), Unknown},
 		"custom default template": {mustYAML(t, map[string]any{"defaultTemplates": []string{"sidecar", "vm"},
 			"templates": map[string]string{"sidecar": "a: b\n", "vm": multus}}), Shared},
 	} {
@@ -139,4 +149,27 @@ func mustYAML(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(out)
+}
+
+// The JSON-networks bug is in appendMultusNetwork: a release in the range
+// whose template appends nothing (chained istio-cni) does not have it; an
+// injector whose injectedAnnotations replace the annotation drops a VM's
+// secondary networks instead.
+func TestNetworksBugOnlyWhereTheTemplateAppends(t *testing.T) {
+	chained := readConfigMap(t, "istio-1.30-chained")
+	values := strings.Replace(chained.Data["values"], `"tag": "1.30.3"`, `"tag": "1.22.8"`, 1)
+	if values == chained.Data["values"] {
+		t.Fatal("the fixture's tag was not found")
+	}
+	if d := Decide(values, chained.Data["config"]); d.Kind != None || d.Version != "1.22.8" || d.NetworksBug {
+		t.Errorf("chained 1.22.8: got %+v, want None without the bug", d)
+	}
+	shared := readConfigMap(t, "istio-1.22-multus")
+	if d := Decide(shared.Data["values"], shared.Data["config"]); !d.NetworksBug || !d.Appends {
+		t.Errorf("multus 1.22: got %+v, want the bug", d)
+	}
+	injected := readConfigMap(t, "istio-1.30-injected-annotations")
+	if d := Decide(injected.Data["values"], injected.Data["config"]); !d.OverwritesNetworks || d.Appends {
+		t.Errorf("injectedAnnotations: got %+v, want OverwritesNetworks", d)
+	}
 }

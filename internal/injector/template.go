@@ -15,6 +15,20 @@ var (
 	word   = regexp.MustCompile(`^[a-z]+`)
 )
 
+// fieldRef is a field chain or variable in an action: .Values.pilot, $x.
+var fieldRef = regexp.MustCompile(`(?:^|[\s(])(\$[\w.]*|\.[\w.]*)`)
+
+// readsMoreThanValues: the action reads something besides .Values (the pod,
+// its revision, its proxy configuration, a variable), which is not known here.
+func readsMoreThanValues(action string) bool {
+	for _, m := range fieldRef.FindAllStringSubmatch(action, -1) {
+		if m[1] != ".Values" && !strings.HasPrefix(m[1], ".Values.") {
+			return true
+		}
+	}
+	return false
+}
+
 // block is an action that opens a block enclosing the Multus line.
 type block struct {
 	keyword string // if, with, range, define, block
@@ -59,6 +73,17 @@ func networkFromTemplate(tmpl string, values map[string]any) (network, expr stri
 		return "", "", false, nil
 	}
 	expr = tmpl[loc[2]:loc[3]]
+	// One line may set the annotation: a second (a literal value, another
+	// append, the pipeline form) would be guessed at, not read.
+	lines := 0
+	for _, l := range strings.Split(tmpl, "\n") {
+		if strings.Contains(l, NetworksAnnotation) || strings.Contains(l, "appendMultusNetwork") {
+			lines++
+		}
+	}
+	if lines != 1 {
+		return "", expr, true, fmt.Errorf("%d lines of it set or read %s", lines, NetworksAnnotation)
+	}
 	var conds []string
 	for _, b := range enclosing(tmpl[:loc[0]]) {
 		switch {
@@ -66,6 +91,10 @@ func networkFromTemplate(tmpl string, values map[string]any) (network, expr stri
 			return "", expr, true, fmt.Errorf("it is in the else branch of {{%s}}", b.action)
 		case b.keyword != "if":
 			return "", expr, true, fmt.Errorf("it is inside {{%s}}", b.action)
+		case readsMoreThanValues(b.action):
+			// Only the values are known here, not the pod, its revision or
+			// its proxy configuration.
+			return "", expr, true, fmt.Errorf("its condition {{%s}} reads more than the values", b.action)
 		}
 		conds = append(conds, "{{"+b.action+"}}")
 	}

@@ -137,6 +137,13 @@ var _ = Describe("--cni-nad=auto: the NAD the Istio injector really references",
 		Expect(err).NotTo(HaveOccurred())
 		Expect(readable).To(Equal([]string{"istio-system"}))
 		Expect(dropped).To(ConsistOf(ContainSubstring(`"istio-elsewhere"`)))
+
+		By("none readable (Istio not installed yet): no ConfigMap cache at all, not one for every namespace")
+		readable, _, err = controllers.ReadableIstioNamespaces(ctx, managerConfig(), []string{"istio-elsewhere"})
+		Expect(err).NotTo(HaveOccurred())
+		cfg := controllers.DefaultConfig()
+		cfg.IstioNamespaces, cfg.ReadableIstioNamespaces = []string{"istio-elsewhere"}, readable
+		Expect(controllers.CacheByObject(cfg)).NotTo(HaveKey(BeAssignableToTypeOf(&corev1.ConfigMap{})))
 	})
 
 	It("follows a VM's own revision in a namespace without injection labels", func(ctx SpecContext) {

@@ -81,7 +81,8 @@ func main() {
 	flag.Float64Var(&g.rssMiB, "goal-rss-mib", 150, "manager peak RSS at most this (MiB)")
 	flag.DurationVar(&g.cli, "goal-cli", 10*time.Second, "kubectl virtmesh status -A answers within this")
 	flag.IntVar(&g.resyncs, "resyncs", 2, "full resyncs to watch for API writes after convergence (0: skip)")
-	flag.DurationVar(&g.syncPeriod, "sync-period", 20*time.Second, "virtmesh's --sync-period for the run")
+	flag.DurationVar(&g.syncPeriod, "sync-period", time.Minute,
+		"virtmesh's --sync-period for the run: longer than convergence, or resyncs swamp the work queues while it converges")
 	flag.IntVar(&s.namespaces, "namespaces", 100, "mesh namespaces")
 	flag.IntVar(&s.vmApps, "vm-apps", 5, "apps of VMs per namespace")
 	flag.IntVar(&s.vmsPerApp, "vms-per-app", 2, "VMs per VM app (v1, v2, ...), each running one VMI")
