@@ -21,6 +21,8 @@ const (
 	ReasonNADCreated      = "NetworkAttachmentDefinitionCreated"
 	ReasonNADRestored     = "NetworkAttachmentDefinitionRestored"
 	ReasonNADDeleted      = "NetworkAttachmentDefinitionDeleted"
+	// ReasonNADNotIstioCNI: a NAD of the name pods reference, not virtmesh's, runs another plugin.
+	ReasonNADNotIstioCNI = "NetworkAttachmentDefinitionNotIstioCNI"
 	// ReasonSharedNADMissing: the injector references a shared NAD that does not exist.
 	ReasonSharedNADMissing = "SharedNetworkAttachmentDefinitionMissing"
 	// ReasonIstioNetworksBug: the injector's Istio release cannot start this VM's pod.

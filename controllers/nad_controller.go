@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -13,7 +14,9 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -71,8 +74,8 @@ func (r *NADReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("nad").
 		For(&corev1.Namespace{}, builder.OnlyMetadata, builder.WithPredicates(namespaceChanged())).
 		Watches(&nadv1.NetworkAttachmentDefinition{}, toNS).
-		Watches(&kubevirtv1.VirtualMachineInstance{}, toNS, builder.WithPredicates(membershipChanged())).
-		Watches(&kubevirtv1.VirtualMachine{}, toNS, builder.WithPredicates(membershipChanged())).
+		Watches(&kubevirtv1.VirtualMachineInstance{}, forgetOnDelete{toNS, r.reports.said.forget}, builder.WithPredicates(membershipChanged())).
+		Watches(&kubevirtv1.VirtualMachine{}, forgetOnDelete{toNS, r.reports.said.forget}, builder.WithPredicates(membershipChanged())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Config.Workers})
 	if r.Config.NADMode == NADAuto {
 		// A shared NAD (in namespace default, say) concerns every namespace.
@@ -87,6 +90,39 @@ func (r *NADReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 	}
 	return b.Complete(r)
+}
+
+// cniType is the plugin type a NAD's config names ("" if none or unreadable).
+func cniType(config string) string {
+	var c struct {
+		Type    string `json:"type"`
+		Plugins []struct {
+			Type string `json:"type"`
+		} `json:"plugins"`
+	}
+	if json.Unmarshal([]byte(config), &c) != nil {
+		return ""
+	}
+	if c.Type == "" && len(c.Plugins) > 0 {
+		for _, p := range c.Plugins {
+			if p.Type == "istio-cni" {
+				return p.Type
+			}
+		}
+		return c.Plugins[0].Type
+	}
+	return c.Type
+}
+
+// forgetOnDelete drops what was said to a VM or VMI when it is deleted.
+type forgetOnDelete struct {
+	handler.EventHandler
+	forget func(types.UID)
+}
+
+func (f forgetOnDelete) Delete(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	f.forget(e.Object.GetUID())
+	f.EventHandler.Delete(ctx, e, q)
 }
 
 // nadCameOrWent passes the creation and deletion of NADs virtmesh did not make.
@@ -178,7 +214,20 @@ func (r *NADReconciler) ensure(ctx context.Context, ns namespaceInfo, want *nadv
 			"virtmesh created NetworkAttachmentDefinition %q so meshed VMs can start here (%s)", want.Name, why)
 	case err != nil:
 		return reconcile.Result{}, err
-	case Virtmeshs(have) && !nadUpToDate(have, want):
+	case !Virtmeshs(have):
+		// Someone else's: never touched, but one that runs another plugin
+		// than istio-cni lets meshed VMs' traffic bypass their proxy.
+		msg := ""
+		if t := cniType(have.Spec.Config); t != "" && t != "istio-cni" {
+			msg = fmt.Sprintf("NetworkAttachmentDefinition %q here was not created by virtmesh and runs the CNI plugin %q, not istio-cni: "+
+				"meshed VMs' pods get that instead of Istio's traffic redirection, so their traffic can bypass the proxy (mTLS, policy); "+
+				"delete it to have virtmesh create the istio-cni one", have.Name, t)
+		}
+		if r.reports.said.set(types.UID("namespace/"+ns.name), "foreign-nad/"+have.Name, msg) && msg != "" {
+			log.FromContext(ctx).Info("a NetworkAttachmentDefinition of the istio-cni name runs another plugin", "name", have.Name, "type", cniType(have.Spec.Config))
+			r.Recorder.Event(nsRef(ns.name), corev1.EventTypeWarning, ReasonNADNotIstioCNI, "virtmesh: "+msg)
+		}
+	case !nadUpToDate(have, want):
 		if err := r.restore(ctx, want, have.ResourceVersion); err != nil {
 			return requeueOnConflict(err)
 		}

@@ -170,3 +170,39 @@ func TestHoldsTheLastDecisionWhileTheInjectorIsGone(t *testing.T) {
 		t.Fatalf("injector gone for longer than the delay: %d NADs, want the per-namespace fallback", nads())
 	}
 }
+
+// A tenant's own NAD of the istio-cni name is never touched, but one that
+// runs another plugin is reported: meshed VMs' traffic would bypass the proxy.
+func TestWarnsAboutAForeignNADRunningAnotherPlugin(t *testing.T) {
+	ctx := context.Background()
+	for config, warned := range map[string]bool{
+		`{"cniVersion":"0.3.1","type":"bridge","bridge":"br0"}`:        true,
+		`{"cniVersion":"0.3.1","name":"istio-cni","type":"istio-cni"}`: false,
+		``: false,
+	} {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "vms", Labels: map[string]string{"istio-injection": "enabled"}}}
+		foreign := &nadv1.NetworkAttachmentDefinition{ObjectMeta: metav1.ObjectMeta{Name: DefaultNADName, Namespace: "vms"},
+			Spec: nadv1.NetworkAttachmentDefinitionSpec{Config: config}}
+		c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(ns, foreign).Build()
+		cfg := DefaultConfig()
+		cfg.NADMode = NADPerNamespace
+		rec := record.NewFakeRecorder(10)
+		r := &NADReconciler{Client: client.WithFieldOwner(c, FieldOwner), Mesh: mesh.DefaultConfig(), Config: cfg, Recorder: rec}
+		for range 2 { // a resync says nothing again
+			if _, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKey{Name: "vms"}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var events []string
+		for len(rec.Events) > 0 {
+			events = append(events, <-rec.Events)
+		}
+		if got := len(events) == 1 && strings.Contains(events[0], ReasonNADNotIstioCNI); got != warned {
+			t.Errorf("config %q: events %q, want a warning: %v", config, events, warned)
+		}
+		have := &nadv1.NetworkAttachmentDefinition{}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(foreign), have); err != nil || have.Spec.Config != config {
+			t.Errorf("config %q: the tenant's NAD was changed: %v %q", config, err, have.Spec.Config)
+		}
+	}
+}

@@ -180,4 +180,24 @@ func TestHandleWarnsAboutIstiosNetworksBug(t *testing.T) {
 	if !resp.Allowed || !strings.Contains(strings.Join(resp.Warnings, "\n"), "Istio 1.22.8's injector") {
 		t.Fatalf("no warning about Istio 1.22.8: allowed=%v %v", resp.Allowed, resp.Warnings)
 	}
+	// Written already meshed by its owner: nothing to patch, still warned.
+	ready := multi.DeepCopy()
+	ready.Name = "ready"
+	out := MutateVMI(ready, Env{Namespace: Namespace{Name: "vms", Labels: map[string]string{mesh.NamespaceInjectionLabel: "enabled"}}},
+		mesh.DefaultConfig(), DefaultConfig())
+	if len(out.Changes) == 0 {
+		t.Fatal("the fixture needed no mutation")
+	}
+	resp = h.Handle(context.Background(), request(ready))
+	if !resp.Allowed || resp.Patches != nil || !strings.Contains(strings.Join(resp.Warnings, "\n"), "Istio 1.22.8's injector") {
+		t.Fatalf("an already meshed VMI: want no patch and the warning, got %d patches, %v", len(resp.Patches), resp.Warnings)
+	}
+	// An injector whose injectedAnnotations replace the networks annotation.
+	h.Injectors = func(context.Context, map[string]string, map[string]string) (injector.Decision, bool) {
+		return injector.Decision{Kind: injector.PerNamespace, Name: "istio-cni", OverwritesNetworks: true}, true
+	}
+	resp = h.Handle(context.Background(), request(multi))
+	if !strings.Contains(strings.Join(resp.Warnings, "\n"), "injectedAnnotations replaces") {
+		t.Fatalf("no warning about injectedAnnotations: %v", resp.Warnings)
+	}
 }
