@@ -129,6 +129,9 @@ const (
 	CreatedByLabel     = "kubevirt.io/created-by"
 )
 
+// maxPodNetworks is how many of a launcher pod's NADs the cache keeps.
+const maxPodNetworks = 16
+
 // trimPod keeps what the mesh state reads of a launcher pod: its VMI (owner
 // and created-by label), node, phase, Multus networks annotation, and the
 // istio-proxy container (or native sidecar) and its readiness; the other
@@ -139,13 +142,23 @@ func trimPod(in any) (any, error) {
 		return in, nil
 	}
 	out := &corev1.Pod{TypeMeta: pod.TypeMeta, ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID,
-		ResourceVersion: pod.ResourceVersion, CreationTimestamp: pod.CreationTimestamp, DeletionTimestamp: pod.DeletionTimestamp,
-		OwnerReferences: pod.OwnerReferences}}
-	if v, ok := pod.Labels[CreatedByLabel]; ok {
-		out.Labels = map[string]string{CreatedByLabel: v}
+		ResourceVersion: pod.ResourceVersion, CreationTimestamp: pod.CreationTimestamp, DeletionTimestamp: pod.DeletionTimestamp}}
+	// Anyone may label a pod kubevirt.io=virt-launcher: one that no VMI
+	// controls is kept as its name alone, whatever its size.
+	owner := metav1.GetControllerOfNoCopy(pod)
+	uid := pod.Labels[CreatedByLabel]
+	if owner == nil || owner.Kind != "VirtualMachineInstance" || uid == "" || string(owner.UID) != uid {
+		return out, nil
 	}
-	if v, ok := pod.Annotations[mesh.NetworksAnnotation]; ok {
-		out.Annotations = map[string]string{mesh.NetworksAnnotation: v}
+	out.OwnerReferences = []metav1.OwnerReference{*owner}
+	out.Labels = map[string]string{CreatedByLabel: uid}
+	// The NADs it references, as "ns/name" (not the raw annotation, which
+	// may be large JSON), at most a few.
+	if refs := mesh.PodNetworks(pod); len(refs) > 0 {
+		if len(refs) > maxPodNetworks {
+			refs = refs[:maxPodNetworks]
+		}
+		out.Annotations = map[string]string{mesh.NetworksAnnotation: strings.Join(refs, ",")}
 	}
 	out.Spec.NodeName = pod.Spec.NodeName
 	out.Status.Phase = pod.Status.Phase

@@ -179,7 +179,7 @@ func injectedLauncherPod(i int, native bool) *corev1.Pod {
 				"post.hook.backup.velero.io/command":      `["/usr/bin/virt-freezer", "--unfreeze", "--name", "vm", "--namespace", "vms"]`,
 				"pre.hook.backup.velero.io/command":       `["/usr/bin/virt-freezer", "--freeze", "--name", "vm", "--namespace", "vms"]`,
 				"kubectl.kubernetes.io/default-container": "compute", "prometheus.io/path": "/stats/prometheus", "prometheus.io/port": "15020"},
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachineInstance", Name: "vm", UID: "vmi",
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachineInstance", Name: "vm", UID: types.UID(fmt.Sprintf("vmi-%05d", i)),
 				Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}},
 			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "virt-controller"}, {Manager: "kubelet"}}},
 		Spec: corev1.PodSpec{NodeName: "node01", Volumes: volumes,
@@ -277,5 +277,28 @@ func BenchmarkLauncherPodMemory(b *testing.B) {
 			}
 			b.ReportMetric(perPod, "B/pod")
 		})
+	}
+}
+
+// Anyone may label a pod kubevirt.io=virt-launcher: one no VMI controls is
+// cached as its name alone, however large its annotations; a real one keeps
+// its NADs as short references, a bounded number of them.
+func TestTrimPodKeepsLittleOfPodsNoVMIControls(t *testing.T) {
+	fake := injectedLauncherPod(1, false)
+	fake.OwnerReferences = nil
+	fake.Annotations[mesh.NetworksAnnotation] = strings.Repeat("x", 200<<10)
+	got, _ := trimPod(fake)
+	if p := got.(*corev1.Pod); p.Annotations != nil || p.Labels != nil || len(p.Spec.Containers) != 0 || p.OwnerReferences != nil {
+		t.Errorf("a pod no VMI controls kept %+v", p.ObjectMeta)
+	}
+	real := injectedLauncherPod(2, false)
+	var nets []string
+	for i := range 40 {
+		nets = append(nets, fmt.Sprintf(`{"name":"net-%d","namespace":"vms"}`, i))
+	}
+	real.Annotations[mesh.NetworksAnnotation] = "[" + strings.Join(nets, ",") + "]"
+	got, _ = trimPod(real)
+	if refs := mesh.PodNetworks(got.(*corev1.Pod)); len(refs) != maxPodNetworks || refs[0] != "vms/net-0" {
+		t.Errorf("kept NADs %v, want the first %d as references", refs, maxPodNetworks)
 	}
 }

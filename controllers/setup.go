@@ -39,7 +39,7 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, meshCfg mesh.Config
 		nads = NewNADReconciler(mgr, meshCfg, cfg)
 	}
 	states := NewStateReconciler(mgr, meshCfg, nads)
-	if err := states.SetupWithManager(ctx, mgr, cfg.Workers); err != nil {
+	if err := states.SetupWithManager(mgr, cfg.Workers); err != nil {
 		return fmt.Errorf("setting up the mesh state controller: %w", err)
 	}
 	collector := &meshCollector{reader: mgr.GetClient(), cache: mgr.GetCache(), mesh: meshCfg, elected: mgr.Elected(), states: states.counts}

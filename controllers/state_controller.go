@@ -39,9 +39,6 @@ const (
 	ReasonStateNoProxy      = "NoIstioProxy"
 )
 
-// podIndex indexes launcher pods by the UID of their VMI.
-const podIndex = "virtmesh.io/vmi-uid"
-
 // StateReconciler computes every VMI's mesh state (mesh.MeshState) from the
 // VMI, its active launcher pod, its namespace and the NADs; exports the
 // count per state and sends an Event when a VM's state turns to one its
@@ -69,15 +66,7 @@ func NewStateReconciler(mgr ctrl.Manager, meshCfg mesh.Config, nads *NADReconcil
 
 // SetupWithManager watches VMIs (status included), their launcher pods,
 // namespaces (labels) and NADs.
-func (r *StateReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, workers int) error {
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, podIndex, func(o client.Object) []string {
-		if uid := o.GetLabels()[CreatedByLabel]; uid != "" {
-			return []string{uid}
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
+func (r *StateReconciler) SetupWithManager(mgr ctrl.Manager, workers int) error {
 	var err error
 	r.ctrl, err = ctrl.NewControllerManagedBy(mgr).
 		Named("state").
@@ -122,8 +111,13 @@ func (r *StateReconciler) vmisIn(ctx context.Context, o client.Object) []reconci
 	var opts []client.ListOption
 	switch o.(type) {
 	case *nadv1.NetworkAttachmentDefinition:
-		if Virtmeshs(o) {
-			opts = append(opts, client.InNamespace(o.GetNamespace()))
+		// A NAD concerns the VMIs of its namespace; every VMI only when an
+		// injector makes pods everywhere reference it (a shared one).
+		opts = append(opts, client.InNamespace(o.GetNamespace()))
+		if !Virtmeshs(o) && r.NADs != nil && r.NADs.Config.NADMode == NADAuto {
+			if shared, err := r.NADs.sharedTargets(ctx); err == nil && shared[client.ObjectKeyFromObject(o)] {
+				opts = nil
+			}
 		}
 	default:
 		opts = append(opts, client.InNamespace(o.GetName()))
@@ -191,7 +185,9 @@ func (r *StateReconciler) stateOf(ctx context.Context, vmi *kubevirtv1.VirtualMa
 		return mesh.Status{}, err
 	}
 	pods := &corev1.PodList{}
-	if err := r.Client.List(ctx, pods, client.InNamespace(vmi.Namespace), client.MatchingFields{podIndex: string(vmi.UID)}); err != nil {
+	// A namespace holds few launcher pods: a label match there costs less
+	// than an index with an entry per VMI (memory at 20,000 VMIs).
+	if err := r.Client.List(ctx, pods, client.InNamespace(vmi.Namespace), client.MatchingLabels{CreatedByLabel: string(vmi.UID)}); err != nil {
 		return mesh.Status{}, err
 	}
 	ptrs := make([]*corev1.Pod, len(pods.Items))
@@ -199,6 +195,7 @@ func (r *StateReconciler) stateOf(ctx context.Context, vmi *kubevirtv1.VirtualMa
 		ptrs[i] = &pods.Items[i]
 	}
 	in := mesh.StateInput{VMI: vmi, NamespaceLabels: ns.labels, Pod: mesh.ActivePod(vmi, ptrs), Config: r.Mesh}
+	in.Others = mesh.OtherPods(in.Pod, ptrs)
 	if in.MissingNAD, err = r.missingNAD(ctx, ns, in.VMI, in.Pod); err != nil {
 		return mesh.Status{}, err
 	}

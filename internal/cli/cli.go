@@ -74,6 +74,7 @@ func Main(ctx context.Context, args []string, env Env) int {
 		timeout                                    time.Duration
 	)
 	excluded := mesh.DefaultExcludedNamespaces
+	ambient := string(mesh.AmbientSidecar)
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).")
 	fs.StringVar(&kubeContext, "context", "", "The kubeconfig context to use.")
 	fs.StringVarP(&namespace, "namespace", "n", "", "The namespace (default: the context's).")
@@ -81,6 +82,7 @@ func Main(ctx context.Context, args []string, env Env) int {
 	fs.StringVarP(&output, "output", "o", "", "Output format: wide, json or yaml.")
 	fs.DurationVar(&timeout, "request-timeout", 30*time.Second, "How long to wait for the API server.")
 	fs.StringSliceVar(&excluded, "excluded-namespaces", excluded, "Namespaces virtmesh never meshes (as its --excluded-namespaces).")
+	fs.StringVar(&ambient, "ambient-policy", ambient, "What virtmesh does with VMs in ambient namespaces (as its --ambient-policy): sidecar or ignore.")
 	fs.Usage = func() {
 		fmt.Fprint(env.Stderr, usage)
 		fs.PrintDefaults()
@@ -90,6 +92,10 @@ func Main(ctx context.Context, args []string, env Env) int {
 			return ExitOK
 		}
 		fmt.Fprintf(env.Stderr, "error: %v; try kubectl virtmesh help\n", err)
+		return ExitUsage
+	}
+	if err := (mesh.Config{AmbientPolicy: mesh.AmbientPolicy(ambient)}).Validate(); err != nil {
+		fmt.Fprintln(env.Stderr, "error:", err)
 		return ExitUsage
 	}
 	if err := status.ValidFormat(output); err != nil {
@@ -154,7 +160,7 @@ func Main(ctx context.Context, args []string, env Env) int {
 		return ExitError
 	}
 	meshCfg := mesh.DefaultConfig()
-	meshCfg.ExcludedNamespaces = excluded
+	meshCfg.ExcludedNamespaces, meshCfg.AmbientPolicy = excluded, mesh.AmbientPolicy(ambient)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 

@@ -258,6 +258,7 @@ func TestUsage(t *testing.T) {
 		{"check-namespace", "a", "b"},
 		{"check-namespace", "vms", "-o", "wide"},
 		{"--no-such-flag"},
+		{"status", "--ambient-policy", "maybe"},
 	} {
 		if _, errOut, code := run(t, c, args...); code != ExitUsage || errOut == "" {
 			t.Errorf("%q: exit %d, stderr %q; want %d with a message", args, code, errOut, ExitUsage)

@@ -82,6 +82,8 @@ type StateInput struct {
 	NamespaceLabels map[string]string
 	// Pod is the VMI's active launcher pod (see ActivePod), nil if none.
 	Pod *corev1.Pod
+	// Others are its other unfinished launcher pods: a migration's target.
+	Others []*corev1.Pod
 	// MissingNAD names ("namespace/name") a NetworkAttachmentDefinition the
 	// pod references, or the Istio injector will make it reference, that
 	// does not exist; empty when none is known missing.
@@ -170,6 +172,18 @@ func ActivePod(vmi *kubevirtv1.VirtualMachineInstance, pods []*corev1.Pod) *core
 	return newest
 }
 
+// OtherPods are a VMI's unfinished launcher pods other than active: a
+// migration's target, while it runs.
+func OtherPods(active *corev1.Pod, pods []*corev1.Pod) []*corev1.Pod {
+	var out []*corev1.Pod
+	for _, p := range pods {
+		if p != active && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed && p.DeletionTimestamp == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // PodNetworks are the NetworkAttachmentDefinitions ("namespace/name") a pod
 // references in its Multus annotation, in either form (comma-separated
 // "[ns/]name[@iface]", or JSON).
@@ -248,10 +262,16 @@ func RunningBindingSupported(spec *kubevirtv1.VirtualMachineInstanceSpec) (bool,
 // virtmesh give it what they read, and get the same answer.
 func MeshState(in StateInput) Status {
 	vmi := in.VMI
-	restart := "restart the VM (virtctl restart " + vmi.Name + ")"
-	if !OwnedByVM(&vmi.ObjectMeta) {
+	restart := "restart the VM (virtctl restart " + vmiOwnerName(vmi) + ")"
+	switch {
+	case OwnedByVM(&vmi.ObjectMeta):
+	case ownerOfKind(vmi.OwnerReferences, "VirtualMachineInstanceReplicaSet") != "":
+		restart = "delete the VMI " + vmi.Name + " (its replica set starts a new one)"
+	default:
 		restart = "delete and re-create the VMI " + vmi.Name
 	}
+	// pin keeps the next migration consistent, without a restart.
+	pin := "kubectl label vmi " + vmi.Name + " -n " + vmi.Namespace + " " + InjectKey + "=false (its next migration then stays out of the mesh), then " + restart + " when convenient"
 	proxy := "-"
 	var p Proxy
 	if in.Pod != nil {
@@ -281,16 +301,19 @@ func MeshState(in StateInput) Status {
 	}
 	bindingOK, binding := RunningBindingSupported(&vmi.Spec)
 
-	if in.Pod == nil || in.Pod.Status.Phase == corev1.PodPending && !p.Present {
+	if in.Pod == nil || in.Pod.Status.Phase == corev1.PodPending {
 		why := "its launcher pod does not exist yet"
-		if in.Pod != nil {
-			why = "its launcher pod " + in.Pod.Name + " is pending"
+		switch {
+		case in.Pod != nil:
+			why = "its launcher pod " + in.Pod.Name + " is pending (not scheduled, or its volumes, image or networks are not ready)"
+		case vmi.Status.Phase == kubevirtv1.Running:
+			why = "its launcher pod is gone (evicted or deleted)"
 		}
 		if in.MissingNAD != "" && (d.InMesh || kvIstio) {
 			return st(Pending, fmt.Sprintf("%s, and it needs NetworkAttachmentDefinition %s, which does not exist", why, in.MissingNAD),
 				nadFix(in.MissingNAD))
 		}
-		if in.Pod == nil {
+		if in.Pod == nil || !p.Present || kvIstio {
 			return st(Pending, why, "")
 		}
 	}
@@ -301,13 +324,10 @@ func MeshState(in StateInput) Status {
 			return st(Broken, "its launcher pod has an istio-proxy, but the VMI lacks the annotation "+InjectKey+`="true", `+
 				"so KubeVirt does not route the VM's traffic through the proxy: the proxy's readiness probe reaches the guest "+
 				"and the pod never becomes Ready (a migration after the namespace joined the mesh does this)",
-				restart+": the webhook meshes the new VMI")
+				restart+": the webhook meshes the new VMI (label the VMI "+InjectKey+"=false first, so a migration meanwhile goes back out of the mesh)")
 		case !bindingOK:
 			return st(Broken, "its launcher pod has an istio-proxy, but its pod network is bound as "+binding+", which Istio cannot work with",
 				restart+": the webhook binds the new VMI's pod network as masquerade")
-		case in.Pod.Status.Phase == corev1.PodPending && in.MissingNAD != "":
-			return st(Pending, fmt.Sprintf("its launcher pod %s cannot start: it references NetworkAttachmentDefinition %s, which does not exist",
-				in.Pod.Name, in.MissingNAD), nadFix(in.MissingNAD))
 		case p.Ready:
 			return st(Meshed, "its launcher pod's istio-proxy is ready", "")
 		}
@@ -315,16 +335,21 @@ func MeshState(in StateInput) Status {
 	}
 
 	// No proxy.
+	if !kvIstio {
+		for _, o := range in.Others {
+			if ProxyOf(o).Present {
+				return st(Broken, "it is migrating into launcher pod "+o.Name+", which has an istio-proxy KubeVirt will not serve (the VMI lacks "+
+					"the annotation "+InjectKey+`="true"): once it moves there the pod never becomes Ready and the VM drops out of its Service`,
+					"cancel the migration (kubectl delete vmim -n "+vmi.Namespace+" for this VMI), then "+pin)
+			}
+		}
+	}
 	switch {
 	case vmi.Annotations[OnboardingAnnotation] != "":
 		return st(Onboarding, "virtmesh is migrating it into the mesh: "+vmi.Annotations[OnboardingAnnotation], "wait for the migration")
 	case vmi.Annotations[PinnedAnnotation] != "" && !d.InMesh:
-		next := "to bring it in: " + restart
-		if ok, b := RunningBindingSupported(&vmi.Spec); ok && b == "masquerade" {
-			next += ", or onboard it by live migration (kubectl virtmesh onboard " + vmiOwnerName(vmi) + ")"
-		}
 		return st(Pinned, "it was running before its namespace joined the mesh; virtmesh keeps it out ("+InjectKey+"=false) "+
-			"so its live migrations keep it consistently outside", next)
+			"so its live migrations keep it consistently outside", "to bring it in: "+restart)
 	case !bindingOK && (nsInMesh || d.InMesh):
 		return st(NotMeshable, "its pod network is bound as "+binding+", which Istio cannot work with",
 			"nothing, if it needs no mesh; else "+restart+": the webhook binds the new VMI's pod network as masquerade")
@@ -332,17 +357,26 @@ func MeshState(in StateInput) Status {
 		return st(NoProxy, "the VMI asks for the mesh ("+InjectKey+`="true"), but no Istio injector gave its launcher pod a proxy `+
 			"(Istio not installed, an Istio revision that is not installed, or its injector was down when the pod was created)",
 			"kubectl virtmesh check-namespace "+vmi.Namespace+"; once an injector injects there, "+restart)
+	case d.InMesh && d.Ambient:
+		return st(NeedsRestart, d.Reason()+", and the VMI was created before that: ambient may enrol its running pod, which KubeVirt "+
+			"does not support (inbound connections hang, kubevirt/kubevirt#18871)", restart+": the webhook gives the new VMI a sidecar and takes it out of ambient")
 	case d.InMesh:
 		return st(NeedsRestart, d.Reason()+", but the VMI was created before that (it lacks the annotation "+InjectKey+`="true"`+
-			"): its next live migration gives its pod a proxy KubeVirt does not serve, and the VM drops out of its Service",
-			restart+" (or let virtmesh pin or onboard it)")
+			"): its next live migration gives its pod a proxy KubeVirt does not serve, and the VM drops out of its Service", pin)
 	}
 	next := ""
-	if d.Denied || !nsInMesh {
+	switch {
+	case d.why == whyExcluded:
+		// virtmesh never mutates VMIs here: labelling it would break them.
+	case d.Denied || !nsInMesh:
 		next = "to mesh it: label namespace " + vmi.Namespace + " " + NamespaceInjectionLabel + "=enabled, then " + restart
 	}
-	if v, ok := InjectValue(vmi.Labels, vmi.Annotations); ok && !Truthy(v) {
-		next = "to mesh it: remove " + InjectKey + "=" + v + " from the VM's template, then " + restart
+	if v, ok := InjectValue(vmi.Labels, vmi.Annotations); ok && !Truthy(v) && d.why != whyExcluded {
+		where := "the VM's template"
+		if !OwnedByVM(&vmi.ObjectMeta) {
+			where = "the VMI's definition"
+		}
+		next = "to mesh it: remove " + InjectKey + "=" + v + " from " + where + ", then " + restart
 	}
 	return st(NotInMesh, d.Reason(), next)
 }

@@ -90,7 +90,12 @@ func TestMeshState(t *testing.T) {
 			want: Pending, reason: "default/istio-cni, which does not exist", next: "provider: multus"},
 		"pod pending on a missing Maistra NAD": {
 			in:   StateInput{VMI: stateVMI(true, phase(kubevirtv1.Scheduled)), NamespaceLabels: enabled, Pod: launcherPod(proxyNotReady, corev1.PodPending), MissingNAD: "vms/v2-5-istio-cni"},
-			want: Pending, reason: "cannot start", next: "ServiceMeshMemberRoll", proxy: "not ready"},
+			want: Pending, reason: "v2-5-istio-cni, which does not exist", next: "ServiceMeshMemberRoll", proxy: "not ready"},
+		"pod pending, with its proxy, nothing missing (unschedulable, say)": {
+			in:   StateInput{VMI: stateVMI(true, phase(kubevirtv1.Scheduled)), NamespaceLabels: enabled, Pod: launcherPod(proxyNotReady, corev1.PodPending)},
+			want: Pending, reason: "is pending", proxy: "not ready"},
+		"running, its pod gone (evicted)": {
+			in: StateInput{VMI: stateVMI(true), NamespaceLabels: enabled}, want: Pending, reason: "gone"},
 		"pod pending on virtmesh's own NAD": {
 			in:   StateInput{VMI: stateVMI(true, phase(kubevirtv1.Scheduled)), NamespaceLabels: enabled, Pod: launcherPod(noProxy, corev1.PodPending), MissingNAD: "vms/istio-cni"},
 			want: Pending, next: "--cni-nad", proxy: "none"},
@@ -100,10 +105,26 @@ func TestMeshState(t *testing.T) {
 		"opted out": {
 			in:   StateInput{VMI: stateVMI(false, label(InjectKey, "false")), NamespaceLabels: enabled, Pod: launcherPod(noProxy, running)},
 			want: NotInMesh, reason: "opts out", next: "remove sidecar.istio.io/inject=false"},
-		"excluded namespace": {
+		"excluded namespace: never told to label it": {
 			in: StateInput{VMI: stateVMI(false, inNamespace("kube-system")), NamespaceLabels: enabled, Pod: launcherPod(noProxy, running),
 				Config: Config{ExcludedNamespaces: []string{"kube-system"}}},
-			want: NotInMesh, reason: "excluded"},
+			want: NotInMesh, reason: "excluded", next: "-none-"},
+		"opted-out standalone VMI": {
+			in:   StateInput{VMI: stateVMI(false, standalone, label(InjectKey, "false")), NamespaceLabels: enabled, Pod: launcherPod(noProxy, running)},
+			want: NotInMesh, next: "from the VMI's definition"},
+		"created before the labelling, migrating into a proxied pod now": {
+			in: StateInput{VMI: stateVMI(false), NamespaceLabels: enabled, Pod: launcherPod(noProxy, running),
+				Others: []*corev1.Pod{launcherPod(proxyNotReady, corev1.PodPending)}},
+			want: Broken, reason: "migrating into", next: "sidecar.istio.io/inject=false"},
+		"created before its namespace went ambient": {
+			in: StateInput{VMI: stateVMI(false), NamespaceLabels: map[string]string{DataplaneModeLabel: DataplaneModeAmbient}, Pod: launcherPod(noProxy, running),
+				Config: DefaultConfig()},
+			want: NeedsRestart, reason: "ambient may enrol", next: "virtctl restart db"},
+		"a VMI of a replica set": {
+			in: StateInput{VMI: stateVMI(false, func(v *kubevirtv1.VirtualMachineInstance) {
+				v.OwnerReferences = []metav1.OwnerReference{{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachineInstanceReplicaSet", Name: "rs"}}
+			}), NamespaceLabels: enabled, Pod: launcherPod(noProxy, running)},
+			want: NeedsRestart, next: "delete the VMI db (its replica set starts a new one)"},
 		"no pod network, mesh namespace": {
 			in:   StateInput{VMI: stateVMI(true, noPodNetwork), NamespaceLabels: enabled, Pod: launcherPod(noProxy, running)},
 			want: NotMeshable, reason: "no pod network", next: "masquerade"},
@@ -114,7 +135,7 @@ func TestMeshState(t *testing.T) {
 			want: NotMeshable, reason: "bound as bridge", next: "virtctl restart db"},
 		"created before the namespace was labelled": {
 			in:   StateInput{VMI: stateVMI(false), NamespaceLabels: enabled, Pod: launcherPod(noProxy, running)},
-			want: NeedsRestart, reason: "created before", next: "virtctl restart db", proxy: "none"},
+			want: NeedsRestart, reason: "created before", next: "kubectl label vmi db -n vms sidecar.istio.io/inject=false", proxy: "none"},
 		"standalone VMI created before the namespace was labelled": {
 			in:   StateInput{VMI: stateVMI(false, standalone), NamespaceLabels: enabled, Pod: launcherPod(noProxy, running)},
 			want: NeedsRestart, next: "delete and re-create the VMI db"},
@@ -130,7 +151,7 @@ func TestMeshState(t *testing.T) {
 		"pinned": {
 			in: StateInput{VMI: stateVMI(false, label(InjectKey, "false"), annotate(PinnedAnnotation, "running before")),
 				NamespaceLabels: enabled, Pod: launcherPod(noProxy, running)},
-			want: Pinned, reason: "keeps it out", next: "kubectl virtmesh onboard db"},
+			want: Pinned, reason: "keeps it out", next: "virtctl restart db"},
 		"pinned passt VMI: restart only": {
 			in: StateInput{VMI: stateVMI(false, passt, label(InjectKey, "false"), annotate(PinnedAnnotation, "x")),
 				NamespaceLabels: enabled, Pod: launcherPod(noProxy, running)},
@@ -156,7 +177,9 @@ func TestMeshState(t *testing.T) {
 			if got.Reason == "" || !strings.Contains(got.Reason, tc.reason) {
 				t.Errorf("reason %q, want it to hold %q", got.Reason, tc.reason)
 			}
-			if tc.next != "" && !strings.Contains(got.NextStep, tc.next) {
+			if tc.next == "-none-" && got.NextStep != "" {
+				t.Errorf("next step %q, want none", got.NextStep)
+			} else if tc.next != "" && tc.next != "-none-" && !strings.Contains(got.NextStep, tc.next) {
 				t.Errorf("next step %q, want it to hold %q", got.NextStep, tc.next)
 			}
 			if tc.proxy != "" && got.Proxy != tc.proxy {

@@ -58,7 +58,15 @@ func CheckNamespace(ctx context.Context, c client.Reader, ns string, cfg mesh.Co
 	if d.InMesh && nsObj.Labels[mesh.EnforceLabel] == "true" {
 		out.Why += "; " + mesh.EnforceLabel + "=true: VMs cannot opt out"
 	}
-	if !d.InMesh {
+	_, injectionLabel := nsObj.Labels[mesh.NamespaceInjectionLabel]
+	_, revLabel := nsObj.Labels[mesh.RevisionLabel]
+	switch {
+	case slices.Contains(cfg.ExcludedNamespaces, ns):
+		if injectionLabel || revLabel {
+			out.Problems = append(out.Problems, "namespace "+ns+" is excluded from virtmesh but labelled for Istio injection: "+
+				"Istio gives its VMs' pods a proxy that KubeVirt does not serve (they never become Ready); remove the label")
+		}
+	case !d.InMesh && !injectionLabel && !revLabel:
 		out.Why += " (a VM still joins if its template is labelled " + mesh.InjectKey + "=true)"
 	}
 

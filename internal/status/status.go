@@ -176,7 +176,10 @@ func Collect(ctx context.Context, c client.Reader, q Query) ([]Row, error) {
 		if rows[i].Namespace != rows[j].Namespace {
 			return rows[i].Namespace < rows[j].Namespace
 		}
-		return rows[i].Name < rows[j].Name
+		if rows[i].Name != rows[j].Name {
+			return rows[i].Name < rows[j].Name
+		}
+		return rows[i].Kind > rows[j].Kind // VM before a standalone VMI of the same name
 	})
 	for _, n := range q.Names {
 		if !slices.ContainsFunc(rows, func(r Row) bool { return r.Name == n }) {
@@ -214,6 +217,7 @@ func (g *gatherer) row(ctx context.Context, ns, name, kind, app string, vmi *kub
 		return row, err
 	}
 	in := mesh.StateInput{VMI: vmi, NamespaceLabels: labels, Pod: mesh.ActivePod(vmi, podsOf[string(vmi.UID)]), Config: g.q.Config}
+	in.Others = mesh.OtherPods(in.Pod, podsOf[string(vmi.UID)])
 	if in.Pod != nil {
 		row.Pod, row.Node = in.Pod.Name, in.Pod.Spec.NodeName
 		var nads []string

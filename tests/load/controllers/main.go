@@ -239,7 +239,9 @@ func waitConverged(ctx context.Context, admin client.Client, p *local.Process, s
 			return 0, 0, fmt.Errorf("not converged after %s: %d/%d Services, %d/%d NADs, %d/%d states", timeout, svcs, services, nads,
 				s.namespaces, int(states), s.vmis())
 		}
-		time.Sleep(200 * time.Millisecond)
+		// Each poll lists every Service: more often would load the API
+		// server the manager shares the machine with.
+		time.Sleep(time.Second)
 	}
 }
 
