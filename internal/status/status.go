@@ -159,6 +159,9 @@ func Collect(ctx context.Context, c client.Reader, q Query) ([]Row, error) {
 		if err != nil {
 			return nil, err
 		}
+		if vmi == nil && vm.Status.PrintableStatus != "" && vm.Status.PrintableStatus != kubevirtv1.VirtualMachineStatusStopped {
+			row.Reason = fmt.Sprintf("the VM is not running (%s)", vm.Status.PrintableStatus)
+		}
 		rows = append(rows, row)
 	}
 	for i := range vmis.Items {
@@ -222,14 +225,16 @@ func (g *gatherer) row(ctx context.Context, ns, name, kind, app string, vmi *kub
 		row.Pod, row.Node = in.Pod.Name, in.Pod.Spec.NodeName
 		var nads []string
 		for _, ref := range mesh.PodNetworks(in.Pod) {
-			if !strings.Contains(ref, "istio-cni") && !isSecondary(vmi, ref) {
+			istio := !isSecondary(vmi, ref)
+			// Any NAD keeps a pod from starting; the column shows Istio's.
+			if !istio && in.Pod.Status.Phase != corev1.PodPending {
 				continue
 			}
 			state := g.nad(ctx, ref)
-			if state == "missing" && in.MissingNAD == "" {
+			if state == "missing" && in.MissingNAD == "" && in.Pod.Status.Phase == corev1.PodPending {
 				in.MissingNAD = ref
 			}
-			if strings.Contains(ref, "istio-cni") {
+			if istio {
 				nads = append(nads, ref+suffix(state))
 			}
 		}
