@@ -233,9 +233,9 @@ func TestTrimPodKeepsWhatTheStateReads(t *testing.T) {
 			trimmed := got.(*corev1.Pod)
 			in := mesh.StateInput{VMI: vmi, NamespaceLabels: map[string]string{mesh.NamespaceInjectionLabel: "enabled"}, MissingNAD: "default/istio-cni"}
 			in.Pod = full
-			want := mesh.MeshState(in)
+			want := mesh.StateOf(in)
 			in.Pod = trimmed
-			if have := mesh.MeshState(in); have != want {
+			if have := mesh.StateOf(in); have != want {
 				t.Errorf("%s (native %v): trimmed %+v, whole %+v", name, native, have, want)
 			}
 			if mesh.ActivePod(vmi, []*corev1.Pod{trimmed}) != trimmed || strings.Join(mesh.PodNetworks(trimmed), ",") != "default/istio-cni" ||

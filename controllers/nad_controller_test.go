@@ -20,9 +20,10 @@ import (
 	"github.com/virtmesh/virtmesh/internal/mesh"
 )
 
-func readFixture(t *testing.T, dir, file string, into any) {
+// readFixture reads a file of the Istio 1.30 (Multus) injector fixture.
+func readFixture(t *testing.T, file string, into any) {
 	t.Helper()
-	raw, err := os.ReadFile("../tests/testdata/istio-injectors/" + dir + "/" + file)
+	raw, err := os.ReadFile("../tests/testdata/istio-injectors/istio-1.30-multus/" + file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,8 +38,8 @@ func TestNeverDeletesASharedNADInUse(t *testing.T) {
 	ctx := context.Background()
 	scheme := testScheme(t)
 	cm, mwc := &corev1.ConfigMap{}, &admissionregistrationv1.MutatingWebhookConfiguration{}
-	readFixture(t, "istio-1.30-multus", "configmap.yaml", cm)
-	readFixture(t, "istio-1.30-multus", "mutatingwebhookconfiguration.yaml", mwc)
+	readFixture(t, "configmap.yaml", cm)
+	readFixture(t, "mutatingwebhookconfiguration.yaml", mwc)
 	c := fake.NewClientBuilder().WithScheme(scheme).WithReturnManagedFields().
 		WithObjects(cm, mwc, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default"}}).Build()
 	// virtmesh's own NAD in namespace default, which is not in the mesh.
@@ -133,8 +134,8 @@ func TestNADCleanupDelay(t *testing.T) {
 func TestHoldsTheLastDecisionWhileTheInjectorIsGone(t *testing.T) {
 	ctx := context.Background()
 	cm, mwc := &corev1.ConfigMap{}, &admissionregistrationv1.MutatingWebhookConfiguration{}
-	readFixture(t, "istio-1.30-multus", "configmap.yaml", cm)
-	readFixture(t, "istio-1.30-multus", "mutatingwebhookconfiguration.yaml", mwc)
+	readFixture(t, "configmap.yaml", cm)
+	readFixture(t, "mutatingwebhookconfiguration.yaml", mwc)
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "vms", Labels: map[string]string{"istio-injection": "enabled"}}}
 	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithReturnManagedFields().WithObjects(cm, mwc, ns).Build()
 	clock := time.Date(2026, 12, 3, 3, 0, 0, 0, time.UTC)

@@ -39,7 +39,7 @@ const (
 	ReasonStateNoProxy      = "NoIstioProxy"
 )
 
-// StateReconciler computes every VMI's mesh state (mesh.MeshState) from the
+// StateReconciler computes every VMI's mesh state (mesh.StateOf) from the
 // VMI, its active launcher pod, its namespace and the NADs; exports the
 // count per state and sends an Event when a VM's state turns to one its
 // owner must know about. It writes nothing but Events. Requests are VMIs.
@@ -199,7 +199,7 @@ func (r *StateReconciler) stateOf(ctx context.Context, vmi *kubevirtv1.VirtualMa
 	if in.MissingNAD, err = r.missingNAD(ctx, ns, in.VMI, in.Pod); err != nil {
 		return mesh.Status{}, err
 	}
-	return mesh.MeshState(in), nil
+	return mesh.StateOf(in), nil
 }
 
 // missingNAD names a NAD the VMI's pod references, or (no pod yet) the

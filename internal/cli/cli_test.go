@@ -182,12 +182,12 @@ func golden(t *testing.T, name, got string) {
 	}
 }
 
-func newFake(t *testing.T, objs []client.Object, funcs interceptor.Funcs) client.Reader {
+func newFake(objs []client.Object, funcs interceptor.Funcs) client.Reader {
 	return fake.NewClientBuilder().WithScheme(status.NewScheme()).WithObjects(objs...).WithInterceptorFuncs(funcs).Build()
 }
 
 func TestGolden(t *testing.T) {
-	c := newFake(t, cluster(t), interceptor.Funcs{})
+	c := newFake(cluster(t), interceptor.Funcs{})
 	for _, tc := range []struct {
 		golden string
 		args   []string
@@ -219,7 +219,7 @@ func TestForbiddenReadsSayWhat(t *testing.T) {
 		}
 		return c.List(ctx, list, opts...)
 	}}
-	out, errOut, code := run(t, newFake(t, cluster(t), forbidVMs), "status")
+	out, errOut, code := run(t, newFake(cluster(t), forbidVMs), "status")
 	if code != ExitError || out != "" {
 		t.Errorf("exit %d, stdout %q; want %d and nothing printed", code, out, ExitError)
 	}
@@ -240,7 +240,7 @@ func TestForbiddenReadsSayWhat(t *testing.T) {
 			}
 			return c.List(ctx, list, opts...)
 		}}
-	out, errOut, code = run(t, newFake(t, cluster(t), forbidAdmission), "check-namespace", "vms")
+	out, errOut, code = run(t, newFake(cluster(t), forbidAdmission), "check-namespace", "vms")
 	if code != ExitTrouble || errOut != "" {
 		t.Errorf("exit %d (stderr %q), want %d: the VMs needing action are still found", code, errOut, ExitTrouble)
 	}
@@ -248,7 +248,7 @@ func TestForbiddenReadsSayWhat(t *testing.T) {
 }
 
 func TestUsage(t *testing.T) {
-	c := newFake(t, nil, interceptor.Funcs{})
+	c := newFake(nil, interceptor.Funcs{})
 	for _, args := range [][]string{
 		{},
 		{"frobnicate"},
@@ -264,7 +264,7 @@ func TestUsage(t *testing.T) {
 			t.Errorf("%q: exit %d, stderr %q; want %d with a message", args, code, errOut, ExitUsage)
 		}
 	}
-	if _, errOut, code := run(t, newFake(t, cluster(t), interceptor.Funcs{}), "status", "nosuchvm"); code != ExitError ||
+	if _, errOut, code := run(t, newFake(cluster(t), interceptor.Funcs{}), "status", "nosuchvm"); code != ExitError ||
 		!strings.Contains(errOut, `no VirtualMachine or VirtualMachineInstance "nosuchvm" in namespace vms`) {
 		t.Errorf("unknown VM: exit %d, stderr %q", code, errOut)
 	}

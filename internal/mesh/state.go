@@ -15,39 +15,39 @@ import (
 type State string
 
 const (
-	// Meshed: the launcher pod has a ready istio-proxy and KubeVirt routes
+	// Meshed means: the launcher pod has a ready istio-proxy and KubeVirt routes
 	// the VM's traffic through it.
 	Meshed State = "Meshed"
-	// Starting: the proxy is there but not ready yet.
+	// Starting means: the proxy is there but not ready yet.
 	Starting State = "Starting"
-	// Pending: no launcher pod yet, or one that cannot start.
+	// Pending means: no launcher pod yet, or one that cannot start.
 	Pending State = "Pending"
-	// NotInMesh: nothing puts the VM in the mesh (namespace not labelled,
+	// NotInMesh means: nothing puts the VM in the mesh (namespace not labelled,
 	// opted out, excluded), and it is not.
 	NotInMesh State = "NotInMesh"
-	// NotMeshable: the VM cannot join the mesh (no pod network, a binding
+	// NotMeshable means: the VM cannot join the mesh (no pod network, a binding
 	// Istio cannot work with).
 	NotMeshable State = "NotMeshable"
-	// NeedsRestart: in a mesh namespace, running without the inject
+	// NeedsRestart means: in a mesh namespace, running without the inject
 	// annotation (created before the namespace joined the mesh, or before
 	// virtmesh): its next live migration gives it a proxy KubeVirt does not
 	// serve.
 	NeedsRestart State = "NeedsRestart"
-	// NoProxy: the VMI asks for the mesh, but no Istio injector gave its
+	// NoProxy means: the VMI asks for the mesh, but no Istio injector gave its
 	// pod a proxy.
 	NoProxy State = "NoProxy"
-	// Broken: the launcher pod has a proxy, but KubeVirt's Istio networking
+	// Broken means: the launcher pod has a proxy, but KubeVirt's Istio networking
 	// is off for the VMI (or its binding cannot work with one): the pod
 	// never becomes Ready.
 	Broken State = "Broken"
-	// Pinned: virtmesh keeps a VMI created before its namespace joined the
+	// Pinned means: virtmesh keeps a VMI created before its namespace joined the
 	// mesh out of it (sidecar.istio.io/inject=false) until it restarts or is
 	// onboarded, so its migrations stay consistent.
 	Pinned State = "Pinned"
-	// Onboarding: virtmesh gave a pinned VMI the mesh metadata and migrates
+	// Onboarding means: virtmesh gave a pinned VMI the mesh metadata and migrates
 	// it into the mesh.
 	Onboarding State = "Onboarding"
-	// Stopped: the VMI is not running (finished, or being deleted).
+	// Stopped means: the VMI is not running (finished, or being deleted).
 	Stopped State = "Stopped"
 )
 
@@ -257,10 +257,10 @@ func RunningBindingSupported(spec *kubevirtv1.VirtualMachineInstanceSpec) (bool,
 	return true, ""
 }
 
-// MeshState computes a VMI's State from the VMI, its active launcher pod,
+// StateOf computes a VMI's State from the VMI, its active launcher pod,
 // its namespace and the NAD situation. Pure: the controllers and kubectl
 // virtmesh give it what they read, and get the same answer.
-func MeshState(in StateInput) Status {
+func StateOf(in StateInput) Status {
 	vmi := in.VMI
 	restart := "restart the VM (virtctl restart " + vmiOwnerName(vmi) + ")"
 	switch {

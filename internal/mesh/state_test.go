@@ -103,14 +103,14 @@ func TestMeshState(t *testing.T) {
 			in: StateInput{VMI: stateVMI(false), Pod: launcherPod(noProxy, running)}, want: NotInMesh, reason: "no Istio injection label",
 			next: "istio-injection=enabled", proxy: "none"},
 		"opted out": {
-			in:   StateInput{VMI: stateVMI(false, label(InjectKey, "false")), NamespaceLabels: enabled, Pod: launcherPod(noProxy, running)},
+			in:   StateInput{VMI: stateVMI(false, optedOut), NamespaceLabels: enabled, Pod: launcherPod(noProxy, running)},
 			want: NotInMesh, reason: "opts out", next: "remove sidecar.istio.io/inject=false"},
 		"excluded namespace: never told to label it": {
 			in: StateInput{VMI: stateVMI(false, inNamespace("kube-system")), NamespaceLabels: enabled, Pod: launcherPod(noProxy, running),
 				Config: Config{ExcludedNamespaces: []string{"kube-system"}}},
 			want: NotInMesh, reason: "excluded", next: "-none-"},
 		"opted-out standalone VMI": {
-			in:   StateInput{VMI: stateVMI(false, standalone, label(InjectKey, "false")), NamespaceLabels: enabled, Pod: launcherPod(noProxy, running)},
+			in:   StateInput{VMI: stateVMI(false, standalone, optedOut), NamespaceLabels: enabled, Pod: launcherPod(noProxy, running)},
 			want: NotInMesh, next: "from the VMI's definition"},
 		"created before the labelling, migrating into a proxied pod now": {
 			in: StateInput{VMI: stateVMI(false), NamespaceLabels: enabled, Pod: launcherPod(noProxy, running),
@@ -149,11 +149,11 @@ func TestMeshState(t *testing.T) {
 			in:   StateInput{VMI: stateVMI(true), NamespaceLabels: enabled, Pod: launcherPod(noProxy, running)},
 			want: NoProxy, reason: "no Istio injector", next: "check-namespace vms"},
 		"pinned": {
-			in: StateInput{VMI: stateVMI(false, label(InjectKey, "false"), annotate(PinnedAnnotation, "running before")),
+			in: StateInput{VMI: stateVMI(false, optedOut, annotate(PinnedAnnotation, "running before")),
 				NamespaceLabels: enabled, Pod: launcherPod(noProxy, running)},
 			want: Pinned, reason: "keeps it out", next: "virtctl restart db"},
 		"pinned passt VMI: restart only": {
-			in: StateInput{VMI: stateVMI(false, passt, label(InjectKey, "false"), annotate(PinnedAnnotation, "x")),
+			in: StateInput{VMI: stateVMI(false, passt, optedOut, annotate(PinnedAnnotation, "x")),
 				NamespaceLabels: enabled, Pod: launcherPod(noProxy, running)},
 			want: Pinned, next: "virtctl restart db"},
 		"onboarding": {
@@ -170,7 +170,7 @@ func TestMeshState(t *testing.T) {
 			want: Stopped, reason: "being deleted"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			got := MeshState(tc.in)
+			got := StateOf(tc.in)
 			if got.State != tc.want {
 				t.Fatalf("state %s (%s), want %s", got.State, got.Reason, tc.want)
 			}
@@ -256,9 +256,8 @@ func phase(p kubevirtv1.VirtualMachineInstancePhase) func(*kubevirtv1.VirtualMac
 	return func(v *kubevirtv1.VirtualMachineInstance) { v.Status.Phase = p }
 }
 
-func label(k, v string) func(*kubevirtv1.VirtualMachineInstance) {
-	return func(vmi *kubevirtv1.VirtualMachineInstance) { vmi.Labels[k] = v }
-}
+// optedOut labels the VMI sidecar.istio.io/inject=false.
+func optedOut(vmi *kubevirtv1.VirtualMachineInstance) { vmi.Labels[InjectKey] = "false" }
 
 func annotate(k, v string) func(*kubevirtv1.VirtualMachineInstance) {
 	return func(vmi *kubevirtv1.VirtualMachineInstance) { vmi.Annotations[k] = v }

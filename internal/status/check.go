@@ -152,13 +152,13 @@ func checkInjector(ctx context.Context, c client.Reader, out *Check, nsLabels ma
 	case "missing":
 		out.NAD = ref + " (missing)"
 		out.Problems = append(out.Problems, "NetworkAttachmentDefinition "+ref+" does not exist: meshed VMs' pods cannot start; "+
-			strings.TrimSuffix(nadFix(dec, ref), "."))
+			strings.TrimSuffix(nadFix(dec), "."))
 	default:
 		out.NAD = ref + " (?)"
 	}
 }
 
-func nadFix(dec injector.Decision, ref string) string {
+func nadFix(dec injector.Decision) string {
 	switch dec.Kind {
 	case injector.Shared:
 		return "install istio-cni with provider: multus (OpenShift Service Mesh 3: an IstioCNI resource), which creates it"

@@ -1,7 +1,7 @@
 // Package status answers "is my VM in the mesh, and if not, why?" for
 // kubectl virtmesh: it reads VMs, VMIs, their launcher pods, namespaces,
 // Services and NADs with the user's own (read-only) rights and computes each
-// one's state with mesh.MeshState, the function the controllers use.
+// one's state with mesh.StateOf, the function the controllers use.
 package status
 
 import (
@@ -242,7 +242,7 @@ func (g *gatherer) row(ctx context.Context, ns, name, kind, app string, vmi *kub
 			row.NAD = strings.Join(nads, ",")
 		}
 	}
-	st := mesh.MeshState(in)
+	st := mesh.StateOf(in)
 	row.State, row.Proxy, row.Reason, row.NextStep = st.State, st.Proxy, st.Reason, st.NextStep
 	return row, nil
 }

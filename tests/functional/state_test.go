@@ -31,7 +31,7 @@ func vmState(ctx context.Context, ns, vm string) func() (status.Row, error) {
 		}
 		var list status.List
 		if err := json.Unmarshal(out.Bytes(), &list); err != nil || len(list.Items) != 1 {
-			return status.Row{}, fmt.Errorf("kubectl virtmesh status: %v: %s", err, out.String())
+			return status.Row{}, fmt.Errorf("kubectl virtmesh status: %w: %s", err, out.String())
 		}
 		return list.Items[0], nil
 	}
