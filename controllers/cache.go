@@ -111,12 +111,12 @@ func trimVMI(in any) (any, error) {
 		return in, nil
 	}
 	out := &kubevirtv1.VirtualMachineInstance{TypeMeta: vmi.TypeMeta, ObjectMeta: trimMeta(&vmi.ObjectMeta), Spec: trimSpec(&vmi.Spec)}
-	// The mesh state reads where it runs and on which pod, and whether it
-	// can migrate.
+	// The mesh state reads where it runs and on which pod, whether it is
+	// paused, and whether it can migrate.
 	out.Status.Phase, out.Status.NodeName, out.Status.ActivePods = vmi.Status.Phase, vmi.Status.NodeName, vmi.Status.ActivePods
 	for _, c := range vmi.Status.Conditions {
-		if c.Type == kubevirtv1.VirtualMachineInstanceIsMigratable {
-			out.Status.Conditions = []kubevirtv1.VirtualMachineInstanceCondition{{Type: c.Type, Status: c.Status, Reason: c.Reason}}
+		if c.Type == kubevirtv1.VirtualMachineInstanceIsMigratable || c.Type == kubevirtv1.VirtualMachineInstancePaused {
+			out.Status.Conditions = append(out.Status.Conditions, kubevirtv1.VirtualMachineInstanceCondition{Type: c.Type, Status: c.Status, Reason: c.Reason})
 		}
 	}
 	return out, nil

@@ -197,6 +197,7 @@ func TestGolden(t *testing.T) {
 		{"status-all-wide.txt", []string{"status", "-A", "-o", "wide"}, ExitTrouble},
 		{"status-web.json", []string{"status", "web", "-o", "json"}, ExitOK},
 		{"status-web.yaml", []string{"status", "web", "-o", "yaml"}, ExitOK},
+		{"status-off.json", []string{"status", "off", "-o", "json"}, ExitOK},
 		{"status-legacy.txt", []string{"status", "-n", "legacy"}, ExitOK},
 		{"check-vms.txt", []string{"check-namespace", "vms"}, ExitTrouble},
 		{"check-legacy.txt", []string{"check-namespace", "legacy"}, ExitOK},

@@ -328,6 +328,9 @@ func StateOf(in StateInput) Status {
 		case !bindingOK:
 			return st(Broken, "its launcher pod has an istio-proxy, but its pod network is bound as "+binding+", which Istio cannot work with",
 				restart+": the webhook binds the new VMI's pod network as masquerade")
+		case p.Ready && paused(vmi):
+			return st(Meshed, "its launcher pod's istio-proxy is ready, but the VM is paused: it serves nothing and its pod is not Ready",
+				"virtctl unpause vmi "+vmi.Name)
 		case p.Ready:
 			return st(Meshed, "its launcher pod's istio-proxy is ready", "")
 		}
@@ -379,6 +382,16 @@ func StateOf(in StateInput) Status {
 		next = "to mesh it: remove " + InjectKey + "=" + v + " from " + where + ", then " + restart
 	}
 	return st(NotInMesh, d.Reason(), next)
+}
+
+// paused: the VMI's Paused condition is True.
+func paused(vmi *kubevirtv1.VirtualMachineInstance) bool {
+	for _, c := range vmi.Status.Conditions {
+		if c.Type == kubevirtv1.VirtualMachineInstancePaused && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
 }
 
 func nadFix(nad string) string {

@@ -76,6 +76,10 @@ func TestMeshState(t *testing.T) {
 	}{
 		"meshed, proxy ready": {
 			in: StateInput{VMI: stateVMI(true), NamespaceLabels: enabled, Pod: launcherPod(proxyReady, running)}, want: Meshed, proxy: "ready"},
+		"meshed but paused": {
+			in: StateInput{VMI: stateVMI(true, func(v *kubevirtv1.VirtualMachineInstance) {
+				v.Status.Conditions = []kubevirtv1.VirtualMachineInstanceCondition{{Type: kubevirtv1.VirtualMachineInstancePaused, Status: corev1.ConditionTrue}}
+			}), NamespaceLabels: enabled, Pod: launcherPod(proxyReady, running)}, want: Meshed, reason: "paused", next: "virtctl unpause vmi db"},
 		"meshed, native sidecar ready": {
 			in: StateInput{VMI: stateVMI(true), NamespaceLabels: enabled, Pod: launcherPod(nativeProxyReady, running)}, want: Meshed, proxy: "ready"},
 		"meshed by its own opt-in, namespace not labelled": {

@@ -28,20 +28,27 @@ func ValidFormat(f string) error {
 }
 
 // List is the JSON and YAML form of status, shaped like a kubectl List.
+// Fields a table shows as "-" (none) are left out.
 type List struct {
-	Kind  string `json:"kind"`
-	Items []Row  `json:"items"`
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Items      []Row  `json:"items"`
 }
+
+// ListAPIVersion versions the JSON and YAML form of kubectl virtmesh status.
+const ListAPIVersion = "virtmesh.io/v1alpha1"
 
 // PrintRows prints rows as a table (with a NAMESPACE column for all
 // namespaces), a wide table, JSON or YAML.
 func PrintRows(w io.Writer, rows []Row, format string, allNamespaces bool) error {
 	switch format {
 	case FormatJSON, FormatYAML:
-		if rows == nil {
-			rows = []Row{}
+		items := make([]Row, len(rows))
+		for i, r := range rows {
+			r.Proxy, r.Service, r.NAD = undash(r.Proxy), undash(r.Service), undash(r.NAD)
+			items[i] = r
 		}
-		return encode(w, List{Kind: "VirtmeshStatusList", Items: rows}, format)
+		return encode(w, List{APIVersion: ListAPIVersion, Kind: "VirtmeshStatusList", Items: items}, format)
 	}
 	if len(rows) == 0 {
 		_, err := fmt.Fprintln(w, "No VirtualMachines or VirtualMachineInstances found.")
@@ -127,6 +134,13 @@ func shortKind(kind string) string {
 		return "VM"
 	}
 	return "VMI"
+}
+
+func undash(s string) string {
+	if s == "-" {
+		return ""
+	}
+	return s
 }
 
 func dash(s string) string {

@@ -41,15 +41,15 @@ type Row struct {
 	// Kind is VirtualMachine or VirtualMachineInstance (standalone).
 	Kind     string     `json:"kind"`
 	State    mesh.State `json:"state"`
-	Proxy    string     `json:"proxy"`
+	Proxy    string     `json:"proxy,omitempty"`
 	Reason   string     `json:"reason"`
 	NextStep string     `json:"nextStep,omitempty"`
 	// Service is the Service of the VM's app ("-": none).
-	Service string `json:"service"`
+	Service string `json:"service,omitempty"`
 	// NAD is the istio-cni NetworkAttachmentDefinition its pod references
 	// ("-": none; a "(missing)" suffix when it does not exist; "?" when it
 	// cannot be read).
-	NAD  string `json:"nad"`
+	NAD  string `json:"nad,omitempty"`
 	Pod  string `json:"pod,omitempty"`
 	Node string `json:"node,omitempty"`
 }
