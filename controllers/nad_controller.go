@@ -192,10 +192,7 @@ func (r *NADReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 	}
 	// later: an unneeded NAD of virtmesh's waits out --nad-cleanup-delay, or
 	// a plan is held over an unreadable injector.
-	if plans.recheck > 0 && (later == 0 || plans.recheck < later) {
-		later = plans.recheck
-	}
-	return reconcile.Result{RequeueAfter: later}, r.report(ctx, ns, plans.list, plans.byRev)
+	return reconcile.Result{RequeueAfter: sooner(later, plans.recheck)}, r.report(ctx, ns, plans)
 }
 
 // ensure creates or restores virtmesh's NAD want.
@@ -240,12 +237,13 @@ func (r *NADReconciler) ensure(ctx context.Context, ns namespaceInfo, want *nadv
 // deleteUnwanted deletes virtmesh's own NADs in the namespace but the wanted
 // ones, each once it has been unneeded for Config.NADCleanupDelay; later is
 // when the next one is due (0: none waits).
-func (r *NADReconciler) deleteUnwanted(ctx context.Context, ns namespaceInfo, wanted map[string]bool, why string) (res reconcile.Result, later time.Duration, err error) {
+func (r *NADReconciler) deleteUnwanted(ctx context.Context, ns namespaceInfo, wanted map[string]bool, why string) (reconcile.Result, time.Duration, error) {
 	nads := &nadv1.NetworkAttachmentDefinitionList{}
 	if err := r.Client.List(ctx, nads, client.InNamespace(ns.name)); err != nil {
 		return reconcile.Result{}, 0, err
 	}
 	var shared map[client.ObjectKey]bool
+	var later time.Duration
 	for i := range nads.Items {
 		have := &nads.Items[i]
 		key := client.ObjectKeyFromObject(have)
@@ -271,18 +269,14 @@ func (r *NADReconciler) deleteUnwanted(ctx context.Context, ns namespaceInfo, wa
 		} else if pod != "" {
 			// A pod that has not started (or restarts its sandbox) needs it.
 			log.FromContext(ctx).V(1).Info("NetworkAttachmentDefinition unneeded but still referenced: keeping it", "name", have.Name, "pod", pod)
-			if later == 0 || nadInUseRecheck < later {
-				later = nadInUseRecheck
-			}
+			later = sooner(later, nadInUseRecheck)
 			continue
 		}
 		if wait := r.cleanupWait(key); wait > 0 {
 			// An injector reinstalled by Helm, or a label removed and put
 			// back, does not delete a NAD pods are about to reference.
 			log.FromContext(ctx).V(1).Info("NetworkAttachmentDefinition unneeded: deleting it after --nad-cleanup-delay", "name", have.Name, "in", wait, "why", why)
-			if later == 0 || wait < later {
-				later = wait
-			}
+			later = sooner(later, wait)
 			continue
 		}
 		err := r.Client.Delete(ctx, have, client.Preconditions{UID: &have.UID, ResourceVersion: &have.ResourceVersion})
@@ -296,6 +290,14 @@ func (r *NADReconciler) deleteUnwanted(ctx context.Context, ns namespaceInfo, wa
 			"virtmesh deleted its NetworkAttachmentDefinition %q: %s", have.Name, why)
 	}
 	return reconcile.Result{}, later, nil
+}
+
+// sooner is the earlier of two waits, 0 meaning none.
+func sooner(a, b time.Duration) time.Duration {
+	if a == 0 || (b != 0 && b < a) {
+		return b
+	}
+	return a
 }
 
 // nadInUseRecheck is how often an unneeded NAD that a launcher pod still

@@ -30,6 +30,16 @@ type planSet struct {
 	recheck time.Duration
 }
 
+// of is the plan of VMs labelled labels: their revision's, else the
+// namespace's.
+func (p planSet) of(labels map[string]string) (injector.Decision, bool) {
+	if d, ok := p.byRev[labels[mesh.RevisionLabel]]; ok {
+		return d, true
+	}
+	d, ok := p.byRev[""]
+	return d, ok
+}
+
 // plans are the NADs a namespace's meshed VMs need, as virtmesh decides it:
 // one per injector that injects them (VMs may pick a revision of their own
 // with istio.io/rev in a namespace without injection labels).
@@ -45,9 +55,7 @@ func (r *NADReconciler) plans(ctx context.Context, ns namespaceInfo) (planSet, e
 			return planSet{}, err
 		}
 		d, held := r.holdKnown(ns.name+"/"+pod[mesh.RevisionLabel], d)
-		if held > 0 && (out.recheck == 0 || held < out.recheck) {
-			out.recheck = held
-		}
+		out.recheck = sooner(out.recheck, held)
 		if d.Kind == injector.Unknown {
 			// Without a readable injector configuration, do what KubeVirt's
 			// user guide says (a per-namespace NAD), and say why.

@@ -15,7 +15,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/virtmesh/virtmesh/internal/injector"
-	"github.com/virtmesh/virtmesh/internal/mesh"
 )
 
 // MaistraMemberLabel marks a namespace that is a member of an OpenShift
@@ -82,7 +81,8 @@ func (r *NADReconciler) problem(ctx context.Context, ns namespaceInfo, plan inje
 // and the VM owners (an Event on each meshed VM and standalone VMI) what will
 // keep meshed VMs from starting that virtmesh does not fix itself. Each is
 // said once, and again only when it changes.
-func (r *NADReconciler) report(ctx context.Context, ns namespaceInfo, plans []injector.Decision, byRev map[string]injector.Decision) error {
+func (r *NADReconciler) report(ctx context.Context, ns namespaceInfo, set planSet) error {
+	plans := set.list
 	uid := types.UID("namespace/" + ns.name)
 	var said []string
 	for _, p := range plans {
@@ -115,14 +115,8 @@ func (r *NADReconciler) report(ctx context.Context, ns namespaceInfo, plans []in
 		if !w.standalone() || w.deleting() || !w.meshed(ns, r.Mesh) {
 			return true
 		}
-		plan, ok := byRev[w.vmiMeta.Labels[mesh.RevisionLabel]]
-		if !ok {
-			plan, ok = byRev[""]
-		}
-		p := problems[plan]
-		if !ok {
-			p = problem{}
-		}
+		plan, _ := set.of(w.vmiMeta.Labels)
+		p := problems[plan] // the zero plan has none
 		ref := eventRef(metav1.OwnerReference{APIVersion: kubevirtv1.SchemeGroupVersion.String(), Kind: w.kind, Name: w.meta.Name, UID: w.meta.UID}, ns.name)
 		if r.reports.said.set(w.meta.UID, "nad", p.msg) && p.msg != "" {
 			r.Recorder.Event(ref, corev1.EventTypeWarning, p.reason, "virtmesh: "+p.msg)

@@ -24,7 +24,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
-	"github.com/virtmesh/virtmesh/internal/injector"
 	"github.com/virtmesh/virtmesh/internal/mesh"
 )
 
@@ -220,16 +219,8 @@ func (r *StateReconciler) missingNAD(ctx context.Context, ns namespaceInfo, vmi 
 		if err != nil {
 			return "", nil // undecided: say nothing rather than something wrong
 		}
-		p, ok := plans.byRev[vmi.Labels[mesh.RevisionLabel]]
-		if !ok {
-			p, ok = plans.byRev[""]
-		}
-		switch {
-		case !ok:
-		case p.Kind == injector.Shared:
-			refs = append(refs, p.Namespace+"/"+p.Name)
-		case p.Kind == injector.PerNamespace, p.Kind == injector.Maistra:
-			refs = append(refs, vmi.Namespace+"/"+p.Name)
+		if p, ok := plans.of(vmi.Labels); ok && p.Ref(vmi.Namespace) != "" {
+			refs = append(refs, p.Ref(vmi.Namespace))
 		}
 	}
 	for _, ref := range refs {

@@ -64,6 +64,18 @@ func (d Decision) String() string {
 	return string(d.Kind)
 }
 
+// Ref is the NAD ("namespace/name") the decision makes a pod in podNamespace
+// reference, or "" when it references none (None) or is not known (Unknown).
+func (d Decision) Ref(podNamespace string) string {
+	switch d.Kind {
+	case Shared:
+		return d.Namespace + "/" + d.Name
+	case PerNamespace, Maistra:
+		return podNamespace + "/" + d.Name
+	}
+	return ""
+}
+
 type injectorConfig struct {
 	InjectedAnnotations map[string]string `json:"injectedAnnotations"`
 	DefaultTemplates    []string          `json:"defaultTemplates"`

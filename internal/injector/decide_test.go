@@ -173,3 +173,17 @@ func TestNetworksBugOnlyWhereTheTemplateAppends(t *testing.T) {
 		t.Errorf("injectedAnnotations: got %+v, want OverwritesNetworks", d)
 	}
 }
+
+func TestRef(t *testing.T) {
+	for d, want := range map[Decision]string{
+		{Kind: Shared, Namespace: "default", Name: "istio-cni"}: "default/istio-cni",
+		{Kind: PerNamespace, Name: "istio-cni"}:                 "vms/istio-cni",
+		{Kind: Maistra, Name: "v2-5-istio-cni"}:                 "vms/v2-5-istio-cni",
+		{Kind: None}:                                            "",
+		{Kind: Unknown, Name: "x"}:                              "",
+	} {
+		if got := d.Ref("vms"); got != want {
+			t.Errorf("%+v: got %q, want %q", d, got, want)
+		}
+	}
+}

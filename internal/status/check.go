@@ -132,7 +132,7 @@ func checkInjector(ctx context.Context, c client.Reader, out *Check, nsLabels ma
 	if dec.Version != "" {
 		out.Injector += " (Istio " + dec.Version + ")"
 	}
-	var ref string
+	ref := dec.Ref(out.Namespace)
 	switch dec.Kind {
 	case injector.None:
 		out.NAD = "none needed"
@@ -140,10 +140,6 @@ func checkInjector(ctx context.Context, c client.Reader, out *Check, nsLabels ma
 	case injector.Unknown:
 		out.NAD = "? (" + dec.Why + ")"
 		return
-	case injector.Shared:
-		ref = dec.Namespace + "/" + dec.Name
-	default:
-		ref = out.Namespace + "/" + dec.Name
 	}
 	g := &gatherer{c: c, nads: map[string]string{}}
 	switch g.nad(ctx, ref) {
