@@ -3,7 +3,9 @@ package controllers
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"sync"
 	"time"
@@ -82,27 +84,53 @@ func appliedOf(have *corev1.Service) *corev1ac.ServiceApplyConfiguration {
 	return got
 }
 
-// appliedCache remembers appliedOf per Service version: a full resync
-// reconciles every Service, and extracting each again is most of what the
-// manager allocates then (docs/benchmarks.md).
+// appliedCache remembers, per Service version, a fingerprint of what virtmesh
+// last applied: a full resync reconciles every Service, and extracting each
+// again is most of what the manager allocates then (docs/benchmarks.md). A
+// fingerprint, not the extracted configuration, keeps the memory per Service
+// under a hundred bytes.
 type appliedCache struct{ m sync.Map } // namespace/name → appliedEntry
 
 type appliedEntry struct {
 	uid, resourceVersion string
-	got                  *corev1ac.ServiceApplyConfiguration
+	mine                 bool   // virtmesh applied something readable
+	fingerprint          uint64 // of what it applied, normalized
+}
+
+// fingerprint hashes a normalized apply configuration's JSON, which is
+// canonical (map keys sorted; nil and empty both omitted, as
+// equality.Semantic treats them alike).
+func fingerprint(ac *corev1ac.ServiceApplyConfiguration) (uint64, error) {
+	raw, err := json.Marshal(ac)
+	if err != nil {
+		return 0, err
+	}
+	h := fnv.New64a()
+	_, _ = h.Write(raw)
+	return h.Sum64(), nil
 }
 
 // applied is serviceApplied, remembering the extraction per version.
 func (c *appliedCache) applied(have *corev1.Service, want *corev1ac.ServiceApplyConfiguration) bool {
 	key := have.Namespace + "/" + have.Name
-	var got *corev1ac.ServiceApplyConfiguration
-	if e, ok := c.m.Load(key); ok && e.(appliedEntry).uid == string(have.UID) && e.(appliedEntry).resourceVersion == have.ResourceVersion {
-		got = e.(appliedEntry).got
-	} else {
-		got = appliedOf(have)
-		c.m.Store(key, appliedEntry{uid: string(have.UID), resourceVersion: have.ResourceVersion, got: got})
+	v, ok := c.m.Load(key)
+	e, _ := v.(appliedEntry)
+	if !ok || e.uid != string(have.UID) || e.resourceVersion != have.ResourceVersion {
+		e = appliedEntry{uid: string(have.UID), resourceVersion: have.ResourceVersion}
+		if got := appliedOf(have); got != nil {
+			fp, err := fingerprint(got)
+			if err != nil {
+				return false
+			}
+			e.mine, e.fingerprint = true, fp
+		}
+		c.m.Store(key, e)
 	}
-	return got != nil && equality.Semantic.DeepEqual(got, want)
+	if !e.mine {
+		return false
+	}
+	fp, err := fingerprint(want)
+	return err == nil && fp == e.fingerprint
 }
 
 // forget drops a Service that is gone.

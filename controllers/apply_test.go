@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -28,11 +29,26 @@ func appliedService(t *testing.T, want *corev1.Service) (*corev1.Service, client
 	return stored, c
 }
 
+// isApplied is serviceApplied, checked against the resync path's
+// fingerprinting cache, both cold and warm, which must always agree with it.
+func isApplied(t *testing.T, have *corev1.Service, want *corev1ac.ServiceApplyConfiguration) bool {
+	t.Helper()
+	direct := serviceApplied(have, want)
+	var c appliedCache
+	if cold := c.applied(have, want); cold != direct {
+		t.Errorf("appliedCache (cold) says %v, serviceApplied %v", cold, direct)
+	}
+	if warm := c.applied(have, want); warm != direct {
+		t.Errorf("appliedCache (warm) says %v, serviceApplied %v", warm, direct)
+	}
+	return direct
+}
+
 func TestServiceApplied(t *testing.T) {
 	ctx := context.Background()
 	want, _ := DesiredService("vms", "web", []Member{vm("a", port("http", 8080, "")), vm("b", port("grpc", 9090, ""))})
 	stored, c := appliedService(t, want)
-	if !serviceApplied(stored, serviceApplyConfiguration(want)) {
+	if !isApplied(t, stored, serviceApplyConfiguration(want)) {
 		t.Fatalf("a Service just applied looks stale:\n%+v", stored.ManagedFields)
 	}
 	// What the API server defaults, and someone else's owner reference and
@@ -48,7 +64,7 @@ func TestServiceApplied(t *testing.T) {
 	if err := c.Get(ctx, client.ObjectKeyFromObject(want), other); err != nil {
 		t.Fatal(err)
 	}
-	if !serviceApplied(other, serviceApplyConfiguration(want)) {
+	if !isApplied(t, other, serviceApplyConfiguration(want)) {
 		t.Fatal("defaulted fields or a foreign owner made the Service look stale")
 	}
 	for name, edit := range map[string]func(*corev1.Service){
@@ -67,13 +83,13 @@ func TestServiceApplied(t *testing.T) {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(want), s); err != nil {
 			t.Fatal(err)
 		}
-		if serviceApplied(s, serviceApplyConfiguration(want)) {
+		if isApplied(t, s, serviceApplyConfiguration(want)) {
 			t.Errorf("%s: not noticed", name)
 		}
 	}
 	// Another set of members is another Service.
 	more, _ := DesiredService("vms", "web", []Member{vm("a", port("http", 8080, ""))})
-	if serviceApplied(stored, serviceApplyConfiguration(more)) {
+	if isApplied(t, stored, serviceApplyConfiguration(more)) {
 		t.Error("a member leaving was not noticed")
 	}
 }

@@ -1,10 +1,12 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -41,6 +43,7 @@ type ServiceReconciler struct {
 	Config    Config
 	notifier
 	applied appliedCache
+	taken   sync.Map // namespace/name → struct{}: Services virtmesh found someone else's
 }
 
 // NewServiceReconciler builds the reconciler on the manager's clients.
@@ -91,6 +94,7 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req reconcile.Request
 	}
 	want := r.desired(ns, app, members)
 	if want == nil {
+		r.taken.Delete(req.Namespace + "/" + req.Name)
 		if have != nil {
 			return r.delete(ctx, have, members, deleteReason(members, app))
 		}
@@ -167,15 +171,35 @@ func (r *ServiceReconciler) ensure(ctx context.Context, have, want *corev1.Servi
 	return reconcile.Result{}, nil
 }
 
+// create creates want, then moves the fields the create wrote to server-side
+// apply using the object the create returned (every manager's entries, the
+// newest version): two requests. It reads the Service only when the name is
+// taken, to tell why, and then reads before it tries again: a name someone
+// else holds costs a read per recheck, never a write.
 func (r *ServiceReconciler) create(ctx context.Context, want *corev1.Service, members []Member) (reconcile.Result, error) {
-	if res, proceed, err := r.checkName(ctx, want, members); !proceed {
-		return res, err
+	key := want.Namespace + "/" + want.Name
+	if _, known := r.taken.Load(key); known {
+		if res, free, err := r.nameTaken(ctx, want, members); !free {
+			return res, err
+		}
 	}
-	if err := r.Client.Create(ctx, want.DeepCopy()); err != nil {
+	created := want.DeepCopy()
+	switch err := r.Client.Create(ctx, created); {
+	case apierrors.IsAlreadyExists(err):
+		res, _, err := r.nameTaken(ctx, want, members)
+		return cmp.Or(res, requeueSoon), err
+	case err != nil:
 		return requeueOnConflict(fmt.Errorf("creating Service %s/%s: %w", want.Namespace, want.Name, err))
 	}
+	r.warnAll(members, ReasonServiceConflict, "")
 	log.FromContext(ctx).Info("created Service", "ports", len(want.Spec.Ports), "members", len(members))
 	r.eventAll(members, corev1.EventTypeNormal, ReasonServiceCreated, "virtmesh created Service %q: %s", want.Name, describe(want))
+	if _, err := migrateFieldOwner(ctx, r.Client, created); err != nil {
+		// Changed since the create (or a passing failure): the next
+		// reconcile moves the fields over from what the cache holds.
+		log.FromContext(ctx).V(1).Info("moving a new Service's fields to server-side apply: retrying", "error", err.Error())
+		return requeueSoon, nil
+	}
 	return reconcile.Result{}, nil
 }
 
@@ -200,20 +224,29 @@ func (r *ServiceReconciler) migrate(ctx context.Context, have *corev1.Service) (
 	return requeueSoon, nil
 }
 
-// checkName looks at the API server for a Service of want's name that is not
-// in the cache: someone else's is never touched; none may be created.
-func (r *ServiceReconciler) checkName(ctx context.Context, want *corev1.Service, members []Member) (reconcile.Result, bool, error) {
+// nameTaken reads the Service of want's name, which the cache does not hold
+// (the cache holds only Services labelled as virtmesh's): someone else's is
+// never touched. free says the name is free to create.
+func (r *ServiceReconciler) nameTaken(ctx context.Context, want *corev1.Service, members []Member) (res reconcile.Result, free bool, err error) {
+	key := want.Namespace + "/" + want.Name
 	live := &corev1.Service{}
-	err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(want), live)
-	switch {
-	case err == nil && Virtmeshs(live):
+	switch err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(want), live); {
+	case apierrors.IsNotFound(err):
+		r.taken.Delete(key)
+		return reconcile.Result{}, true, nil
+	case err != nil:
+		return reconcile.Result{}, false, err
+	case Virtmeshs(live):
+		r.taken.Delete(key)
 		return requeueSoon, false, nil // ours; the cache is behind
-	case err == nil && wroteFields(live) && hasMemberOwner(live):
+	case wroteFields(live) && hasMemberOwner(live):
 		// virtmesh's once, taken over by changing or removing its label:
 		// let go of it, or the garbage collector deletes it with the VMs.
+		r.taken.Store(key, struct{}{})
 		res, err := r.releaseLive(ctx, live, takenOverBy(live))
 		return res, false, err
-	case err == nil:
+	default:
+		r.taken.Store(key, struct{}{})
 		r.warnAll(members, ReasonServiceConflict, fmt.Sprintf("Service %q already exists and virtmesh did not create it, so virtmesh "+
 			"leaves it as it is; make sure it selects %s=%s and lists the VM's ports, or delete it and virtmesh will create one",
 			want.Name, mesh.AppLabel, want.Name))
@@ -221,11 +254,7 @@ func (r *ServiceReconciler) checkName(ctx context.Context, want *corev1.Service,
 		// later: if the owner deletes theirs, virtmesh creates its own. A read,
 		// not a write; the warning is not repeated.
 		return reconcile.Result{RequeueAfter: conflictRecheck}, false, nil
-	case !apierrors.IsNotFound(err):
-		return reconcile.Result{}, false, err
 	}
-	r.warnAll(members, ReasonServiceConflict, "")
-	return reconcile.Result{}, true, nil
 }
 
 // release stops managing a Service someone else has changed, and tells the

@@ -11,6 +11,8 @@ import (
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
 // ssaClient is a fake API server that tracks managed fields as a real one.
@@ -101,5 +103,72 @@ func TestMigrateKeepsOtherManagers(t *testing.T) {
 	}
 	if hasUpdateEntry(live) || !serviceApplied(live, serviceApplyConfiguration(want)) {
 		t.Fatalf("not migrated: %+v", live.ManagedFields)
+	}
+}
+
+// A new Service costs a create and the move of its fields to server-side
+// apply, and no read; a name someone else holds is then rechecked by reads,
+// never by more failed creates.
+func TestCreateWritesTwiceAndRechecksATakenNameByReading(t *testing.T) {
+	ctx := context.Background()
+	calls := map[string]int{}
+	count := func(verb string) { calls[verb]++ }
+	base := fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).WithReturnManagedFields().
+		WithTypeConverters(clientgoapplyconfigurations.NewTypeConverter(clientgoscheme.Scheme)).
+		WithInterceptorFuncs(interceptor.Funcs{
+			Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+				count("create")
+				return c.Create(ctx, obj, opts...)
+			},
+			Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+				count("patch")
+				return c.Patch(ctx, obj, patch, opts...)
+			},
+			Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+				count("get")
+				return c.Get(ctx, key, obj, opts...)
+			},
+		}).Build()
+	members := []Member{vm("a", port("http", 8080, ""))}
+	want, _ := DesiredService("vms", "web", members)
+	r := testReconciler(base, base)
+	if res, err := r.ensure(ctx, nil, want, members); err != nil || res != (reconcile.Result{}) {
+		t.Fatalf("create: %+v, %v", res, err)
+	}
+	if calls["create"] != 1 || calls["patch"] != 1 || calls["get"] != 0 {
+		t.Fatalf("a new Service took %v; want one create and one patch", calls)
+	}
+	live := &corev1.Service{}
+	if err := base.Get(ctx, client.ObjectKeyFromObject(want), live); err != nil {
+		t.Fatal(err)
+	}
+	if hasUpdateEntry(live) || !serviceApplied(live, serviceApplyConfiguration(want)) {
+		t.Fatalf("a new Service is not under server-side apply: %+v", live.ManagedFields)
+	}
+
+	theirs := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "vms"},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "tcp-5432", Port: 5432, Protocol: corev1.ProtocolTCP}}}}
+	if err := base.Create(ctx, theirs, client.FieldOwner("tenant")); err != nil {
+		t.Fatal(err)
+	}
+	dbWant, _ := DesiredService("vms", "db", members)
+	clear(calls)
+	for range 3 {
+		if res, err := r.ensure(ctx, nil, dbWant, members); err != nil || res.RequeueAfter != conflictRecheck {
+			t.Fatalf("taken name: %+v, %v", res, err)
+		}
+	}
+	if calls["create"] != 1 || calls["patch"] != 0 || calls["get"] != 3 {
+		t.Fatalf("three reconciles of a taken name took %v; want one failed create, then reads", calls)
+	}
+	if err := base.Delete(ctx, theirs); err != nil {
+		t.Fatal(err)
+	}
+	clear(calls)
+	if res, err := r.ensure(ctx, nil, dbWant, members); err != nil || res != (reconcile.Result{}) {
+		t.Fatalf("freed name: %+v, %v", res, err)
+	}
+	if calls["create"] != 1 || calls["get"] != 1 {
+		t.Fatalf("a freed name took %v; want a read, then the create", calls)
 	}
 }

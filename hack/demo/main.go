@@ -227,7 +227,7 @@ func startVirtmesh(cp *controlplane.ControlPlane, binary string, verbose bool) (
 	if verbose {
 		out = os.Stderr
 	}
-	p, err := local.Start(cp, binary, args, out)
+	p, err := local.Start(cp, binary, args, nil, out)
 	if err != nil {
 		return nil, err
 	}

@@ -22,8 +22,9 @@ type Process struct {
 }
 
 // Start runs binary with args, authenticated as virtmesh's ServiceAccount
-// (a --kubeconfig flag is added), its output going to out.
-func Start(cp *controlplane.ControlPlane, binary string, args []string, out io.Writer) (*Process, error) {
+// (a --kubeconfig flag is added), its output going to out. env (KEY=value)
+// is added to this process's environment.
+func Start(cp *controlplane.ControlPlane, binary string, args, env []string, out io.Writer) (*Process, error) {
 	if _, err := os.Stat(binary); err != nil {
 		return nil, fmt.Errorf("%s: %w (run make build)", binary, err)
 	}
@@ -42,6 +43,9 @@ func Start(cp *controlplane.ControlPlane, binary string, args []string, out io.W
 	}
 	p := &Process{cmd: exec.Command(binary, append([]string{"--kubeconfig=" + path}, args...)...), dir: dir, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = out, out
+	if len(env) > 0 {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	if err := p.cmd.Start(); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err

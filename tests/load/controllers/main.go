@@ -20,6 +20,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -46,6 +47,9 @@ import (
 	"github.com/virtmesh/virtmesh/internal/testkit"
 	"github.com/virtmesh/virtmesh/internal/testkit/local"
 )
+
+// memoryLimit is virtmesh's GOMEMLIMIT ("": none).
+var memoryLimit string
 
 var progressEvery = flag.Duration("progress", 5*time.Second, "how often to print progress while waiting")
 
@@ -83,6 +87,8 @@ func main() {
 	flag.IntVar(&g.resyncs, "resyncs", 2, "full resyncs to watch for API writes after convergence (0: skip)")
 	flag.DurationVar(&g.syncPeriod, "sync-period", time.Minute,
 		"virtmesh's --sync-period for the run: longer than convergence, or resyncs swamp the work queues while it converges")
+	flag.StringVar(&memoryLimit, "memory-limit", "",
+		"run virtmesh with GOMEMLIMIT set to this, as the Deployment sets it to the container's limits.memory (e.g. 256MiB; empty: no limit)")
 	flag.IntVar(&s.namespaces, "namespaces", 100, "mesh namespaces")
 	flag.IntVar(&s.vmApps, "vm-apps", 5, "apps of VMs per namespace")
 	flag.IntVar(&s.vmsPerApp, "vms-per-app", 2, "VMs per VM app (v1, v2, ...), each running one VMI")
@@ -131,10 +137,16 @@ func run(s scale, g goals, binary, root string, timeout time.Duration, workers i
 		out = os.Stderr
 	}
 	fmt.Printf("starting %s; waiting for %d Services, %d NADs and the state of %d VMIs\n", binary, s.namespaces*(s.vmApps+s.vmiApps), s.namespaces, s.vmis())
+	var env []string
+	if memoryLimit != "" {
+		// As the Deployment does: GOMEMLIMIT from the container's limits.memory.
+		env = append(env, "GOMEMLIMIT="+memoryLimit)
+		fmt.Printf("virtmesh runs with GOMEMLIMIT=%s (the Deployment sets it to the container's memory limit)\n", memoryLimit)
+	}
 	t0 := time.Now()
 	p, err := local.Start(cp, binary, []string{"--enable-webhook=false",
 		"--leader-elect", "--leader-election-namespace=" + local.Namespace, "--sync-period=" + g.syncPeriod.String(),
-		"--metrics-bind-address=" + metrics, "--health-probe-bind-address=" + health, "--pprof-bind-address=" + pprof}, out)
+		"--metrics-bind-address=" + metrics, "--health-probe-bind-address=" + health, "--pprof-bind-address=" + pprof}, env, out)
 	if err != nil {
 		return err
 	}
@@ -166,6 +178,9 @@ func run(s scale, g goals, binary, root string, timeout time.Duration, workers i
 		}
 	}
 	fmt.Printf("peak RSS of virtmesh: %.1f MiB (goal %.0f MiB)\n", peak, g.rssMiB)
+	if cpu, err := cpuSeconds(p.Pid()); err == nil {
+		fmt.Printf("CPU time of virtmesh over the whole run: %.1f s (user + system)\n", cpu)
+	}
 	if peak > g.rssMiB {
 		missed = append(missed, fmt.Sprintf("peak RSS %.1f MiB, goal %.0f MiB", peak, g.rssMiB))
 	}
@@ -541,6 +556,27 @@ func verify(ctx context.Context, c client.Client, s scale) error {
 		}
 	}
 	return nil
+}
+
+// cpuSeconds is the user and system CPU time a process has used so far
+// (/proc/<pid>/stat fields 14 and 15, in clock ticks of 1/100 s on Linux).
+func cpuSeconds(pid int) (float64, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; the rest follows its ')'.
+	_, rest, ok := strings.Cut(string(raw), ") ")
+	fields := strings.Fields(rest)
+	if !ok || len(fields) < 13 {
+		return 0, fmt.Errorf("unexpected /proc/%d/stat: %q", pid, raw)
+	}
+	utime, err1 := strconv.ParseFloat(fields[11], 64)
+	stime, err2 := strconv.ParseFloat(fields[12], 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return (utime + stime) / 100, nil
 }
 
 // memKB reads a memory figure (VmRSS, VmHWM) of a process, in KiB.
