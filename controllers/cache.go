@@ -114,6 +114,11 @@ func trimVMI(in any) (any, error) {
 	// The mesh state reads where it runs and on which pod, whether it is
 	// paused, and whether it can migrate.
 	out.Status.Phase, out.Status.NodeName, out.Status.ActivePods = vmi.Status.Phase, vmi.Status.NodeName, vmi.Status.ActivePods
+	// Onboarding reads whether a migration is running.
+	if m := vmi.Status.MigrationState; m != nil {
+		out.Status.MigrationState = &kubevirtv1.VirtualMachineInstanceMigrationState{StartTimestamp: m.StartTimestamp,
+			Completed: m.Completed, Failed: m.Failed, MigrationUID: m.MigrationUID}
+	}
 	for _, c := range vmi.Status.Conditions {
 		if c.Type == kubevirtv1.VirtualMachineInstanceIsMigratable || c.Type == kubevirtv1.VirtualMachineInstancePaused {
 			out.Status.Conditions = append(out.Status.Conditions, kubevirtv1.VirtualMachineInstanceCondition{Type: c.Type, Status: c.Status, Reason: c.Reason})

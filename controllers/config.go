@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/virtmesh/virtmesh/internal/mesh"
 )
 
 // NADMode says whether virtmesh manages istio-cni NetworkAttachmentDefinitions.
@@ -44,6 +46,16 @@ type Config struct {
 	Workers int
 	// SyncPeriod is how often every object is reconciled again even without a change.
 	SyncPeriod time.Duration
+	// ExistingVMIs is what is done with VMIs that were running before their
+	// namespace joined the mesh (a namespace's mesh.ExistingVMIsLabel
+	// overrides it there).
+	ExistingVMIs mesh.ExistingVMIs
+	// OnboardingConcurrency is how many onboarding migrations run at once
+	// in the cluster (one per namespace).
+	OnboardingConcurrency int
+	// OnboardingRetryDelay is the wait after an onboarding migration first
+	// fails; it doubles with each failure.
+	OnboardingRetryDelay time.Duration
 }
 
 // readableIstioNamespaces are the Istio namespaces whose ConfigMaps are watched.
@@ -56,7 +68,8 @@ func (c Config) readableIstioNamespaces() []string {
 
 // DefaultConfig is what the manager runs with by default.
 func DefaultConfig() Config {
-	return Config{NADMode: NADAuto, NADName: DefaultNADName, IstioNamespaces: []string{"istio-system"}, NADCleanupDelay: time.Minute, Workers: 4, SyncPeriod: 10 * time.Hour}
+	return Config{NADMode: NADAuto, NADName: DefaultNADName, IstioNamespaces: []string{"istio-system"}, NADCleanupDelay: time.Minute, Workers: 4, SyncPeriod: 10 * time.Hour,
+		ExistingVMIs: mesh.ExistingPin, OnboardingConcurrency: 2, OnboardingRetryDelay: time.Minute}
 }
 
 // Validate names each controller flag that is wrong; the shared membership
@@ -88,6 +101,15 @@ func (c Config) Validate() error {
 	}
 	if c.Workers < 1 {
 		errs = append(errs, fmt.Errorf("--controller-workers must be at least 1, got %d", c.Workers))
+	}
+	if _, err := mesh.ParseExistingVMIs(string(c.ExistingVMIs)); err != nil {
+		errs = append(errs, fmt.Errorf("--existing-vmis: %w", err))
+	}
+	if c.OnboardingConcurrency < 1 {
+		errs = append(errs, fmt.Errorf("--onboarding-concurrency must be at least 1, got %d", c.OnboardingConcurrency))
+	}
+	if c.OnboardingRetryDelay < time.Second {
+		errs = append(errs, fmt.Errorf("--onboarding-retry-delay must be at least 1s, got %s", c.OnboardingRetryDelay))
 	}
 	if c.SyncPeriod < time.Second {
 		errs = append(errs, fmt.Errorf("--sync-period must be at least 1s, got %s", c.SyncPeriod))

@@ -42,6 +42,9 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, meshCfg mesh.Config
 	if err := states.SetupWithManager(mgr, cfg.Workers); err != nil {
 		return fmt.Errorf("setting up the mesh state controller: %w", err)
 	}
+	if err := NewExistingReconciler(mgr, meshCfg, cfg, states).SetupWithManager(ctx, mgr, cfg.Workers); err != nil {
+		return fmt.Errorf("setting up the existing-VMIs controller: %w", err)
+	}
 	collector := &meshCollector{reader: mgr.GetClient(), cache: mgr.GetCache(), mesh: meshCfg, elected: mgr.Elected(), states: states.counts}
 	if nads != nil {
 		if err := setupNADController(mgr, nads, func() error { return states.watchNADs(mgr) }); err != nil {

@@ -125,6 +125,15 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 			"or its Istio injector stopped referencing it) before virtmesh deletes it; 0 deletes at once.")
 	fs.IntVar(&o.Controllers.Workers, "controller-workers", o.Controllers.Workers,
 		"How many namespaces (NADs) and apps (Services) each controller reconciles at once.")
+	fs.Var(existingVMIsFlag{&o.Controllers.ExistingVMIs}, "existing-vmis",
+		"What to do with VMIs that were running before their namespace joined the mesh (their next live migration would break them): "+
+			"pin (label them sidecar.istio.io/inject=false so migrations keep them out), onboard (pin, then bring masquerade VMIs that "+
+			"can live-migrate into the mesh by a live migration), or ignore. A namespace label virtmesh.io/existing-vmis overrides it.")
+	fs.IntVar(&o.Controllers.OnboardingConcurrency, "onboarding-concurrency", o.Controllers.OnboardingConcurrency,
+		"How many onboarding live migrations virtmesh runs at once in the cluster (one per namespace).")
+	fs.DurationVar(&o.Controllers.OnboardingRetryDelay, "onboarding-retry-delay", o.Controllers.OnboardingRetryDelay,
+		fmt.Sprintf("How long virtmesh waits after an onboarding migration fails before it tries again; the wait doubles each time, "+
+			"and after %d failed attempts the VMI is pinned out of the mesh again.", mesh.MaxOnboardingAttempts))
 	fs.DurationVar(&o.Controllers.SyncPeriod, "sync-period", o.Controllers.SyncPeriod,
 		"How often the controllers reconcile every object again, changed or not.")
 	fs.BoolVar(&o.ShowVersion, "version", o.ShowVersion, "Print the version and exit.")
@@ -217,3 +226,24 @@ func validateBindAddress(flagName, addr string) error {
 	}
 	return nil
 }
+
+// existingVMIsFlag is --existing-vmis: a policy name, checked when parsed.
+type existingVMIsFlag struct{ p *mesh.ExistingVMIs }
+
+func (f existingVMIsFlag) String() string {
+	if f.p == nil {
+		return ""
+	}
+	return string(*f.p)
+}
+
+func (f existingVMIsFlag) Set(s string) error {
+	p, err := mesh.ParseExistingVMIs(s)
+	if err != nil {
+		return err
+	}
+	*f.p = p
+	return nil
+}
+
+func (existingVMIsFlag) Type() string { return "pin|onboard|ignore" }

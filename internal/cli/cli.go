@@ -41,13 +41,18 @@ Usage:
   kubectl virtmesh check-namespace NAMESPACE [-o json|yaml]
       Whether VMs created in NAMESPACE now would be meshed, by which Istio
       injector, with which istio-cni NetworkAttachmentDefinition.
+  kubectl virtmesh onboard [VM|VMI ...] [-n NAMESPACE | -A] [--dry-run] [--restart]
+      Bring VMs that were running before their namespace joined the mesh
+      (NeedsRestart, Pinned) into it by a live migration, with your own
+      rights; --restart restarts those only a restart can bring in.
   kubectl virtmesh version
 
 States: Meshed, Starting, Pending, NotInMesh, NotMeshable, NeedsRestart,
 NoProxy, Broken, Pinned, Onboarding, Stopped (see the README).
 
 Exit codes: 0 fine; 1 a read failed (forbidden, unreachable); 2 usage;
-3 a VM is Broken or NeedsRestart, or check-namespace found a problem.
+3 a VM is Broken or NeedsRestart, check-namespace found a problem, or
+onboard left a VM out.
 
 Flags:
 `
@@ -56,7 +61,9 @@ Flags:
 type Env struct {
 	Stdout, Stderr io.Writer
 	// NewClient builds the client from the kubeconfig flags (nil: the real one).
-	NewClient func(cfg *rest.Config) (client.Reader, error)
+	NewClient func(cfg *rest.Config) (client.Client, error)
+	// Restart restarts a VM (nil: KubeVirt's restart subresource).
+	Restart func(ctx context.Context, namespace, name string) error
 	// RESTConfig, when set, is used instead of loading a kubeconfig, with
 	// namespace as the default namespace.
 	RESTConfig *rest.Config
@@ -72,6 +79,7 @@ func Main(ctx context.Context, args []string, env Env) int {
 		kubeconfig, kubeContext, namespace, output string
 		allNamespaces                              bool
 		timeout                                    time.Duration
+		onboardOpts                                onboardOptions
 	)
 	excluded := mesh.DefaultExcludedNamespaces
 	ambient := string(mesh.AmbientSidecar)
@@ -82,6 +90,8 @@ func Main(ctx context.Context, args []string, env Env) int {
 	fs.StringVarP(&output, "output", "o", "", "Output format: wide, json or yaml.")
 	fs.DurationVar(&timeout, "request-timeout", 30*time.Second, "How long to wait for the API server.")
 	fs.StringSliceVar(&excluded, "excluded-namespaces", excluded, "Namespaces virtmesh never meshes (as its --excluded-namespaces).")
+	fs.BoolVar(&onboardOpts.dryRun, "dry-run", false, "onboard: say what would be done, change nothing.")
+	fs.BoolVar(&onboardOpts.restart, "restart", false, "onboard: restart the VMs only a restart can bring into the mesh (bridge, passt, not live-migratable).")
 	fs.StringVar(&ambient, "ambient-policy", ambient, "What virtmesh does with VMs in ambient namespaces (as its --ambient-policy): sidecar or ignore.")
 	fs.Usage = func() {
 		fmt.Fprint(env.Stderr, usage)
@@ -116,7 +126,7 @@ func Main(ctx context.Context, args []string, env Env) int {
 		env.Stderr = env.Stdout
 		fs.Usage()
 		return ExitOK
-	case "status":
+	case "status", "onboard":
 		if allNamespaces && namespace != "" {
 			fmt.Fprintln(env.Stderr, "error: use -n or -A, not both")
 			return ExitUsage
@@ -150,7 +160,7 @@ func Main(ctx context.Context, args []string, env Env) int {
 	}
 	newClient := env.NewClient
 	if newClient == nil {
-		newClient = func(cfg *rest.Config) (client.Reader, error) {
+		newClient = func(cfg *rest.Config) (client.Client, error) {
 			return client.New(cfg, client.Options{Scheme: status.NewScheme()})
 		}
 	}
@@ -187,6 +197,13 @@ func Main(ctx context.Context, args []string, env Env) int {
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "error:", err)
 		return ExitError
+	}
+	if cmd == "onboard" {
+		restart := env.Restart
+		if restart == nil {
+			restart = restartVM(cfg)
+		}
+		return runOnboard(ctx, c, restart, rows, names, meshCfg, onboardOpts, env.Stdout, env.Stderr)
 	}
 	if err := status.PrintRows(env.Stdout, rows, output, allNamespaces); err != nil {
 		fmt.Fprintln(env.Stderr, "error:", err)

@@ -153,11 +153,11 @@ func readFixture(t *testing.T, path string, into any) {
 	}
 }
 
-func run(t *testing.T, c client.Reader, args ...string) (stdout, stderr string, code int) {
+func run(t *testing.T, c client.Client, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	code = Main(context.Background(), args, Env{Stdout: &out, Stderr: &errOut, RESTConfig: &rest.Config{Host: "https://example.invalid"},
-		Namespace: "vms", NewClient: func(*rest.Config) (client.Reader, error) { return c, nil }})
+		Namespace: "vms", NewClient: func(*rest.Config) (client.Client, error) { return c, nil }})
 	return out.String(), errOut.String(), code
 }
 
@@ -182,7 +182,7 @@ func golden(t *testing.T, name, got string) {
 	}
 }
 
-func newFake(objs []client.Object, funcs interceptor.Funcs) client.Reader {
+func newFake(objs []client.Object, funcs interceptor.Funcs) client.Client {
 	return fake.NewClientBuilder().WithScheme(status.NewScheme()).WithObjects(objs...).WithInterceptorFuncs(funcs).Build()
 }
 

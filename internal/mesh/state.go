@@ -349,10 +349,25 @@ func StateOf(in StateInput) Status {
 	}
 	switch {
 	case vmi.Annotations[OnboardingAnnotation] != "":
-		return st(Onboarding, "virtmesh is migrating it into the mesh: "+vmi.Annotations[OnboardingAnnotation], "wait for the migration")
+		o, err := ParseOnboarding(vmi.Annotations[OnboardingAnnotation])
+		if err != nil {
+			return st(Onboarding, "virtmesh is bringing it into the mesh, but "+err.Error(), "remove the annotation "+OnboardingAnnotation)
+		}
+		if o.RetryAfter != nil {
+			return st(Onboarding, "it is being brought into the mesh by "+o.Describe(), "wait, or "+restart)
+		}
+		return st(Onboarding, "it is being brought into the mesh by "+o.Describe(), "wait for the migration")
 	case vmi.Annotations[PinnedAnnotation] != "" && !d.InMesh:
-		return st(Pinned, "it was running before its namespace joined the mesh; virtmesh keeps it out ("+InjectKey+"=false) "+
-			"so its live migrations keep it consistently outside", "to bring it in: "+restart)
+		how := restart
+		if binding == "masquerade" {
+			how = "kubectl virtmesh onboard " + vmiOwnerName(vmi) + " -n " + vmi.Namespace + " (a live migration), or " + restart
+		}
+		why := "it was running before its namespace joined the mesh; virtmesh labelled it " + InjectKey + "=false " +
+			"so its live migrations keep it consistently outside"
+		if PinAbandoned(vmi.Annotations) {
+			why += " (onboarding it by live migration failed, so virtmesh does not try again by itself)"
+		}
+		return st(Pinned, why, "to bring it in: "+how)
 	case !bindingOK && (nsInMesh || d.InMesh):
 		return st(NotMeshable, "its pod network is bound as "+binding+", which Istio cannot work with",
 			"nothing, if it needs no mesh; else "+restart+": the webhook binds the new VMI's pod network as masquerade")

@@ -155,15 +155,25 @@ func TestMeshState(t *testing.T) {
 		"pinned": {
 			in: StateInput{VMI: stateVMI(false, optedOut, annotate(PinnedAnnotation, "running before")),
 				NamespaceLabels: enabled, Pod: launcherPod(noProxy, running)},
-			want: Pinned, reason: "keeps it out", next: "virtctl restart db"},
+			want: Pinned, reason: "labelled it sidecar.istio.io/inject=false", next: "kubectl virtmesh onboard db -n vms"},
 		"pinned passt VMI: restart only": {
 			in: StateInput{VMI: stateVMI(false, passt, optedOut, annotate(PinnedAnnotation, "x")),
 				NamespaceLabels: enabled, Pod: launcherPod(noProxy, running)},
 			want: Pinned, next: "virtctl restart db"},
 		"onboarding": {
-			in: StateInput{VMI: stateVMI(true, annotate(OnboardingAnnotation, "migration virtmesh-onboard-db")),
+			in: StateInput{VMI: stateVMI(true, annotate(OnboardingAnnotation, OnboardingStatus{Attempt: 1, Migration: "virtmesh-onboard-db-1"}.Encode())),
 				NamespaceLabels: enabled, Pod: launcherPod(noProxy, running)},
-			want: Onboarding, reason: "virtmesh-onboard-db", next: "wait"},
+			want: Onboarding, reason: "live migration virtmesh-onboard-db-1 (attempt 1 of 3)", next: "wait for the migration"},
+		"onboarding: an attempt failed": {
+			in: StateInput{VMI: stateVMI(true, annotate(OnboardingAnnotation, OnboardingStatus{Attempt: 2, Migration: "virtmesh-onboard-db-2",
+				RetryAfter: &metav1.Time{Time: time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)}, LastFailure: "target pod unschedulable"}.Encode())),
+				NamespaceLabels: enabled, Pod: launcherPod(noProxy, running)},
+			want: Onboarding, reason: "(attempt 2 of 3) failed: target pod unschedulable; the VMI carries the mesh metadata but its pod has no proxy (harmless); next attempt after 2026-12-03T10:00:00Z",
+			next: "wait, or restart the VM"},
+		"onboarding: someone else's annotation": {
+			in: StateInput{VMI: stateVMI(true, annotate(OnboardingAnnotation, "soon")),
+				NamespaceLabels: enabled, Pod: launcherPod(noProxy, running)},
+			want: Onboarding, reason: "is not virtmesh's", next: "remove the annotation virtmesh.io/onboarding"},
 		"onboarded: the target pod has the proxy": {
 			in:   StateInput{VMI: stateVMI(true, annotate(OnboardingAnnotation, "x")), NamespaceLabels: enabled, Pod: launcherPod(proxyReady, running)},
 			want: Meshed},

@@ -56,6 +56,7 @@ func startManagerNoWait(cfg *rest.Config, tweaks ...func(*app.Options)) *running
 	o.GracefulShutdownTimeout = 10 * time.Second
 	o.ShutdownDelay = 0 // specs that test draining set it
 	o.Controllers.NADCleanupDelay = 2 * time.Second
+	o.Controllers.OnboardingRetryDelay = 2 * time.Second
 	for _, t := range tweaks {
 		t(o)
 	}

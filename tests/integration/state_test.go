@@ -179,10 +179,11 @@ var _ = Describe("Mesh state", func() {
 		before, err := stateCount(mesh.NeedsRestart)
 		Expect(err).NotTo(HaveOccurred())
 
-		By("labelling the namespace")
+		By("labelling the namespace (virtmesh told to leave existing VMIs as they are, so it does not pin this one)")
 		nsObj := &corev1.Namespace{}
 		Expect(adminClient.Get(ctx, client.ObjectKey{Name: ns}, nsObj)).To(Succeed())
 		nsObj.Labels["istio-injection"] = "enabled"
+		nsObj.Labels[mesh.ExistingVMIsLabel] = string(mesh.ExistingIgnore)
 		Expect(adminClient.Update(ctx, nsObj)).To(Succeed())
 		Eventually(statusOf(ctx, ns, "db")).WithTimeout(converge).Should(And(inState(mesh.NeedsRestart),
 			HaveField("NextStep", ContainSubstring("virtctl restart db"))))

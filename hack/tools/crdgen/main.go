@@ -34,6 +34,7 @@ func run(out string) error {
 		"kubevirt.io_virtualmachineinstances.yaml":           components.NewVirtualMachineInstanceCrd,
 		"kubevirt.io_virtualmachines.yaml":                   components.NewVirtualMachineCrd,
 		"kubevirt.io_virtualmachineinstancereplicasets.yaml": components.NewReplicaSetCrd,
+		"kubevirt.io_virtualmachineinstancemigrations.yaml":  components.NewVirtualMachineInstanceMigrationCrd,
 		"pool.kubevirt.io_virtualmachinepools.yaml":          components.NewVirtualMachinePoolCrd,
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {

@@ -1,0 +1,529 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/virtmesh/virtmesh/internal/mesh"
+	"github.com/virtmesh/virtmesh/internal/onboard"
+	"github.com/virtmesh/virtmesh/webhook"
+)
+
+// Pins and onboarding change a running VMI's labels and annotations (KubeVirt
+// lets them change) and create the migration of an onboarding; they read a
+// migration back by its name.
+// +kubebuilder:rbac:groups=kubevirt.io,resources=virtualmachineinstances,verbs=patch
+// +kubebuilder:rbac:groups=kubevirt.io,resources=virtualmachineinstancemigrations,verbs=create;get
+
+// Event reasons of pins and onboarding, on the VM (or the standalone VMI).
+const (
+	ReasonPinned              = "PinnedOutOfMesh"
+	ReasonUnpinned            = "Unpinned"
+	ReasonOnboardingStarted   = "OnboardingStarted"
+	ReasonOnboarded           = "Onboarded"
+	ReasonOnboardingFailed    = "OnboardingFailed"
+	ReasonOnboardingAbandoned = "OnboardingAbandoned"
+	ReasonCannotOnboard       = "CannotOnboard"
+	ReasonExistingVMIsLabel   = "InvalidExistingVMIsLabel"
+)
+
+// onboardingPoll is how often a running onboarding migration is read (virtmesh
+// may get, not watch, migrations); the VMI's own updates wake it sooner.
+const onboardingPoll = 15 * time.Second
+
+// onboardingTotal counts onboarding outcomes.
+var onboardingTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "virtmesh_onboarding_total",
+	Help: "Onboardings of VMIs that were running before their namespace joined the mesh, by result: started (a migration was " +
+		"created), succeeded, failed (the migration failed; retried after a backoff), abandoned (pinned out of the mesh again " +
+		"after the last attempt, or when onboarding was no longer allowed).",
+}, []string{"result"})
+
+// ExistingReconciler keeps VMIs that were running before their namespace
+// joined the mesh safe (a pin), and, where the onboard policy allows, brings
+// them in by a live migration, a few at a time. Requests are VMIs.
+type ExistingReconciler struct {
+	Client    client.Client
+	APIReader client.Reader
+	Recorder  record.EventRecorder
+	Mesh      mesh.Config
+	Policy    mesh.ExistingVMIs
+	// Concurrency is how many onboarding migrations run at once in the
+	// cluster; a namespace runs one at a time.
+	Concurrency int
+	States      *StateReconciler
+	Now         func() time.Time
+
+	// RetryDelay is the wait after a first failed attempt; it doubles.
+	RetryDelay time.Duration
+
+	mu sync.Mutex
+	// started holds the onboardings this process started that the cache may
+	// not show yet, and when, for counting the running ones.
+	started map[types.NamespacedName]time.Time
+	// waiting are VMIs that found no free slot: woken when one frees.
+	waiting map[types.NamespacedName]bool
+	wake    chan event.GenericEvent
+	told    sync.Map // VMI (or namespace) → the last warning sent, so a retry does not repeat it
+}
+
+// NewExistingReconciler builds the reconciler on the manager's clients.
+func NewExistingReconciler(mgr ctrl.Manager, meshCfg mesh.Config, cfg Config, states *StateReconciler) *ExistingReconciler {
+	return &ExistingReconciler{Client: client.WithFieldOwner(mgr.GetClient(), FieldOwner), APIReader: mgr.GetAPIReader(),
+		Recorder: mgr.GetEventRecorderFor("virtmesh-onboarding"), Mesh: meshCfg, Policy: cfg.ExistingVMIs,
+		Concurrency: cfg.OnboardingConcurrency, RetryDelay: cfg.OnboardingRetryDelay, States: states, Now: time.Now,
+		started: map[types.NamespacedName]time.Time{}, waiting: map[types.NamespacedName]bool{}, wake: make(chan event.GenericEvent, 256)}
+}
+
+// onboardingIndex indexes the VMIs whose onboarding migration runs (not
+// waiting after a failure), to count them.
+const onboardingIndex = "virtmesh.onboarding"
+
+func onboardingRunning(o client.Object) []string {
+	v := o.GetAnnotations()[mesh.OnboardingAnnotation]
+	if v == "" {
+		return nil
+	}
+	if s, err := mesh.ParseOnboarding(v); err == nil && s.RetryAfter == nil {
+		return []string{"running"}
+	}
+	return nil
+}
+
+// SetupWithManager watches VMIs, their launcher pods and namespaces' labels.
+func (r *ExistingReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, workers int) error {
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &kubevirtv1.VirtualMachineInstance{}, onboardingIndex, onboardingRunning); err != nil {
+		return fmt.Errorf("indexing VMIs by onboarding: %w", err)
+	}
+	if err := registerCollector(onboardingTotal); err != nil {
+		return err
+	}
+	changed := builder.WithPredicates(predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool { return stateChanged(e.ObjectOld, e.ObjectNew) }})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("existing-vmis").
+		For(&kubevirtv1.VirtualMachineInstance{}, changed).
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(podToVMI), changed).
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.States.vmisIn), builder.OnlyMetadata,
+			builder.WithPredicates(predicate.LabelChangedPredicate{})).
+		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
+		Complete(r)
+}
+
+// Reconcile pins, unpins, starts or follows the onboarding of one VMI.
+func (r *ExistingReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	vmi := &kubevirtv1.VirtualMachineInstance{}
+	if err := r.Client.Get(ctx, req.NamespacedName, vmi); apierrors.IsNotFound(err) {
+		r.forget(req.NamespacedName)
+		return reconcile.Result{}, nil
+	} else if err != nil {
+		return reconcile.Result{}, err
+	}
+	if vmi.DeletionTimestamp != nil || vmi.IsFinal() {
+		r.forget(req.NamespacedName)
+		return reconcile.Result{}, nil
+	}
+	ns, err := getNamespace(ctx, r.Client, vmi.Namespace)
+	if err != nil || !ns.exists || ns.terminating {
+		return reconcile.Result{}, err
+	}
+	policy, bad := mesh.ExistingPolicy(ns.labels, r.Policy)
+	if bad != "" {
+		r.warnOnce(ns.name, &corev1.ObjectReference{APIVersion: "v1", Kind: "Namespace", Name: ns.name}, ReasonExistingVMIsLabel,
+			fmt.Sprintf("virtmesh: label %s=%q is not pin, onboard or ignore; virtmesh uses --existing-vmis=%s here", mesh.ExistingVMIsLabel, bad, r.Policy))
+	}
+	if v := vmi.Annotations[mesh.OnboardingAnnotation]; v != "" {
+		return r.follow(ctx, vmi, ns, policy, v)
+	}
+	if onboard.PinnedByVirtmesh(vmi) && !r.inMeshUnpinned(vmi, ns) {
+		return r.unpin(ctx, vmi)
+	}
+	st, err := r.States.stateOf(ctx, vmi)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	d := mesh.Decide(vmi.Namespace, ns.labels, vmi.Labels, vmi.Annotations, r.Mesh)
+	switch {
+	case st.State == mesh.NeedsRestart && policy != mesh.ExistingIgnore && !d.Ambient && !onboard.OwnerChose(vmi):
+		return r.pin(ctx, vmi)
+	case st.State == mesh.Pinned && policy == mesh.ExistingOnboard && onboard.PinnedByVirtmesh(vmi) && !mesh.PinAbandoned(vmi.Annotations):
+		return r.start(ctx, vmi, ns)
+	}
+	return reconcile.Result{}, nil
+}
+
+// inMeshUnpinned: without virtmesh's pin, the mesh rules would put vmi in the mesh.
+func (r *ExistingReconciler) inMeshUnpinned(vmi *kubevirtv1.VirtualMachineInstance, ns namespaceInfo) bool {
+	labels := make(map[string]string, len(vmi.Labels))
+	for k, v := range vmi.Labels {
+		if k != mesh.InjectKey {
+			labels[k] = v
+		}
+	}
+	return mesh.Decide(vmi.Namespace, ns.labels, labels, vmi.Annotations, r.Mesh).InMesh
+}
+
+func (r *ExistingReconciler) pin(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance) (reconcile.Result, error) {
+	orig := vmi.DeepCopy()
+	onboard.Pin(vmi, r.Now())
+	if err := r.Client.Patch(ctx, vmi, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		return requeueOnConflict(fmt.Errorf("pinning VMI %s/%s: %w", vmi.Namespace, vmi.Name, err))
+	}
+	log.FromContext(ctx).Info("pinned a VMI that was running before its namespace joined the mesh")
+	how := "restart it"
+	if ok, _, _ := onboard.Migratable(vmi); ok {
+		how = "restart it, or run kubectl virtmesh onboard " + vmiOwnerRefName(vmi) + " -n " + vmi.Namespace + " (a live migration; " +
+			"or label the namespace " + mesh.ExistingVMIsLabel + "=onboard)"
+	}
+	r.Recorder.Eventf(stateEventRef(vmi), corev1.EventTypeNormal, ReasonPinned,
+		"virtmesh labelled VMI %s %s=false: it was running before its namespace joined the mesh, and its next live migration "+
+			"(a node drain, a KubeVirt upgrade) would have given its pod an istio-proxy KubeVirt does not serve, so the pod would never "+
+			"become Ready. Its migrations now keep it outside the mesh. To bring it in: %s", vmi.Name, mesh.InjectKey, how)
+	return reconcile.Result{}, nil
+}
+
+func (r *ExistingReconciler) unpin(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance) (reconcile.Result, error) {
+	orig := vmi.DeepCopy()
+	onboard.Unpin(vmi)
+	if err := r.Client.Patch(ctx, vmi, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		return requeueOnConflict(fmt.Errorf("unpinning VMI %s/%s: %w", vmi.Namespace, vmi.Name, err))
+	}
+	log.FromContext(ctx).Info("removed virtmesh's pin: the namespace left the mesh")
+	r.Recorder.Eventf(stateEventRef(vmi), corev1.EventTypeNormal, ReasonUnpinned,
+		"virtmesh removed its label %s=false from VMI %s: the namespace is no longer in the mesh", mesh.InjectKey, vmi.Name)
+	return reconcile.Result{}, nil
+}
+
+// start begins onboarding a pinned VMI when a slot is free: one update of
+// its metadata (the webhook's mutation; the pin goes), then the migration.
+func (r *ExistingReconciler) start(ctx context.Context, cached *kubevirtv1.VirtualMachineInstance, ns namespaceInfo) (reconcile.Result, error) {
+	key := client.ObjectKeyFromObject(cached)
+	if ok, _, why := onboard.Migratable(cached); !ok {
+		r.warnOnce(key.String(), stateEventRef(cached), ReasonCannotOnboard, "virtmesh cannot onboard VMI "+cached.Name+" now: "+why)
+		return reconcile.Result{}, nil
+	}
+	free, err := r.reserve(ctx, key)
+	if err != nil || !free {
+		return reconcile.Result{RequeueAfter: onboardingPoll}, err
+	}
+	vmi := &kubevirtv1.VirtualMachineInstance{}
+	if err := r.APIReader.Get(ctx, key, vmi); err != nil {
+		r.release(key)
+		return requeueOnConflict(err)
+	}
+	var vm *kubevirtv1.VirtualMachine
+	if name := vmiOwnerRefName(vmi); name != vmi.Name {
+		vm = &kubevirtv1.VirtualMachine{}
+		if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: vmi.Namespace, Name: name}, vm); err != nil {
+			vm = nil // the app name then comes from the VMI alone, as the webhook does without its VM
+		}
+	}
+	orig := vmi.DeepCopy()
+	// Bridge is never onboarded (it cannot migrate), so the bridge policy
+	// does not matter here: the defaults are the webhook's.
+	env := webhook.Env{Namespace: webhook.Namespace{Name: ns.name, Labels: ns.labels}, VM: vm}
+	if err := onboard.Prepare(vmi, env, r.Mesh, webhook.DefaultConfig(), 1, mesh.OnboardedByController, r.Now()); err != nil {
+		r.release(key)
+		r.warnOnce(key.String(), stateEventRef(vmi), ReasonCannotOnboard, "virtmesh cannot onboard VMI "+vmi.Name+": "+err.Error())
+		return reconcile.Result{}, nil
+	}
+	if err := r.Client.Patch(ctx, vmi, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		r.release(key)
+		return requeueOnConflict(fmt.Errorf("giving VMI %s/%s the mesh metadata: %w", vmi.Namespace, vmi.Name, err))
+	}
+	o, err := mesh.ParseOnboarding(vmi.Annotations[mesh.OnboardingAnnotation])
+	if err != nil {
+		return reconcile.Result{}, err // Prepare wrote it: cannot happen
+	}
+	return r.migrate(ctx, vmi, o)
+}
+
+// migrate creates the migration of an onboarding attempt, named as the VMI's
+// annotation records (again after a restart, so never a second one).
+func (r *ExistingReconciler) migrate(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, o mesh.OnboardingStatus) (reconcile.Result, error) {
+	m := onboard.Migration(vmi, o.Migration)
+	attempt := o.Attempt
+	switch err := r.Client.Create(ctx, m); {
+	case apierrors.IsAlreadyExists(err):
+		return reconcile.Result{RequeueAfter: onboardingPoll}, nil
+	case err != nil:
+		return reconcile.Result{}, fmt.Errorf("creating migration %s/%s: %w", m.Namespace, m.Name, err)
+	}
+	onboardingTotal.WithLabelValues("started").Inc()
+	log.FromContext(ctx).Info("onboarding by live migration", "migration", m.Name, "attempt", attempt)
+	r.Recorder.Eventf(stateEventRef(vmi), corev1.EventTypeNormal, ReasonOnboardingStarted,
+		"virtmesh gave VMI %s the mesh labels and annotations and started live migration %s (attempt %d of %d): its new pod "+
+			"gets an istio-proxy that KubeVirt serves. The VM pauses briefly; open TCP connections drop.",
+		vmi.Name, m.Name, attempt, mesh.MaxOnboardingAttempts)
+	return reconcile.Result{RequeueAfter: onboardingPoll}, nil
+}
+
+// follow reads the migration of the running onboarding and acts on its end.
+func (r *ExistingReconciler) follow(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, ns namespaceInfo,
+	policy mesh.ExistingVMIs, raw string) (reconcile.Result, error) {
+	key := client.ObjectKeyFromObject(vmi)
+	o, err := mesh.ParseOnboarding(raw)
+	if err != nil {
+		// Not virtmesh's: never acted on (the state says so).
+		r.warnOnce(key.String(), stateEventRef(vmi), ReasonCannotOnboard, "virtmesh: VMI "+vmi.Name+": "+err.Error())
+		return reconcile.Result{}, nil
+	}
+	now := r.Now()
+	if o.RetryAfter != nil {
+		if wait := o.RetryAfter.Sub(now); wait > 0 {
+			return reconcile.Result{RequeueAfter: wait}, nil
+		}
+		ok, _, why := onboard.Migratable(vmi)
+		switch {
+		case policy != mesh.ExistingOnboard:
+			return r.abandon(ctx, vmi, o, "onboarding is not allowed here (policy "+string(policy)+")")
+		case o.Attempt >= mesh.MaxOnboardingAttempts:
+			return r.abandon(ctx, vmi, o, fmt.Sprintf("%d attempts failed", o.Attempt))
+		case !ok:
+			return r.abandon(ctx, vmi, o, why)
+		}
+		if free, err := r.reserve(ctx, key); err != nil || !free {
+			return reconcile.Result{RequeueAfter: onboardingPoll}, err
+		}
+		next := onboard.Attempt(vmi, o.Attempt+1, o.By, now)
+		if err := r.setOnboarding(ctx, vmi, next); err != nil {
+			r.release(key)
+			return requeueOnConflict(err)
+		}
+		return r.migrate(ctx, vmi, next)
+	}
+
+	name := o.Migration
+	if !onboard.Ours(vmi, name) {
+		r.warnOnce(key.String(), stateEventRef(vmi), ReasonCannotOnboard, fmt.Sprintf("virtmesh: VMI %s: annotation %s names migration %q, "+
+			"which virtmesh would not have created for this VMI; virtmesh leaves it alone", vmi.Name, mesh.OnboardingAnnotation, name))
+		return reconcile.Result{}, nil
+	}
+	m := &kubevirtv1.VirtualMachineInstanceMigration{}
+	switch err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: vmi.Namespace, Name: name}, m); {
+	case apierrors.IsNotFound(err):
+		// Its creation was cut short (a restart), or someone deleted it.
+		switch {
+		case policy == mesh.ExistingOnboard:
+			if free, err := r.reserve(ctx, key); err != nil || !free {
+				return reconcile.Result{RequeueAfter: onboardingPoll}, err
+			}
+			return r.migrate(ctx, vmi, o)
+		case o.By == mesh.OnboardedByCLI && now.Sub(o.Started.Time) < time.Minute:
+			return reconcile.Result{RequeueAfter: onboardingPoll}, nil // kubectl virtmesh creates it right after the update
+		}
+		return r.abandon(ctx, vmi, o, "its migration "+name+" does not exist and onboarding is not allowed here (policy "+string(policy)+")")
+	case err != nil:
+		return reconcile.Result{}, err
+	case string(m.Labels[onboard.MigrationLabel]) != string(vmi.UID):
+		return r.abandon(ctx, vmi, o, "migration "+name+" is not virtmesh's")
+	}
+	switch m.Status.Phase {
+	case kubevirtv1.MigrationSucceeded:
+		r.release(key)
+		orig := vmi.DeepCopy()
+		onboard.Finish(vmi)
+		if err := r.Client.Patch(ctx, vmi, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+			return requeueOnConflict(fmt.Errorf("ending the onboarding of VMI %s/%s: %w", vmi.Namespace, vmi.Name, err))
+		}
+		onboardingTotal.WithLabelValues("succeeded").Inc()
+		r.Recorder.Eventf(stateEventRef(vmi), corev1.EventTypeNormal, ReasonOnboarded,
+			"virtmesh: live migration %s moved VMI %s into a pod with an istio-proxy: it is in the mesh (kubectl virtmesh status shows its state)", name, vmi.Name)
+		return reconcile.Result{}, nil
+	case kubevirtv1.MigrationFailed:
+		r.release(key)
+		why := migrationFailure(m)
+		if o.Attempt >= mesh.MaxOnboardingAttempts || policy != mesh.ExistingOnboard {
+			onboardingTotal.WithLabelValues("failed").Inc()
+			return r.abandon(ctx, vmi, o, fmt.Sprintf("migration %s failed (%s)", name, why))
+		}
+		o.RetryAfter = &metav1.Time{Time: now.Add(onboard.Backoff(r.RetryDelay, o.Attempt)).UTC().Truncate(time.Second)}
+		o.LastFailure = why
+		if err := r.setOnboarding(ctx, vmi, o); err != nil {
+			return requeueOnConflict(err)
+		}
+		onboardingTotal.WithLabelValues("failed").Inc()
+		r.Recorder.Eventf(stateEventRef(vmi), corev1.EventTypeWarning, ReasonOnboardingFailed,
+			"virtmesh: live migration %s of VMI %s failed (%s). The VMI keeps the mesh metadata, which is harmless while its pod has "+
+				"no proxy; virtmesh tries again after %s (attempt %d of %d next)", name, vmi.Name, why, o.RetryAfter.Format(time.RFC3339),
+			o.Attempt+1, mesh.MaxOnboardingAttempts)
+		return reconcile.Result{RequeueAfter: o.RetryAfter.Sub(now)}, nil
+	}
+	r.keep(key)
+	return reconcile.Result{RequeueAfter: onboardingPoll}, nil
+}
+
+// abandon pins vmi out of the mesh again and says why.
+func (r *ExistingReconciler) abandon(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, o mesh.OnboardingStatus, why string) (reconcile.Result, error) {
+	r.release(client.ObjectKeyFromObject(vmi))
+	orig := vmi.DeepCopy()
+	onboard.Repin(vmi, r.Now())
+	if err := r.Client.Patch(ctx, vmi, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		return requeueOnConflict(fmt.Errorf("pinning VMI %s/%s again: %w", vmi.Namespace, vmi.Name, err))
+	}
+	onboardingTotal.WithLabelValues("abandoned").Inc()
+	log.FromContext(ctx).Info("onboarding abandoned; pinned again", "why", why, "attempt", o.Attempt)
+	r.Recorder.Eventf(stateEventRef(vmi), corev1.EventTypeWarning, ReasonOnboardingAbandoned,
+		"virtmesh stopped onboarding VMI %s: %s. It is pinned out of the mesh again (%s=false), so its migrations stay consistent; "+
+			"restart it to bring it in", vmi.Name, why, mesh.InjectKey)
+	return reconcile.Result{}, nil
+}
+
+func (r *ExistingReconciler) setOnboarding(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, o mesh.OnboardingStatus) error {
+	orig := vmi.DeepCopy()
+	if vmi.Annotations == nil {
+		vmi.Annotations = map[string]string{}
+	}
+	vmi.Annotations[mesh.OnboardingAnnotation] = o.Encode()
+	if err := r.Client.Patch(ctx, vmi, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("recording the onboarding of VMI %s/%s: %w", vmi.Namespace, vmi.Name, err)
+	}
+	return nil
+}
+
+// migrationFailure says why a migration failed, as KubeVirt recorded it.
+func migrationFailure(m *kubevirtv1.VirtualMachineInstanceMigration) string {
+	if s := m.Status.MigrationState; s != nil && s.FailureReason != "" {
+		return s.FailureReason
+	}
+	for _, c := range m.Status.Conditions {
+		if c.Status == corev1.ConditionTrue && c.Message != "" {
+			return c.Message
+		}
+	}
+	return "KubeVirt gave no reason; kubectl describe vmim -n " + m.Namespace + " " + m.Name
+}
+
+// reserve takes an onboarding slot for key: one per namespace, and at most
+// Concurrency namespaces at once. Running onboardings are read from the
+// cache (VMIs carrying a running onboarding annotation, in namespaces whose
+// policy is onboard) and from those this process started since. Anyone who
+// may annotate VMIs can make them look onboarding; counting namespaces, not
+// VMIs, keeps that from taking more than their own namespace's slot.
+func (r *ExistingReconciler) reserve(ctx context.Context, key types.NamespacedName) (bool, error) {
+	running := &kubevirtv1.VirtualMachineInstanceList{}
+	if err := r.Client.List(ctx, running, client.MatchingFields{onboardingIndex: "running"}, client.UnsafeDisableDeepCopy); err != nil {
+		return false, err
+	}
+	onboarding := map[string]bool{key.Namespace: true}
+	var keys []types.NamespacedName
+	for i := range running.Items {
+		k := client.ObjectKeyFromObject(&running.Items[i])
+		if _, seen := onboarding[k.Namespace]; !seen {
+			ns, err := getNamespace(ctx, r.Client, k.Namespace)
+			if err != nil {
+				return false, err
+			}
+			p, _ := mesh.ExistingPolicy(ns.labels, r.Policy)
+			onboarding[k.Namespace] = p == mesh.ExistingOnboard
+		}
+		if onboarding[k.Namespace] {
+			keys = append(keys, k)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.Now()
+	holder := map[string]types.NamespacedName{} // the VMI holding each namespace's slot
+	for k, at := range r.started {
+		if now.Sub(at) > 2*time.Minute {
+			delete(r.started, k) // the cache shows it by now if it still runs
+			continue
+		}
+		holder[k.Namespace] = k
+	}
+	if h, ok := holder[key.Namespace]; ok {
+		return r.wait(key, h == key), nil
+	}
+	for _, k := range keys {
+		if h, ok := holder[k.Namespace]; !ok || k.Name < h.Name {
+			holder[k.Namespace] = k
+		}
+	}
+	if h, ok := holder[key.Namespace]; ok {
+		return r.wait(key, h == key), nil
+	}
+	if len(holder) >= r.Concurrency {
+		return r.wait(key, false), nil
+	}
+	r.started[key] = now
+	return r.wait(key, true), nil
+}
+
+// wait records whether key waits for a slot (to be woken when one frees),
+// and returns got.
+func (r *ExistingReconciler) wait(key types.NamespacedName, got bool) bool {
+	if got {
+		delete(r.waiting, key)
+	} else {
+		r.waiting[key] = true
+	}
+	return got
+}
+
+// keep refreshes a running onboarding's slot.
+func (r *ExistingReconciler) keep(key types.NamespacedName) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.started[key] = r.Now()
+}
+
+// release frees key's slot and wakes the VMIs waiting for one.
+func (r *ExistingReconciler) release(key types.NamespacedName) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.started, key)
+	delete(r.waiting, key)
+	for k := range r.waiting {
+		vmi := &kubevirtv1.VirtualMachineInstance{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name}}
+		select {
+		case r.wake <- event.GenericEvent{Object: vmi}:
+			delete(r.waiting, k)
+		default: // full: the poll finds it
+		}
+	}
+}
+
+func (r *ExistingReconciler) forget(key types.NamespacedName) {
+	r.release(key)
+	r.told.Delete(key.String())
+}
+
+// warnOnce sends a Warning once per subject and message.
+func (r *ExistingReconciler) warnOnce(subject string, ref *corev1.ObjectReference, reason, msg string) {
+	if prev, ok := r.told.Load(subject); ok && prev == reason+msg {
+		return
+	}
+	r.told.Store(subject, reason+msg)
+	r.Recorder.Event(ref, corev1.EventTypeWarning, reason, msg)
+}
+
+// vmiOwnerRefName is the VM that controls vmi, or the VMI's own name.
+func vmiOwnerRefName(vmi *kubevirtv1.VirtualMachineInstance) string {
+	for _, o := range vmi.OwnerReferences {
+		if o.Kind == "VirtualMachine" && o.Controller != nil && *o.Controller {
+			return o.Name
+		}
+	}
+	return vmi.Name
+}

@@ -1,0 +1,123 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/rest"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	"github.com/virtmesh/virtmesh/internal/mesh"
+	"github.com/virtmesh/virtmesh/internal/onboard"
+)
+
+// onboardCluster is the status fixture with "db" live-migratable, "lb" a
+// VM bound as bridge and "solo" a standalone VMI that cannot migrate, both
+// running without a proxy in the mesh namespace.
+func onboardCluster(t *testing.T) client.Client {
+	t.Helper()
+	objs := cluster(t)
+	objs = append(objs, vmObjects(vmShape{name: "lb", ns: "vms", pod: podNoProxy})...)
+	objs = append(objs, vmObjects(vmShape{name: "solo", ns: "vms", vmless: true, pod: podNoProxy})...)
+	for _, o := range objs {
+		vmi, ok := o.(*kubevirtv1.VirtualMachineInstance)
+		if !ok {
+			continue
+		}
+		switch vmi.Name {
+		case "db":
+			vmi.Status.Conditions = []kubevirtv1.VirtualMachineInstanceCondition{
+				{Type: kubevirtv1.VirtualMachineInstanceIsMigratable, Status: corev1.ConditionTrue}}
+		case "lb":
+			vmi.Spec.Domain.Devices.Interfaces[0].InterfaceBindingMethod = kubevirtv1.InterfaceBindingMethod{Bridge: &kubevirtv1.InterfaceBridge{}}
+		}
+	}
+	return newFake(objs, interceptor.Funcs{})
+}
+
+var regexpMigration = regexp.MustCompile(`virtmesh-onboard-db-[0-9a-f]{8}-1-[0-9a-z]+`)
+
+func runWithRestart(t *testing.T, c client.Client, restarted *[]string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = Main(context.Background(), args, Env{Stdout: &out, Stderr: &errOut, RESTConfig: &rest.Config{Host: "https://example.invalid"},
+		Namespace: "vms", NewClient: func(*rest.Config) (client.Client, error) { return c, nil },
+		Restart: func(_ context.Context, ns, name string) error {
+			*restarted = append(*restarted, ns+"/"+name)
+			return nil
+		}})
+	return out.String(), errOut.String(), code
+}
+
+func migrations(t *testing.T, c client.Client) []kubevirtv1.VirtualMachineInstanceMigration {
+	t.Helper()
+	list := &kubevirtv1.VirtualMachineInstanceMigrationList{}
+	if err := c.List(context.Background(), list); err != nil {
+		t.Fatal(err)
+	}
+	return list.Items
+}
+
+func TestOnboardDryRunChangesNothing(t *testing.T) {
+	c := onboardCluster(t)
+	var restarted []string
+	out, errOut, code := runWithRestart(t, c, &restarted, "onboard", "-n", "vms", "--dry-run", "--restart")
+	if code != ExitTrouble || errOut != "" {
+		t.Fatalf("exit %d, stderr %q (the standalone VMI cannot be onboarded)", code, errOut)
+	}
+	// The migration's name holds the time: compare without it.
+	golden(t, "onboard-dry-run.txt", regexpMigration.ReplaceAllString(out, "virtmesh-onboard-db-<hash>-1-<time>"))
+	if len(restarted) != 0 || len(migrations(t, c)) != 0 {
+		t.Fatalf("a dry run restarted %v or created %v", restarted, migrations(t, c))
+	}
+	vmi := &kubevirtv1.VirtualMachineInstance{}
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: "vms", Name: "db"}, vmi); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := vmi.Annotations[mesh.OnboardingAnnotation]; ok {
+		t.Fatal("a dry run changed the VMI")
+	}
+}
+
+func TestOnboard(t *testing.T) {
+	c := onboardCluster(t)
+	var restarted []string
+	out, errOut, code := runWithRestart(t, c, &restarted, "onboard", "db", "web")
+	if code != ExitOK || errOut != "" {
+		t.Fatalf("exit %d, stderr %q, stdout %q", code, errOut, out)
+	}
+	if !strings.Contains(out, "VM vms/web: Meshed, nothing to onboard") || !strings.Contains(out, "VM vms/db: onboarding by live migration virtmesh-onboard-db-") {
+		t.Fatalf("output:\n%s", out)
+	}
+	vmi := &kubevirtv1.VirtualMachineInstance{}
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: "vms", Name: "db"}, vmi); err != nil {
+		t.Fatal(err)
+	}
+	o, err := mesh.ParseOnboarding(vmi.Annotations[mesh.OnboardingAnnotation])
+	if err != nil || o.By != mesh.OnboardedByCLI || !mesh.KubeVirtIstioOn(vmi) || vmi.Labels[mesh.InjectKey] != "true" {
+		t.Fatalf("VMI after onboard: %v %v (%v)", vmi.Labels, vmi.Annotations, err)
+	}
+	ms := migrations(t, c)
+	if len(ms) != 1 || ms[0].Name != o.Migration || !onboard.Ours(vmi, ms[0].Name) || ms[0].Spec.VMIName != "db" {
+		t.Fatalf("migrations: %+v", ms)
+	}
+
+	out, _, code = runWithRestart(t, c, &restarted, "onboard", "lb")
+	if code != ExitTrouble || !strings.Contains(out, "bound as bridge") || !strings.Contains(out, "--restart") || len(restarted) != 0 {
+		t.Fatalf("bridge without --restart: exit %d, %q, restarted %v", code, out, restarted)
+	}
+	out, _, code = runWithRestart(t, c, &restarted, "onboard", "lb", "--restart")
+	if code != ExitOK || len(restarted) != 1 || restarted[0] != "vms/lb" || !strings.Contains(out, "VM vms/lb: restarted") {
+		t.Fatalf("bridge with --restart: exit %d, %q, restarted %v", code, out, restarted)
+	}
+	out, _, code = runWithRestart(t, c, &restarted, "onboard", "solo", "--restart")
+	if code != ExitTrouble || !strings.Contains(out, "standalone VMI") || len(restarted) != 1 {
+		t.Fatalf("standalone: exit %d, %q, restarted %v", code, out, restarted)
+	}
+}

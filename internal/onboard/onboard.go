@@ -1,0 +1,232 @@
+// Package onboard holds the pure decisions and changes for VMIs that were
+// running before their namespace joined the mesh: pinning them out of it,
+// and bringing them in by a live migration. The controllers and kubectl
+// virtmesh onboard share it, so both do exactly the same thing.
+//
+// Why: a live migration renders the target launcher pod from the VMI's
+// current labels and annotations, and virt-handler reads the current VMI to
+// decide whether KubeVirt's Istio networking is on. A VMI created without
+// the inject annotation in a namespace later labelled for injection gets a
+// target pod with a proxy KubeVirt does not serve: the pod never becomes
+// Ready. Labelling the VMI sidecar.istio.io/inject=false (a pin) keeps its
+// migrations out of the mesh; giving it the inject label and annotation and
+// then migrating it brings it in without a restart.
+package onboard
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/virtmesh/virtmesh/internal/mesh"
+	"github.com/virtmesh/virtmesh/webhook"
+)
+
+// MigrationLabel marks the VirtualMachineInstanceMigrations virtmesh creates
+// to onboard a VMI; its value is the VMI's UID.
+const MigrationLabel = "virtmesh.io/onboarding-vmi-uid"
+
+// PinnedByVirtmesh reports whether virtmesh's pin is on vmi: its annotation,
+// and the inject label still "false" as virtmesh set it.
+func PinnedByVirtmesh(vmi *kubevirtv1.VirtualMachineInstance) bool {
+	return vmi.Annotations[mesh.PinnedAnnotation] != "" && vmi.Labels[mesh.InjectKey] == "false"
+}
+
+// OwnerChose reports whether the VMI's owner set an inject value themselves
+// (a label or an annotation virtmesh did not place): such a VMI is never
+// pinned or changed.
+func OwnerChose(vmi *kubevirtv1.VirtualMachineInstance) bool {
+	if PinnedByVirtmesh(vmi) {
+		_, anno := vmi.Annotations[mesh.InjectKey]
+		return anno
+	}
+	_, set := mesh.InjectValue(vmi.Labels, vmi.Annotations)
+	return set
+}
+
+// Pin labels vmi sidecar.istio.io/inject=false and marks the pin as
+// virtmesh's (with the time), in place.
+func Pin(vmi *kubevirtv1.VirtualMachineInstance, now time.Time) {
+	setLabel(vmi, mesh.InjectKey, "false")
+	setAnnotation(vmi, mesh.PinnedAnnotation, now.UTC().Format(time.RFC3339))
+}
+
+// Unpin removes virtmesh's pin, in place; a value the owner has changed
+// since stays.
+func Unpin(vmi *kubevirtv1.VirtualMachineInstance) {
+	if PinnedByVirtmesh(vmi) {
+		delete(vmi.Labels, mesh.InjectKey)
+	}
+	delete(vmi.Annotations, mesh.PinnedAnnotation)
+}
+
+// Repin ends an onboarding that did not bring vmi in: the inject annotation
+// the onboarding added goes (KubeVirt would read "true" over the label), the
+// pin comes back. The telemetry labels stay: harmless outside the mesh.
+func Repin(vmi *kubevirtv1.VirtualMachineInstance, now time.Time) {
+	if strings.EqualFold(vmi.Annotations[mesh.InjectKey], "true") {
+		delete(vmi.Annotations, mesh.InjectKey)
+	}
+	delete(vmi.Annotations, mesh.OnboardingAnnotation)
+	Pin(vmi, now)
+	// Not onboarded again by itself: kubectl virtmesh onboard can.
+	vmi.Annotations[mesh.PinnedAnnotation] = mesh.PinAbandonedPrefix + vmi.Annotations[mesh.PinnedAnnotation]
+}
+
+// Finish ends an onboarding whose migration succeeded, in place.
+func Finish(vmi *kubevirtv1.VirtualMachineInstance) {
+	delete(vmi.Annotations, mesh.OnboardingAnnotation)
+	delete(vmi.Annotations, mesh.PinnedAnnotation)
+}
+
+// Migratable says whether vmi can join the mesh by a live migration now, and
+// if not, why (in words for the owner) and whether only a restart can do it.
+func Migratable(vmi *kubevirtv1.VirtualMachineInstance) (ok, restartOnly bool, why string) {
+	iface := mesh.PodInterface(&vmi.Spec)
+	switch {
+	case iface == nil:
+		return false, false, "it has no pod network"
+	case iface.Masquerade == nil:
+		_, binding := mesh.RunningBindingSupported(&vmi.Spec)
+		if binding == "" {
+			binding = "a binding other than masquerade"
+		}
+		return false, true, "its pod network is bound as " + binding + ", so only a restart brings it in " +
+			"(bridge cannot live-migrate; passt fixes its Istio port exclusions when the VM starts)"
+	case vmi.Status.Phase != kubevirtv1.Running:
+		return false, false, fmt.Sprintf("it is not running (phase %s)", vmi.Status.Phase)
+	case conditionTrue(vmi, kubevirtv1.VirtualMachineInstancePaused):
+		return false, false, "it is paused"
+	case !conditionTrue(vmi, kubevirtv1.VirtualMachineInstanceIsMigratable):
+		return false, true, "it cannot live-migrate (its LiveMigratable condition is not True" + conditionReason(vmi, kubevirtv1.VirtualMachineInstanceIsMigratable) + ")"
+	case Migrating(vmi):
+		return false, false, "a live migration of it is already running"
+	}
+	return true, false, ""
+}
+
+// Migrating reports whether a live migration of vmi has started and not ended.
+func Migrating(vmi *kubevirtv1.VirtualMachineInstance) bool {
+	m := vmi.Status.MigrationState
+	return m != nil && m.StartTimestamp != nil && !m.Completed && !m.Failed
+}
+
+func conditionTrue(vmi *kubevirtv1.VirtualMachineInstance, t kubevirtv1.VirtualMachineInstanceConditionType) bool {
+	for _, c := range vmi.Status.Conditions {
+		if c.Type == t {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func conditionReason(vmi *kubevirtv1.VirtualMachineInstance, t kubevirtv1.VirtualMachineInstanceConditionType) string {
+	for _, c := range vmi.Status.Conditions {
+		if c.Type == t && c.Reason != "" {
+			return ": " + c.Reason
+		}
+	}
+	return ""
+}
+
+// MigrationPrefix starts the name of every onboarding migration of vmi: a
+// new VMI of the same name has another.
+func MigrationPrefix(vmi *kubevirtv1.VirtualMachineInstance) string {
+	sum := sha256.Sum256([]byte(vmi.UID))
+	name := vmi.Name
+	if len(name) > 24 {
+		name = strings.TrimRight(name[:24], "-.")
+	}
+	return "virtmesh-onboard-" + name + "-" + hex.EncodeToString(sum[:])[:8] + "-"
+}
+
+// MigrationName names the migration of an onboarding attempt started at at.
+// It is recorded in the VMI's onboarding annotation before the migration is
+// created, so a restarted virtmesh creates that one and never a second.
+func MigrationName(vmi *kubevirtv1.VirtualMachineInstance, attempt int, at time.Time) string {
+	return MigrationPrefix(vmi) + strconv.Itoa(attempt) + "-" + strconv.FormatInt(at.Unix(), 36)
+}
+
+// Ours reports whether name is an onboarding migration name of vmi (an
+// annotation anyone could write must not point virtmesh elsewhere).
+func Ours(vmi *kubevirtv1.VirtualMachineInstance, name string) bool {
+	return strings.HasPrefix(name, MigrationPrefix(vmi))
+}
+
+// Migration is the migration named name, of vmi.
+func Migration(vmi *kubevirtv1.VirtualMachineInstance, name string) *kubevirtv1.VirtualMachineInstanceMigration {
+	return &kubevirtv1.VirtualMachineInstanceMigration{
+		TypeMeta: metav1.TypeMeta{APIVersion: kubevirtv1.GroupVersion.String(), Kind: "VirtualMachineInstanceMigration"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: vmi.Namespace,
+			Labels: map[string]string{MigrationLabel: string(vmi.UID), mesh.ManagedByLabel: mesh.ManagedByValue},
+			// Gone with the VMI. Not blocking its deletion: that would need
+			// rights on virtualmachineinstances/finalizers.
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: kubevirtv1.GroupVersion.String(), Kind: "VirtualMachineInstance",
+				Name: vmi.Name, UID: vmi.UID}}},
+		Spec: kubevirtv1.VirtualMachineInstanceMigrationSpec{VMIName: vmi.Name},
+	}
+}
+
+// Prepare gives vmi (read whole from the API server, never a trimmed cached
+// copy) the metadata the webhook gives a new meshed VMI, by the webhook's own
+// mutation, removes virtmesh's pin, and records the onboarding attempt:
+// everything in one update of labels and annotations. It refuses, saying
+// why, when the mutation would change the spec (a running VMI's spec cannot
+// change) or the VMI would not be in the mesh.
+func Prepare(vmi *kubevirtv1.VirtualMachineInstance, env webhook.Env, meshCfg mesh.Config, cfg webhook.Config,
+	attempt int, by string, now time.Time) error {
+	if OwnerChose(vmi) {
+		return fmt.Errorf("its owner set %s themselves; virtmesh leaves it as it is", mesh.InjectKey)
+	}
+	if ok, _, why := Migratable(vmi); !ok {
+		return fmt.Errorf("it cannot join by a live migration: %s", why)
+	}
+	out := vmi.DeepCopy()
+	Unpin(out)
+	res := webhook.MutateVMI(out, env, meshCfg, cfg)
+	switch {
+	case res.Denied:
+		return fmt.Errorf("the webhook would refuse it: %s", res.Reason)
+	case !equality.Semantic.DeepEqual(out.Spec, vmi.Spec):
+		return fmt.Errorf("joining would change its spec (%v), which a running VMI cannot: restart it instead", res.Changes)
+	case !mesh.KubeVirtIstioOn(out):
+		return fmt.Errorf("it would not be in the mesh: %s", mesh.Decide(out.Namespace, env.Namespace.Labels, out.Labels, out.Annotations, meshCfg).Reason())
+	}
+	setAnnotation(out, mesh.OnboardingAnnotation, Attempt(vmi, attempt, by, now).Encode())
+	out.ObjectMeta.DeepCopyInto(&vmi.ObjectMeta)
+	return nil
+}
+
+// Attempt is the onboarding annotation of attempt number attempt, started now.
+func Attempt(vmi *kubevirtv1.VirtualMachineInstance, attempt int, by string, now time.Time) mesh.OnboardingStatus {
+	now = now.UTC().Truncate(time.Second)
+	return mesh.OnboardingStatus{Attempt: attempt, Migration: MigrationName(vmi, attempt, now), By: by, Started: metav1.NewTime(now)}
+}
+
+// Backoff is how long virtmesh waits after failed attempt number attempt
+// before the next: base, doubling, at most 64 times base.
+func Backoff(base time.Duration, attempt int) time.Duration {
+	return base << min(max(attempt-1, 0), 6)
+}
+
+func setLabel(vmi *kubevirtv1.VirtualMachineInstance, k, v string) {
+	if vmi.Labels == nil {
+		vmi.Labels = map[string]string{}
+	}
+	vmi.Labels[k] = v
+}
+
+func setAnnotation(vmi *kubevirtv1.VirtualMachineInstance, k, v string) {
+	if vmi.Annotations == nil {
+		vmi.Annotations = map[string]string{}
+	}
+	vmi.Annotations[k] = v
+}

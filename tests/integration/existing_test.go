@@ -1,0 +1,352 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/virtmesh/virtmesh/controllers"
+	"github.com/virtmesh/virtmesh/internal/cli"
+	"github.com/virtmesh/virtmesh/internal/mesh"
+	"github.com/virtmesh/virtmesh/internal/onboard"
+	"github.com/virtmesh/virtmesh/internal/testkit"
+	"github.com/virtmesh/virtmesh/webhook"
+)
+
+// VMs that were running before their namespace joined the mesh. No
+// virt-controller runs here: the specs play its part in a migration (the
+// target launcher pod, the migration's phase) after checking what virtmesh
+// asked for.
+
+// legacyVM creates, in a namespace not (yet) in the mesh, a VM whose VMI runs
+// without a proxy and can live-migrate, as virt-controller reports it.
+func legacyVM(ctx context.Context, ns, name string) *kubevirtv1.VirtualMachineInstance {
+	GinkgoHelper()
+	vmi := vmWithVMI(ctx, ns, name, testkit.VMISpec(8080))
+	Expect(vmi.Annotations).NotTo(HaveKey(mesh.InjectKey))
+	startOn(ctx, vmi, "node01", withoutProxy)
+	Eventually(func() error {
+		if err := adminClient.Get(ctx, client.ObjectKeyFromObject(vmi), vmi); err != nil {
+			return err
+		}
+		vmi.Status.Conditions = []kubevirtv1.VirtualMachineInstanceCondition{
+			{Type: kubevirtv1.VirtualMachineInstanceIsMigratable, Status: corev1.ConditionTrue}}
+		return adminClient.Update(ctx, vmi)
+	}).Should(Succeed())
+	return vmi
+}
+
+// setNamespaceLabels sets (value "") or removes (value "-") labels of ns.
+func setNamespaceLabels(ctx context.Context, ns string, labels map[string]string) {
+	GinkgoHelper()
+	Eventually(func() error {
+		obj := &corev1.Namespace{}
+		if err := adminClient.Get(ctx, client.ObjectKey{Name: ns}, obj); err != nil {
+			return err
+		}
+		for k, v := range labels {
+			if v == "-" {
+				delete(obj.Labels, k)
+			} else {
+				obj.Labels[k] = v
+			}
+		}
+		return adminClient.Update(ctx, obj)
+	}).Should(Succeed())
+}
+
+func vmiNamed(ctx context.Context, ns, name string) func() (*kubevirtv1.VirtualMachineInstance, error) {
+	return func() (*kubevirtv1.VirtualMachineInstance, error) {
+		vmi := &kubevirtv1.VirtualMachineInstance{}
+		return vmi, adminClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, vmi)
+	}
+}
+
+// onboardingMigrations lists virtmesh's onboarding migrations in namespaces.
+func onboardingMigrations(ctx context.Context, namespaces ...string) ([]kubevirtv1.VirtualMachineInstanceMigration, error) {
+	var out []kubevirtv1.VirtualMachineInstanceMigration
+	for _, ns := range namespaces {
+		list := &kubevirtv1.VirtualMachineInstanceMigrationList{}
+		if err := adminClient.List(ctx, list, client.InNamespace(ns), client.HasLabels{onboard.MigrationLabel}); err != nil {
+			return nil, err
+		}
+		out = append(out, list.Items...)
+	}
+	return out, nil
+}
+
+func unfinished(ms []kubevirtv1.VirtualMachineInstanceMigration) []kubevirtv1.VirtualMachineInstanceMigration {
+	var out []kubevirtv1.VirtualMachineInstanceMigration
+	for _, m := range ms {
+		if m.Status.Phase != kubevirtv1.MigrationSucceeded && m.Status.Phase != kubevirtv1.MigrationFailed {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// endMigration plays virt-controller: the migration ends in phase; on
+// success the VMI now runs in a target pod with a ready istio-proxy.
+func endMigration(ctx context.Context, m *kubevirtv1.VirtualMachineInstanceMigration, phase kubevirtv1.VirtualMachineInstanceMigrationPhase) {
+	GinkgoHelper()
+	if phase == kubevirtv1.MigrationSucceeded {
+		vmi := &kubevirtv1.VirtualMachineInstance{}
+		Expect(adminClient.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: m.Spec.VMIName}, vmi)).To(Succeed())
+		startOn(ctx, vmi, "node02", proxyIsReady)
+	}
+	Eventually(func() error {
+		if err := adminClient.Get(ctx, client.ObjectKeyFromObject(m), m); err != nil {
+			return err
+		}
+		m.Status.Phase = phase
+		if phase == kubevirtv1.MigrationFailed {
+			m.Status.MigrationState = &kubevirtv1.VirtualMachineInstanceMigrationState{Failed: true, FailureReason: "target pod unschedulable"}
+		}
+		return adminClient.Status().Update(ctx, m)
+	}).Should(Succeed())
+}
+
+// onboardingCount is virtmesh_onboarding_total{result=...}.
+func onboardingCount(result string) (float64, error) {
+	text, err := scrape()
+	if err != nil {
+		return 0, err
+	}
+	m := regexp.MustCompile(`(?m)^virtmesh_onboarding_total\{result="` + result + `"\} ([0-9.e+-]+)$`).FindStringSubmatch(text)
+	if m == nil {
+		return 0, nil // not counted yet
+	}
+	return strconv.ParseFloat(m[1], 64)
+}
+
+func onboardingOf(vmi *kubevirtv1.VirtualMachineInstance) (mesh.OnboardingStatus, error) {
+	return mesh.ParseOnboarding(vmi.Annotations[mesh.OnboardingAnnotation])
+}
+
+var pinnedVMI = And(
+	HaveField("Labels", HaveKeyWithValue(mesh.InjectKey, "false")),
+	HaveField("Annotations", HaveKey(mesh.PinnedAnnotation)),
+	HaveField("Annotations", Not(HaveKey(mesh.InjectKey))),
+)
+
+var _ = Describe("VMs running before their namespace joined the mesh", func() {
+	It("pin: labelled inject=false when the namespace joins (never a VMI whose owner chose), unpinned when it leaves", func(ctx SpecContext) {
+		ns := newNamespace(ctx)
+		legacyVM(ctx, ns, "db")
+		// Owners' own choices: out of the mesh, and a label without KubeVirt's annotation.
+		optedOut := testkit.VMISpec(8080)
+		out := vmWithVMI(ctx, ns, "batch", optedOut)
+		Eventually(func() error {
+			if err := adminClient.Get(ctx, client.ObjectKeyFromObject(out), out); err != nil {
+				return err
+			}
+			out.Labels = map[string]string{mesh.InjectKey: "false"}
+			return adminClient.Update(ctx, out)
+		}).Should(Succeed())
+		half := vmWithVMI(ctx, ns, "half", testkit.VMISpec(8080))
+		Eventually(func() error {
+			if err := adminClient.Get(ctx, client.ObjectKeyFromObject(half), half); err != nil {
+				return err
+			}
+			half.Labels = map[string]string{mesh.InjectKey: "true"}
+			return adminClient.Update(ctx, half)
+		}).Should(Succeed())
+		startOn(ctx, half, "node01", withoutProxy)
+
+		By("labelling the namespace for injection: the running VMI is pinned within seconds")
+		setNamespaceLabels(ctx, ns, enabledNS)
+		Eventually(vmiNamed(ctx, ns, "db")).WithTimeout(converge).Should(pinnedVMI)
+		vmi, err := vmiNamed(ctx, ns, "db")()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(mesh.Decide(ns, enabledNS, vmi.Labels, vmi.Annotations, mesh.DefaultConfig()).InMesh).To(BeFalse(),
+			"Istio's injector would still give its next migration target pod a proxy")
+		Eventually(statusOf(ctx, ns, "db")).WithTimeout(converge).Should(And(inState(mesh.Pinned),
+			HaveField("NextStep", ContainSubstring("kubectl virtmesh onboard db"))))
+		Eventually(eventReasons).WithArguments(ctx, ns, "VirtualMachine", "db").WithTimeout(converge).
+			Should(ContainElement(controllers.ReasonPinned))
+		_, _, code := kubectlVirtmesh(ctx, "", ns, "status", "db")
+		Expect(code).To(Equal(cli.ExitOK), "a pinned VM needs no action")
+
+		Consistently(func(g Gomega) {
+			o, err := vmiNamed(ctx, ns, "batch")()
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(o.Labels).To(HaveKeyWithValue(mesh.InjectKey, "false"))
+			g.Expect(o.Annotations).NotTo(HaveKey(mesh.PinnedAnnotation))
+			h, err := vmiNamed(ctx, ns, "half")()
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(h.Labels).To(HaveKeyWithValue(mesh.InjectKey, "true"))
+			g.Expect(h.Annotations).NotTo(HaveKey(mesh.PinnedAnnotation))
+		}).WithTimeout(3 * time.Second).Should(Succeed())
+		Expect(statusOf(ctx, ns, "half")()).To(inState(mesh.NeedsRestart), "the owner's own half-way value is reported, not changed")
+
+		By("the namespace leaves the mesh: virtmesh's pin goes, nothing else changes")
+		setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "-"})
+		Eventually(vmiNamed(ctx, ns, "db")).WithTimeout(converge).Should(And(
+			HaveField("Labels", Not(HaveKey(mesh.InjectKey))), HaveField("Annotations", Not(HaveKey(mesh.PinnedAnnotation)))))
+		Eventually(eventReasons).WithArguments(ctx, ns, "VirtualMachine", "db").WithTimeout(converge).
+			Should(ContainElement(controllers.ReasonUnpinned))
+		Expect(vmiNamed(ctx, ns, "batch")()).To(HaveField("Labels", HaveKeyWithValue(mesh.InjectKey, "false")))
+		Expect(vmiNamed(ctx, ns, "half")()).To(HaveField("Labels", HaveKeyWithValue(mesh.InjectKey, "true")))
+	})
+
+	It("ignore, by namespace label: nothing is pinned and the VM reports NeedsRestart; a bad label value is reported and the flag's policy applies", func(ctx SpecContext) {
+		ns := newNamespace(ctx)
+		legacyVM(ctx, ns, "db")
+		setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "enabled", mesh.ExistingVMIsLabel: string(mesh.ExistingIgnore)})
+		Eventually(statusOf(ctx, ns, "db")).WithTimeout(converge).Should(inState(mesh.NeedsRestart))
+		Consistently(vmiNamed(ctx, ns, "db")).WithTimeout(2 * time.Second).Should(HaveField("Annotations", Not(HaveKey(mesh.PinnedAnnotation))))
+
+		setNamespaceLabels(ctx, ns, map[string]string{mesh.ExistingVMIsLabel: "sometimes"})
+		Eventually(eventReasons).WithArguments(ctx, "", "Namespace", ns).WithTimeout(converge).
+			Should(ContainElement(controllers.ReasonExistingVMIsLabel))
+		Eventually(vmiNamed(ctx, ns, "db")).WithTimeout(converge).Should(pinnedVMI)
+	})
+
+	It("onboard: one update gives the VMI the webhook's metadata, then one migration; after it the VM is Meshed, with its Service", func(ctx SpecContext) {
+		ns := newNamespace(ctx)
+		legacyVM(ctx, ns, "db")
+		startedBefore, err := onboardingCount("started")
+		Expect(err).NotTo(HaveOccurred())
+		setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "enabled", mesh.ExistingVMIsLabel: string(mesh.ExistingOnboard)})
+
+		Eventually(onboardingMigrations).WithArguments(ctx, ns).WithTimeout(converge).Should(HaveLen(1))
+		ms, err := onboardingMigrations(ctx, ns)
+		Expect(err).NotTo(HaveOccurred())
+		m := ms[0]
+		vmi, err := vmiNamed(ctx, ns, "db")()
+		Expect(err).NotTo(HaveOccurred())
+		o, err := onboardingOf(vmi)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(m.Name).To(Equal(o.Migration))
+		Expect(onboard.Ours(vmi, m.Name)).To(BeTrue())
+		Expect(m.Spec.VMIName).To(Equal("db"))
+		Expect(m.Labels).To(HaveKeyWithValue(onboard.MigrationLabel, string(vmi.UID)))
+		Expect(vmi.Labels).To(And(HaveKeyWithValue(mesh.InjectKey, "true"), HaveKeyWithValue(mesh.AppLabel, "db")))
+		Expect(vmi.Annotations).To(And(HaveKeyWithValue(mesh.InjectKey, "true"),
+			HaveKeyWithValue(mesh.RerouteAnnotation, mesh.KubeVirtMasqueradeBridge), Not(HaveKey(mesh.PinnedAnnotation))))
+		Expect(statusOf(ctx, ns, "db")()).To(inState(mesh.Onboarding))
+		Eventually(onboardingCount).WithArguments("started").Should(BeNumerically(">", startedBefore))
+		Eventually(eventReasons).WithArguments(ctx, ns, "VirtualMachine", "db").WithTimeout(converge).
+			Should(ContainElement(controllers.ReasonOnboardingStarted))
+
+		By("playing virt-controller: the migration succeeds into a pod with a ready proxy")
+		endMigration(ctx, &m, kubevirtv1.MigrationSucceeded)
+		Eventually(vmiNamed(ctx, ns, "db")).WithTimeout(converge).Should(HaveField("Annotations", And(
+			Not(HaveKey(mesh.OnboardingAnnotation)), HaveKeyWithValue(mesh.InjectKey, "true"))))
+		Eventually(statusOf(ctx, ns, "db")).WithTimeout(converge).Should(And(inState(mesh.Meshed), HaveField("Service", "db")))
+		Eventually(eventReasons).WithArguments(ctx, ns, "VirtualMachine", "db").WithTimeout(converge).
+			Should(ContainElement(controllers.ReasonOnboarded))
+		Eventually(onboardingCount).WithArguments("succeeded").Should(BeNumerically(">=", 1))
+		Consistently(onboardingMigrations).WithArguments(ctx, ns).WithTimeout(2*time.Second).Should(HaveLen(1), "no second migration")
+	})
+
+	It("onboard: at most --onboarding-concurrency (2) namespaces migrate at once, one VM each; a finished one frees its slot", func(ctx SpecContext) {
+		a, b, c := newNamespace(ctx), newNamespace(ctx), newNamespace(ctx)
+		for _, v := range []struct{ ns, name string }{{a, "a1"}, {a, "a2"}, {b, "b1"}, {c, "c1"}} {
+			vmi := legacyVM(ctx, v.ns, v.name)
+			DeferCleanup(func(ctx SpecContext) { // free the slots for later specs
+				Expect(client.IgnoreNotFound(adminClient.Delete(ctx, vmi))).To(Succeed())
+			})
+		}
+		for _, ns := range []string{a, b, c} {
+			setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "enabled", mesh.ExistingVMIsLabel: string(mesh.ExistingOnboard)})
+		}
+		limits := func(g Gomega) []kubevirtv1.VirtualMachineInstanceMigration {
+			ms, err := onboardingMigrations(ctx, a, b, c)
+			g.Expect(err).NotTo(HaveOccurred())
+			running := unfinished(ms)
+			g.Expect(len(running)).To(BeNumerically("<=", 2))
+			perNS := map[string]int{}
+			for _, m := range running {
+				perNS[m.Namespace]++
+			}
+			for ns, n := range perNS {
+				g.Expect(n).To(Equal(1), "namespace %s", ns)
+			}
+			return ms
+		}
+		Eventually(func(g Gomega) { g.Expect(limits(g)).To(HaveLen(2)) }).WithTimeout(converge).Should(Succeed())
+		Consistently(func(g Gomega) { g.Expect(limits(g)).To(HaveLen(2)) }).WithTimeout(3 * time.Second).Should(Succeed())
+
+		By("one finishes: the next starts, within the limits")
+		ms, err := onboardingMigrations(ctx, a, b, c)
+		Expect(err).NotTo(HaveOccurred())
+		endMigration(ctx, &ms[0], kubevirtv1.MigrationSucceeded)
+		Eventually(func(g Gomega) { g.Expect(limits(g)).To(HaveLen(3)) }).WithTimeout(converge).Should(Succeed())
+		Consistently(func(g Gomega) { g.Expect(unfinished(limits(g))).To(HaveLen(2)) }).WithTimeout(2 * time.Second).Should(Succeed())
+	})
+
+	It("onboard: a failed migration is retried after a backoff; after the last attempt the VMI is pinned again and reported", func(ctx SpecContext) {
+		ns := newNamespace(ctx)
+		legacyVM(ctx, ns, "db")
+		setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "enabled", mesh.ExistingVMIsLabel: string(mesh.ExistingOnboard)})
+		for attempt := 1; attempt <= mesh.MaxOnboardingAttempts; attempt++ {
+			By(fmt.Sprintf("attempt %d fails", attempt))
+			Eventually(onboardingMigrations).WithArguments(ctx, ns).WithTimeout(converge).Should(HaveLen(attempt))
+			vmi, err := vmiNamed(ctx, ns, "db")()
+			Expect(err).NotTo(HaveOccurred())
+			o, err := onboardingOf(vmi)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(o.Attempt).To(Equal(attempt))
+			m := &kubevirtv1.VirtualMachineInstanceMigration{}
+			Expect(adminClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: o.Migration}, m)).To(Succeed())
+			endMigration(ctx, m, kubevirtv1.MigrationFailed)
+			if attempt < mesh.MaxOnboardingAttempts {
+				Eventually(statusOf(ctx, ns, "db")).WithTimeout(converge).Should(And(inState(mesh.Onboarding),
+					HaveField("Reason", ContainSubstring("failed: target pod unschedulable"))))
+			}
+		}
+		Eventually(vmiNamed(ctx, ns, "db")).WithTimeout(converge).Should(And(pinnedVMI,
+			HaveField("Annotations", Not(HaveKey(mesh.OnboardingAnnotation)))))
+		Eventually(statusOf(ctx, ns, "db")).WithTimeout(converge).Should(And(inState(mesh.Pinned),
+			HaveField("Reason", ContainSubstring("onboarding it by live migration failed"))))
+		reasons, err := eventReasons(ctx, ns, "VirtualMachine", "db")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(reasons).To(ContainElements(controllers.ReasonOnboardingFailed, controllers.ReasonOnboardingAbandoned))
+		Eventually(onboardingCount).WithArguments("abandoned").Should(BeNumerically(">=", 1))
+		Consistently(onboardingMigrations).WithArguments(ctx, ns).WithTimeout(3*time.Second).
+			Should(HaveLen(mesh.MaxOnboardingAttempts), "an abandoned VMI is not onboarded again by itself")
+	})
+
+	It("onboard across a restart: a VMI updated but not yet migrating gets its migration, a running one no second", func(ctx SpecContext) {
+		ns := newNamespace(ctx)
+		vmi := legacyVM(ctx, ns, "db")
+		By("stopping virtmesh, then leaving the VMI as a virtmesh stopped between its two writes would")
+		Expect(mgr.stop(ctx)).To(Succeed())
+		mgr = nil
+		DeferCleanup(func() {
+			if mgr == nil {
+				mgr = startManager(managerConfig())
+			}
+		})
+		setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "enabled", mesh.ExistingVMIsLabel: string(mesh.ExistingOnboard)})
+		Expect(adminClient.Get(ctx, client.ObjectKeyFromObject(vmi), vmi)).To(Succeed())
+		nsLabels := map[string]string{"istio-injection": "enabled"}
+		onboard.Pin(vmi, time.Now())
+		Expect(onboard.Prepare(vmi, webhook.Env{Namespace: webhook.Namespace{Name: ns, Labels: nsLabels}}, mesh.DefaultConfig(), webhook.DefaultConfig(), 1, mesh.OnboardedByController, time.Now())).To(Succeed())
+		Expect(adminClient.Update(ctx, vmi)).To(Succeed())
+		o, err := onboardingOf(vmi)
+		Expect(err).NotTo(HaveOccurred())
+
+		mgr = startManager(managerConfig())
+		Eventually(onboardingMigrations).WithArguments(ctx, ns).WithTimeout(converge).Should(
+			ConsistOf(HaveField("Name", o.Migration)))
+
+		By("restarting virtmesh while the migration runs")
+		Expect(mgr.stop(ctx)).To(Succeed())
+		mgr = startManager(managerConfig())
+		Consistently(onboardingMigrations).WithArguments(ctx, ns).WithTimeout(3 * time.Second).Should(HaveLen(1))
+		ms, err := onboardingMigrations(ctx, ns)
+		Expect(err).NotTo(HaveOccurred())
+		endMigration(ctx, &ms[0], kubevirtv1.MigrationSucceeded)
+		Eventually(statusOf(ctx, ns, "db")).WithTimeout(converge).Should(inState(mesh.Meshed))
+	})
+})
