@@ -26,7 +26,7 @@ import (
 
 	"github.com/virtmesh/virtmesh/internal/mesh"
 	"github.com/virtmesh/virtmesh/internal/onboard"
-	"github.com/virtmesh/virtmesh/webhook"
+	vmwebhook "github.com/virtmesh/virtmesh/webhook"
 )
 
 // Pins and onboarding change a running VMI's labels and annotations (KubeVirt
@@ -153,7 +153,7 @@ func (r *ExistingReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 			fmt.Sprintf("virtmesh: label %s=%q is not pin, onboard or ignore; virtmesh uses --existing-vmis=%s here", mesh.ExistingVMIsLabel, bad, r.Policy))
 	}
 	if v := vmi.Annotations[mesh.OnboardingAnnotation]; v != "" {
-		return r.follow(ctx, vmi, ns, policy, v)
+		return r.follow(ctx, vmi, policy, v)
 	}
 	if onboard.PinnedByVirtmesh(vmi) && !r.inMeshUnpinned(vmi, ns) {
 		return r.unpin(ctx, vmi)
@@ -241,8 +241,8 @@ func (r *ExistingReconciler) start(ctx context.Context, cached *kubevirtv1.Virtu
 	orig := vmi.DeepCopy()
 	// Bridge is never onboarded (it cannot migrate), so the bridge policy
 	// does not matter here: the defaults are the webhook's.
-	env := webhook.Env{Namespace: webhook.Namespace{Name: ns.name, Labels: ns.labels}, VM: vm}
-	if err := onboard.Prepare(vmi, env, r.Mesh, webhook.DefaultConfig(), 1, mesh.OnboardedByController, r.Now()); err != nil {
+	env := vmwebhook.Env{Namespace: vmwebhook.Namespace{Name: ns.name, Labels: ns.labels}, VM: vm}
+	if err := onboard.Prepare(vmi, env, r.Mesh, vmwebhook.DefaultConfig(), 1, mesh.OnboardedByController, r.Now()); err != nil {
 		r.release(key)
 		r.warnOnce(key.String(), stateEventRef(vmi), ReasonCannotOnboard, "virtmesh cannot onboard VMI "+vmi.Name+": "+err.Error())
 		return reconcile.Result{}, nil
@@ -279,8 +279,8 @@ func (r *ExistingReconciler) migrate(ctx context.Context, vmi *kubevirtv1.Virtua
 }
 
 // follow reads the migration of the running onboarding and acts on its end.
-func (r *ExistingReconciler) follow(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, ns namespaceInfo,
-	policy mesh.ExistingVMIs, raw string) (reconcile.Result, error) {
+func (r *ExistingReconciler) follow(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, policy mesh.ExistingVMIs,
+	raw string) (reconcile.Result, error) {
 	key := client.ObjectKeyFromObject(vmi)
 	o, err := mesh.ParseOnboarding(raw)
 	if err != nil {
@@ -335,7 +335,7 @@ func (r *ExistingReconciler) follow(ctx context.Context, vmi *kubevirtv1.Virtual
 		return r.abandon(ctx, vmi, o, "its migration "+name+" does not exist and onboarding is not allowed here (policy "+string(policy)+")")
 	case err != nil:
 		return reconcile.Result{}, err
-	case string(m.Labels[onboard.MigrationLabel]) != string(vmi.UID):
+	case m.Labels[onboard.MigrationLabel] != string(vmi.UID):
 		return r.abandon(ctx, vmi, o, "migration "+name+" is not virtmesh's")
 	}
 	switch m.Status.Phase {

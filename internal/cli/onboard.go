@@ -21,7 +21,7 @@ import (
 	"github.com/virtmesh/virtmesh/internal/mesh"
 	"github.com/virtmesh/virtmesh/internal/onboard"
 	"github.com/virtmesh/virtmesh/internal/status"
-	"github.com/virtmesh/virtmesh/webhook"
+	vmwebhook "github.com/virtmesh/virtmesh/webhook"
 )
 
 // onboardable are the states onboard acts on: running outside the mesh in a
@@ -135,8 +135,8 @@ func onboardOne(ctx context.Context, c client.Client, vmi *kubevirtv1.VirtualMac
 		}
 	}
 	orig := vmi.DeepCopy()
-	env := webhook.Env{Namespace: webhook.Namespace{Name: ns.Name, Labels: ns.Labels}, VM: vm}
-	if err := onboard.Prepare(vmi, env, meshCfg, webhook.DefaultConfig(), 1, mesh.OnboardedByCLI, time.Now()); err != nil {
+	env := vmwebhook.Env{Namespace: vmwebhook.Namespace{Name: ns.Name, Labels: ns.Labels}, VM: vm}
+	if err := onboard.Prepare(vmi, env, meshCfg, vmwebhook.DefaultConfig(), 1, mesh.OnboardedByCLI, time.Now()); err != nil {
 		return err
 	}
 	o, err := mesh.ParseOnboarding(vmi.Annotations[mesh.OnboardingAnnotation])

@@ -27,7 +27,7 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/virtmesh/virtmesh/internal/mesh"
-	"github.com/virtmesh/virtmesh/webhook"
+	vmwebhook "github.com/virtmesh/virtmesh/webhook"
 )
 
 // MigrationLabel marks the VirtualMachineInstanceMigrations virtmesh creates
@@ -181,7 +181,7 @@ func Migration(vmi *kubevirtv1.VirtualMachineInstance, name string) *kubevirtv1.
 // everything in one update of labels and annotations. It refuses, saying
 // why, when the mutation would change the spec (a running VMI's spec cannot
 // change) or the VMI would not be in the mesh.
-func Prepare(vmi *kubevirtv1.VirtualMachineInstance, env webhook.Env, meshCfg mesh.Config, cfg webhook.Config,
+func Prepare(vmi *kubevirtv1.VirtualMachineInstance, env vmwebhook.Env, meshCfg mesh.Config, cfg vmwebhook.Config,
 	attempt int, by string, now time.Time) error {
 	if OwnerChose(vmi) {
 		return fmt.Errorf("its owner set %s themselves; virtmesh leaves it as it is", mesh.InjectKey)
@@ -191,7 +191,7 @@ func Prepare(vmi *kubevirtv1.VirtualMachineInstance, env webhook.Env, meshCfg me
 	}
 	out := vmi.DeepCopy()
 	Unpin(out)
-	res := webhook.MutateVMI(out, env, meshCfg, cfg)
+	res := vmwebhook.MutateVMI(out, env, meshCfg, cfg)
 	switch {
 	case res.Denied:
 		return fmt.Errorf("the webhook would refuse it: %s", res.Reason)

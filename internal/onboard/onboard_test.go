@@ -11,7 +11,7 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/virtmesh/virtmesh/internal/mesh"
-	"github.com/virtmesh/virtmesh/webhook"
+	vmwebhook "github.com/virtmesh/virtmesh/webhook"
 )
 
 var now = time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
@@ -39,7 +39,7 @@ func running(edits ...func(*kubevirtv1.VirtualMachineInstance)) *kubevirtv1.Virt
 }
 
 var (
-	enabled = webhook.Env{Namespace: webhook.Namespace{Name: "vms", Labels: map[string]string{mesh.NamespaceInjectionLabel: "enabled"}}}
+	enabled = vmwebhook.Env{Namespace: vmwebhook.Namespace{Name: "vms", Labels: map[string]string{mesh.NamespaceInjectionLabel: "enabled"}}}
 	pinned  = func(v *kubevirtv1.VirtualMachineInstance) { Pin(v, now) }
 )
 
@@ -124,7 +124,7 @@ func TestMigratable(t *testing.T) {
 func TestPrepareGivesTheWebhooksMetadataAndNothingElse(t *testing.T) {
 	vmi := running(pinned)
 	spec := vmi.Spec.DeepCopy()
-	if err := Prepare(vmi, enabled, mesh.DefaultConfig(), webhook.DefaultConfig(), 1, mesh.OnboardedByController, now); err != nil {
+	if err := Prepare(vmi, enabled, mesh.DefaultConfig(), vmwebhook.DefaultConfig(), 1, mesh.OnboardedByController, now); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]string{mesh.InjectKey: "true", mesh.AppLabel: "db"}
@@ -146,7 +146,7 @@ func TestPrepareGivesTheWebhooksMetadataAndNothingElse(t *testing.T) {
 	if !mesh.KubeVirtIstioOn(vmi) {
 		t.Error("KubeVirt's Istio networking would stay off")
 	}
-	if d := (webhook.MutateVMI(vmi.DeepCopy(), enabled, mesh.DefaultConfig(), webhook.DefaultConfig())); len(d.Changes) != 0 {
+	if d := (vmwebhook.MutateVMI(vmi.DeepCopy(), enabled, mesh.DefaultConfig(), vmwebhook.DefaultConfig())); len(d.Changes) != 0 {
 		t.Errorf("the webhook would still change %v: not the same rule", d.Changes)
 	}
 	if vmi.Spec.Domain.Devices.Interfaces[0].Masquerade == nil || len(vmi.Spec.Networks) != len(spec.Networks) {
@@ -157,7 +157,7 @@ func TestPrepareGivesTheWebhooksMetadataAndNothingElse(t *testing.T) {
 func TestPrepareRefuses(t *testing.T) {
 	for name, tc := range map[string]struct {
 		vmi *kubevirtv1.VirtualMachineInstance
-		env webhook.Env
+		env vmwebhook.Env
 		why string
 	}{
 		"owner's own value": {vmi: running(func(v *kubevirtv1.VirtualMachineInstance) { v.Labels[mesh.InjectKey] = "false" }),
@@ -165,11 +165,11 @@ func TestPrepareRefuses(t *testing.T) {
 		"bridge": {vmi: running(pinned, func(v *kubevirtv1.VirtualMachineInstance) {
 			v.Spec.Domain.Devices.Interfaces[0].InterfaceBindingMethod = kubevirtv1.InterfaceBindingMethod{Bridge: &kubevirtv1.InterfaceBridge{}}
 		}), env: enabled, why: "only a restart"},
-		"namespace not in the mesh": {vmi: running(pinned), env: webhook.Env{Namespace: webhook.Namespace{Name: "vms"}},
+		"namespace not in the mesh": {vmi: running(pinned), env: vmwebhook.Env{Namespace: vmwebhook.Namespace{Name: "vms"}},
 			why: "would not be in the mesh"},
 	} {
 		before := tc.vmi.DeepCopy()
-		err := Prepare(tc.vmi, tc.env, mesh.DefaultConfig(), webhook.DefaultConfig(), 1, mesh.OnboardedByCLI, now)
+		err := Prepare(tc.vmi, tc.env, mesh.DefaultConfig(), vmwebhook.DefaultConfig(), 1, mesh.OnboardedByCLI, now)
 		if err == nil || !strings.Contains(err.Error(), tc.why) {
 			t.Errorf("%s: got %v, want %q", name, err, tc.why)
 		}
@@ -181,7 +181,7 @@ func TestPrepareRefuses(t *testing.T) {
 
 func TestRepinUndoesInjectionAndPinsAgain(t *testing.T) {
 	vmi := running(pinned)
-	if err := Prepare(vmi, enabled, mesh.DefaultConfig(), webhook.DefaultConfig(), 1, mesh.OnboardedByController, now); err != nil {
+	if err := Prepare(vmi, enabled, mesh.DefaultConfig(), vmwebhook.DefaultConfig(), 1, mesh.OnboardedByController, now); err != nil {
 		t.Fatal(err)
 	}
 	Repin(vmi, now)
@@ -204,7 +204,9 @@ func TestMigrationNames(t *testing.T) {
 	if Ours(b, MigrationName(a, 1, now)) || !Ours(a, MigrationName(a, 3, now)) || Ours(a, "virtmesh-onboard-db") {
 		t.Fatal("a new VMI of the same name would follow an old VMI's migration, or a foreign name reads as ours")
 	}
-	long := running(func(v *kubevirtv1.VirtualMachineInstance) { v.Name = strings.Repeat("a", 23) + "-" + strings.Repeat("b", 200) })
+	long := running(func(v *kubevirtv1.VirtualMachineInstance) {
+		v.Name = strings.Repeat("a", 23) + "-" + strings.Repeat("b", 200)
+	})
 	if n := MigrationName(long, 3, now); len(n) > 63 || strings.Contains(n, "--") {
 		t.Fatalf("name %q (%d chars)", n, len(n))
 	}

@@ -18,7 +18,7 @@ import (
 	"github.com/virtmesh/virtmesh/internal/mesh"
 	"github.com/virtmesh/virtmesh/internal/onboard"
 	"github.com/virtmesh/virtmesh/internal/testkit"
-	"github.com/virtmesh/virtmesh/webhook"
+	vmwebhook "github.com/virtmesh/virtmesh/webhook"
 )
 
 // VMs that were running before their namespace joined the mesh. No
@@ -331,7 +331,7 @@ var _ = Describe("VMs running before their namespace joined the mesh", func() {
 		Expect(adminClient.Get(ctx, client.ObjectKeyFromObject(vmi), vmi)).To(Succeed())
 		nsLabels := map[string]string{"istio-injection": "enabled"}
 		onboard.Pin(vmi, time.Now())
-		Expect(onboard.Prepare(vmi, webhook.Env{Namespace: webhook.Namespace{Name: ns, Labels: nsLabels}}, mesh.DefaultConfig(), webhook.DefaultConfig(), 1, mesh.OnboardedByController, time.Now())).To(Succeed())
+		Expect(onboard.Prepare(vmi, vmwebhook.Env{Namespace: vmwebhook.Namespace{Name: ns, Labels: nsLabels}}, mesh.DefaultConfig(), vmwebhook.DefaultConfig(), 1, mesh.OnboardedByController, time.Now())).To(Succeed())
 		Expect(adminClient.Update(ctx, vmi)).To(Succeed())
 		o, err := onboardingOf(vmi)
 		Expect(err).NotTo(HaveOccurred())
