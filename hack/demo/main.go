@@ -97,8 +97,9 @@ func run(binary, root string, verbose bool) error {
 		return err
 	}
 	say("legacy-db keeps running outside the mesh, but its next live migration (a node drain) would give it a proxy")
-	say("KubeVirt does not serve, and it would drop out of its Service. virtmesh says so:")
-	if err := showStatus(ctx, cp.Config(), "legacy-db", mesh.NeedsRestart); err != nil {
+	say("KubeVirt does not serve, and it would drop out of its Service. virtmesh pins it out of the mesh at once,")
+	say("so its migrations keep it consistently outside:")
+	if err := showPin(ctx, cp.Config(), admin); err != nil {
 		return err
 	}
 	vm, err := createVM(ctx, cp)

@@ -71,8 +71,47 @@ func startLauncherPod(ctx context.Context, admin client.Client, vmi *kubevirtv1.
 		}
 		vmi.Status.Phase, vmi.Status.NodeName = kubevirtv1.Running, node
 		vmi.Status.ActivePods = map[types.UID]string{pod.UID: node}
+		// As virt-controller reports a masquerade VM on shared storage.
+		vmi.Status.Conditions = []kubevirtv1.VirtualMachineInstanceCondition{
+			{Type: kubevirtv1.VirtualMachineInstanceIsMigratable, Status: corev1.ConditionTrue}}
 		return admin.Update(ctx, vmi)
 	})
+}
+
+// showPin shows the running VMI virtmesh pinned, and what onboarding it
+// would do.
+func showPin(ctx context.Context, cfg *rest.Config, admin client.Client) error {
+	vmi := &kubevirtv1.VirtualMachineInstance{}
+	err := waitFor(ctx, func() error {
+		if err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "legacy-db"}, vmi); err != nil {
+			return err
+		}
+		if vmi.Annotations[mesh.PinnedAnnotation] == "" {
+			return fmt.Errorf("legacy-db is not pinned yet")
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	say("$ kubectl get vmi legacy-db -n %s -o jsonpath='{.metadata.labels.sidecar\\.istio\\.io/inject}'", ns)
+	say("%s", vmi.Labels[mesh.InjectKey])
+	if err := showStatus(ctx, cfg, "legacy-db", mesh.Pinned); err != nil {
+		return err
+	}
+	say("To bring it in without a restart, its owner (or virtmesh, with virtmesh.io/existing-vmis=onboard on the")
+	say("namespace) gives it the mesh metadata and live-migrates it:")
+	var out, errOut bytes.Buffer
+	code := cli.Main(ctx, []string{"onboard", "legacy-db", "-n", ns, "--dry-run"}, cli.Env{Stdout: &out, Stderr: &errOut, RESTConfig: cfg, Namespace: ns})
+	if code != cli.ExitOK {
+		return fmt.Errorf("kubectl virtmesh onboard --dry-run: exit %d: %s%s", code, out.String(), errOut.String())
+	}
+	say("$ kubectl virtmesh onboard legacy-db -n %s --dry-run", ns)
+	for _, line := range strings.Split(strings.TrimRight(out.String(), "\n"), "\n") {
+		say("%s", line)
+	}
+	say("(no migration runs here: this control plane has no KubeVirt)")
+	return nil
 }
 
 // setProxyReady plays kubelet: the pod runs; its istio-proxy (if any) is
