@@ -25,6 +25,8 @@ REGISTRY ?= ghcr.io/virtmesh
 TAG ?= $(VERSION)
 IMAGE ?= $(REGISTRY)/virtmesh:$(TAG)
 IMAGE_BUILDER ?= docker
+# The engine that builds the Dockerfile: podman when its socket answers, else docker.
+OCI_BIN ?= $(shell if command -v podman >/dev/null 2>&1 && podman ps >/dev/null 2>&1; then echo podman; else echo docker; fi)
 
 # Packages with unit tests: everything except the suites under tests/.
 UNIT_PKGS = $(shell go list ./... | grep -v '/tests/')
@@ -138,9 +140,11 @@ plugin-dist: ## Build the kubectl plugin's release archives (_out/kubectl-virtme
 image: ## Build the image $(IMAGE) (IMAGE_BUILDER=docker|ko; ko writes _out/virtmesh-$(TAG).tar).
 ifeq ($(IMAGE_BUILDER),ko)
 	mkdir -p _out
-	KO_DOCKER_REPO=$(REGISTRY)/virtmesh VERSION=$(VERSION) $$(hack/tools.sh ko) build --bare --tags $(TAG) --push=false --tarball=_out/virtmesh-$(TAG).tar ./cmd/virtmesh
+	# A tarball holds one image, not a multi-platform index: this machine's platform.
+	KO_DOCKER_REPO=$(REGISTRY)/virtmesh VERSION=$(VERSION) $$(hack/tools.sh ko) build --bare --tags $(TAG) --push=false \
+		--platform=linux/$$(go env GOARCH) --tarball=_out/virtmesh-$(TAG).tar ./cmd/virtmesh
 else
-	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+	$(OCI_BIN) build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 endif
 
 .PHONY: push
@@ -148,7 +152,7 @@ push: ## Push $(IMAGE) (with ko: build and push in one step).
 ifeq ($(IMAGE_BUILDER),ko)
 	KO_DOCKER_REPO=$(REGISTRY)/virtmesh VERSION=$(VERSION) $$(hack/tools.sh ko) build --bare --tags $(TAG) ./cmd/virtmesh
 else
-	docker push $(IMAGE)
+	$(OCI_BIN) push $(IMAGE)
 endif
 
 .PHONY: demo
@@ -174,8 +178,8 @@ cluster-sync: ## Build and push the image to the cluster registry, deploy manife
 	kubevirtci/sync.sh
 
 .PHONY: functest
-functest: ## Run the functional suite (tests/functional) on the kubevirtci cluster.
-	kubevirtci/functest.sh
+functest: ## Run the functional suite (tests/functional) on the kubevirtci cluster (FUNCTEST_ARGS: ginkgo flags, e.g. --label-filter='!migration').
+	kubevirtci/functest.sh $(FUNCTEST_ARGS)
 
 .PHONY: functest-dry-run
 functest-dry-run: ## List the functional specs without a cluster (ginkgo --dry-run).

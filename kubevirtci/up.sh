@@ -6,6 +6,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/config.sh"
 
 kubevirtci::install
+kubevirtci::require_provider
 log "starting ${KUBEVIRT_PROVIDER} with ${KUBEVIRT_NUM_NODES} nodes, Istio=${KUBEVIRT_DEPLOY_ISTIO}, CNAO=${KUBEVIRT_WITH_CNAO}"
 make -C "${KUBEVIRTCI_CHECKOUT}" cluster-up
 
@@ -14,6 +15,15 @@ log "deploying KubeVirt ${KUBEVIRT_VERSION}"
 kubevirtci::kubectl apply -f "${release}/kubevirt-operator.yaml"
 kubevirtci::kubectl wait crd/kubevirts.kubevirt.io --for condition=Established --timeout=2m
 kubevirtci::kubectl apply -f "${release}/kubevirt-cr.yaml"
+# KubeVirt v1.9 turns its ImageVolume gate on by default, but Kubernetes'
+# ImageVolume is off before 1.35: containerDisk VMs would not start. KubeVirt's
+# own CI disables the gate there.
+minor="$(kubevirtci::k8s_minor || true)"
+if [ -n "${minor}" ] && [ "${minor}" -lt 35 ]; then
+  log "Kubernetes 1.${minor} (before 1.35): disabling KubeVirt's ImageVolume feature gate"
+  kubevirtci::kubectl -n kubevirt patch kubevirt kubevirt --type merge \
+    -p '{"spec":{"configuration":{"developerConfiguration":{"disabledFeatureGates":["ImageVolume"]}}}}'
+fi
 # kubevirtci's nodes are VMs: their VMs need nested virtualization on this
 # host. Without it, let KubeVirt emulate.
 nested_kvm() {

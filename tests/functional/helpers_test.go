@@ -34,9 +34,15 @@ var (
 )
 
 const (
-	guestPort   = 8080
-	curlImage   = "docker.io/curlimages/curl:8.11.1"
-	fedoraImage = "quay.io/containerdisks/fedora:41"
+	guestPort = 8080
+	// kubevirtVersion is the KubeVirt the cluster runs (kubevirtci/config.sh):
+	// its test images carry the same tag.
+	kubevirtVersion = "v1.9.0"
+	// clientImage has curl: the utility image KubeVirt's own network jobs
+	// run curl in (quay.io, not Docker Hub's anonymous rate limits).
+	clientImage = "quay.io/kubevirt/vm-killer:" + kubevirtVersion
+	// alpineImage is the container disk KubeVirt's Istio suite boots.
+	alpineImage = "quay.io/kubevirt/alpine-with-test-tooling-container-disk:" + kubevirtVersion
 	vmStartup   = 8 * time.Minute
 )
 
@@ -58,51 +64,67 @@ func meshNamespace(ctx context.Context) string {
 	return newNamespace(ctx, map[string]string{"istio-injection": "enabled"})
 }
 
+// fetchAnnotation on a guestVM (the VM object only) names the URL its guest
+// fetches in a loop; startVM starts the loop.
+const fetchAnnotation = "e2e.virtmesh.io/fetch"
+
 // guestVM is seed 004's VM as a VM owner writes it, with no Istio step (no
-// annotation, no binding, no app label), booting a Fedora kubevirtci can run.
-// Its guest serves HTTP on port 8080 (files in /srv) and, if fetch is set,
-// fetches that URL every 2 seconds into /srv/outbound.txt, so a spec can read
-// what the guest reached.
+// annotation, no binding, no app label), booting KubeVirt's own Alpine test
+// image (the one KubeVirt's Istio suite boots). startVM logs in on its serial
+// console and starts an HTTP server on port 8080 serving "hello from <name>"
+// (files in /srv) and, if fetch is set, a loop fetching that URL every 2
+// seconds into /srv/outbound.txt, so a spec can read what the guest reached.
 func guestVM(name, fetch string) *kubevirtv1.VirtualMachine {
-	userData := "#cloud-config\npassword: fedora\nchpasswd: { expire: False }\nruncmd:\n" +
-		"  - mkdir -p /srv && echo hello from " + name + " > /srv/index.html\n" +
-		"  - cd /srv && nohup python3 -m http.server 8080 >/dev/null 2>&1 &\n"
-	if fetch != "" {
-		userData += "  - nohup sh -c 'while true; do curl -s -m 5 -o /srv/outbound.tmp " + fetch +
-			" && mv /srv/outbound.tmp /srv/outbound.txt; sleep 2; done' >/dev/null 2>&1 &\n"
-	}
-	// Repeated, so a console attached late still sees it.
-	userData += "  - nohup sh -c 'while true; do echo virtmesh-guest-ready > /dev/console; sleep 10; done' >/dev/null 2>&1 &\n"
 	vm := testkit.SeedVM("")
 	vm.Name = name
+	if fetch != "" {
+		vm.Annotations = map[string]string{fetchAnnotation: fetch}
+	}
 	spec := &vm.Spec.Template.Spec
 	// No binding: KubeVirt's default, which virtmesh must turn into masquerade.
 	spec.Domain.Devices.Interfaces = []kubevirtv1.Interface{{Name: "default", Ports: []kubevirtv1.Port{{Name: "http", Port: guestPort}}}}
-	spec.Domain.Resources.Requests[corev1.ResourceMemory] = resource.MustParse("1Gi")
+	spec.Domain.Resources.Requests[corev1.ResourceMemory] = resource.MustParse("256Mi")
 	// startVM waits for the guest on its console, not for a readiness probe.
 	spec.ReadinessProbe = nil
-	spec.Volumes[0].ContainerDisk.Image = fedoraImage
-	spec.Volumes[1].CloudInitNoCloud.UserData = userData
+	spec.Volumes[0].ContainerDisk.Image = alpineImage
+	// As KubeVirt's Istio suite: the guest is driven over the console.
+	spec.Volumes[1].CloudInitNoCloud.UserData = "#cloud-config\nssh_pwauth: true\n"
 	return vm
 }
 
+// guestCommands are what startVM runs in a guestVM's shell.
+func guestCommands(vm *kubevirtv1.VirtualMachine) []string {
+	cmds := []string{
+		"mkdir -p /srv && cd /srv && echo 'hello from " + vm.Name + "' > index.html",
+		fmt.Sprintf("nohup python3 -m http.server %d --bind 0.0.0.0 >/dev/null 2>&1 &", guestPort),
+	}
+	if fetch := vm.Annotations[fetchAnnotation]; fetch != "" {
+		cmds = append(cmds, "nohup sh -c 'while true; do curl -s -m 5 -o /srv/outbound.tmp "+fetch+
+			" && mv /srv/outbound.tmp /srv/outbound.txt; sleep 2; done' >/dev/null 2>&1 &")
+	}
+	return cmds
+}
+
 // startVM creates vm in ns and waits until its VMI runs, its launcher pod is
-// ready in every container, and the guest has booted.
+// ready in every container, and the guest serves (see guestVM).
 func startVM(ctx context.Context, ns string, vm *kubevirtv1.VirtualMachine) (*kubevirtv1.VirtualMachine, *corev1.Pod) {
 	GinkgoHelper()
 	created, err := virtClient.VirtualMachine(ns).Create(ctx, vm, createOptions)
 	Expect(err).NotTo(HaveOccurred())
 	pod := waitLauncherReady(ctx, ns, vm.Name)
-	waitConsole(ns, vm.Name, regexp.MustCompile("virtmesh-guest-ready"), vmStartup)
+	consoleRun(ns, vm.Name, vmStartup, guestCommands(vm)...)
 	return created, pod
 }
 
 // launcherPods are the running virt-launcher pods of a VMI.
-func launcherPods(ctx context.Context, ns, vmi string) []corev1.Pod {
-	GinkgoHelper()
+// (An error, not a failed assertion: it is read in polls, where a passing
+// API error must not fail the spec.)
+func launcherPods(ctx context.Context, ns, vmi string) ([]corev1.Pod, error) {
 	pods, err := k8s.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "kubevirt.io=virt-launcher,vmi.kubevirt.io/id=" + vmi})
-	Expect(err).NotTo(HaveOccurred())
-	return pods.Items
+	if err != nil {
+		return nil, err
+	}
+	return pods.Items, nil
 }
 
 // waitLauncherReady waits for the VMI to run and returns its launcher pod once
@@ -115,7 +137,9 @@ func waitLauncherReady(ctx context.Context, ns, vmi string) *corev1.Pod {
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(v.Status.Phase).To(Equal(kubevirtv1.Running))
 		var running []corev1.Pod
-		for _, p := range launcherPods(ctx, ns, vmi) {
+		pods, err := launcherPods(ctx, ns, vmi)
+		g.Expect(err).NotTo(HaveOccurred())
+		for _, p := range pods {
 			if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
 				running = append(running, p)
 			}
@@ -157,8 +181,18 @@ func (c *consoleBuffer) String() string {
 	return c.buf.String()
 }
 
-// waitConsole reads the VMI's serial console (kubecli) until pattern shows.
-func waitConsole(ns, vmi string, pattern *regexp.Regexp, timeout time.Duration) {
+// Shell prompts of the Alpine test image's root shell, and its login prompt.
+var (
+	promptRE = regexp.MustCompile(`# $`)
+	loginRE  = regexp.MustCompile(`login: $`)
+	statusRE = regexp.MustCompile(`\n(\d+)\r?\n[^\n]*# $`)
+)
+
+// consoleRun logs in as root on the VMI's serial console (kubecli), as
+// KubeVirt's console.LoginToAlpine does (its Alpine test image has no root
+// password), then runs each command, checking it exits 0 (console.RunCommand).
+// Login waits up to boot; each command up to a minute.
+func consoleRun(ns, vmi string, boot time.Duration, cmds ...string) {
 	GinkgoHelper()
 	var stream kvcorev1.StreamInterface
 	Eventually(func() error {
@@ -168,13 +202,40 @@ func waitConsole(ns, vmi string, pattern *regexp.Regexp, timeout time.Duration) 
 	}).WithTimeout(2 * time.Minute).WithPolling(5 * time.Second).Should(Succeed())
 	out := &consoleBuffer{}
 	inR, inW := io.Pipe()
-	done := make(chan error, 1)
-	go func() { done <- stream.Stream(kvcorev1.StreamOptions{In: inR, Out: out}) }()
+	go func() { _ = stream.Stream(kvcorev1.StreamOptions{In: inR, Out: out}) }()
 	defer func() { _ = inW.Close(); _ = stream.AsConn().Close() }()
-	// A newline wakes a console that already printed its marker.
-	_, _ = inW.Write([]byte("\n"))
-	Eventually(func() string { return out.String() }).WithTimeout(timeout).WithPolling(2*time.Second).
-		Should(MatchRegexp(pattern.String()), "console of %s/%s", ns, vmi)
+	send := func(s string) { _, _ = inW.Write([]byte(s)) }
+	// tail is what the console printed since mark.
+	tail := func(mark int) string { return out.String()[mark:] }
+	expect := func(mark int, re *regexp.Regexp, timeout time.Duration, what string) string {
+		GinkgoHelper()
+		var got string
+		Eventually(func() bool { got = tail(mark); return re.MatchString(got) }).WithTimeout(timeout).WithPolling(time.Second).
+			Should(BeTrue(), "console of %s/%s: waiting for %s; it printed:\n%s", ns, vmi, what, out.String())
+		return got
+	}
+
+	// A newline shows the login prompt, or the prompt of a shell already open.
+	mark := len(out.String())
+	Eventually(func() bool {
+		send("\n")
+		t := tail(mark)
+		return loginRE.MatchString(t) || promptRE.MatchString(t)
+	}).WithTimeout(boot).WithPolling(10*time.Second).Should(BeTrue(), "console of %s/%s: no login prompt:\n%s", ns, vmi, out.String())
+	if !promptRE.MatchString(tail(mark)) {
+		mark = len(out.String())
+		send("root\n")
+		expect(mark, promptRE, time.Minute, "the root prompt after login")
+	}
+	for _, cmd := range cmds {
+		mark = len(out.String())
+		send(cmd + "\n")
+		expect(mark, promptRE, time.Minute, "the prompt after "+cmd)
+		mark = len(out.String())
+		send("echo $?\n")
+		got := expect(mark, statusRE, time.Minute, "the exit status of "+cmd)
+		Expect(statusRE.FindStringSubmatch(got)[1]).To(Equal("0"), "console of %s/%s: %s failed", ns, vmi, cmd)
+	}
 }
 
 // clientPod starts a pod with curl in ns, in the mesh or not, and waits until
@@ -185,7 +246,7 @@ func clientPod(ctx context.Context, ns string, meshed bool) *corev1.Pod {
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "curl-", Labels: map[string]string{
 			"app": "curl", mesh.InjectKey: fmt.Sprint(meshed)}},
 		Spec: corev1.PodSpec{
-			Containers: []corev1.Container{{Name: "curl", Image: curlImage, Command: []string{"sleep", "365d"}}},
+			Containers: []corev1.Container{{Name: "curl", Image: clientImage, Command: []string{"sleep", "365d"}}},
 		},
 	}
 	created, err := k8s.CoreV1().Pods(ns).Create(ctx, pod, createOptions)

@@ -9,7 +9,6 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	kubevirtv1 "kubevirt.io/api/core/v1"
@@ -82,7 +81,7 @@ var _ = Describe("The mesh state of a VM", Label("mesh", "state"), func() {
 
 		By("restarting it: the webhook meshes the new VMI")
 		Expect(virtClient.VirtualMachine(ns).Restart(ctx, vm.Name, &kubevirtv1.RestartOptions{})).To(Succeed())
-		Eventually(func() []corev1.Pod { return launcherPods(ctx, ns, vm.Name) }).WithContext(ctx).WithTimeout(5 * time.Minute).
+		Eventually(launcherPods).WithArguments(ctx, ns, vm.Name).WithContext(ctx).WithTimeout(5 * time.Minute).
 			ShouldNot(ContainElement(HaveField("UID", pod.UID)))
 		restarted := waitLauncherReady(ctx, ns, vm.Name)
 		Expect(hasProxy(restarted)).To(BeTrue())
