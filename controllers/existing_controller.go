@@ -43,6 +43,7 @@ const (
 	ReasonOnboarded           = "Onboarded"
 	ReasonOnboardingFailed    = "OnboardingFailed"
 	ReasonOnboardingAbandoned = "OnboardingAbandoned"
+	ReasonOnboardedNoProxy    = "OnboardedWithoutProxy"
 	ReasonCannotOnboard       = "CannotOnboard"
 	ReasonExistingVMIsLabel   = "InvalidExistingVMIsLabel"
 )
@@ -55,7 +56,8 @@ const onboardingPoll = 15 * time.Second
 var onboardingTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "virtmesh_onboarding_total",
 	Help: "Onboardings of VMIs that were running before their namespace joined the mesh, by result: started (a migration was " +
-		"created), succeeded, failed (the migration failed; retried after a backoff), abandoned (pinned out of the mesh again " +
+		"created), succeeded, noproxy (the migration succeeded but the new pod has no istio-proxy), failed (the migration failed or " +
+		"was refused; retried after a backoff), abandoned (pinned out of the mesh again " +
 		"after the last attempt, or when onboarding was no longer allowed).",
 }, []string{"result"})
 
@@ -99,12 +101,20 @@ func NewExistingReconciler(mgr ctrl.Manager, meshCfg mesh.Config, cfg Config, st
 // waiting after a failure), to count them.
 const onboardingIndex = "virtmesh.onboarding"
 
+// onboardingRunning indexes a VMI as onboarding only when virtmesh would act
+// on its annotation: it parses, names one of this VMI's onboarding
+// migrations, waits for no retry, and the VMI still runs. An annotation
+// anyone wrote otherwise takes no slot.
 func onboardingRunning(o client.Object) []string {
-	v := o.GetAnnotations()[mesh.OnboardingAnnotation]
+	vmi, ok := o.(*kubevirtv1.VirtualMachineInstance)
+	if !ok || vmi.DeletionTimestamp != nil || vmi.IsFinal() {
+		return nil
+	}
+	v := vmi.Annotations[mesh.OnboardingAnnotation]
 	if v == "" {
 		return nil
 	}
-	if s, err := mesh.ParseOnboarding(v); err == nil && s.RetryAfter == nil {
+	if s, err := mesh.ParseOnboarding(v); err == nil && s.RetryAfter == nil && onboard.Ours(vmi, s.Migration) {
 		return []string{"running"}
 	}
 	return nil
@@ -172,7 +182,9 @@ func (r *ExistingReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	return reconcile.Result{}, nil
 }
 
-// inMeshUnpinned: without virtmesh's pin, the mesh rules would put vmi in the mesh.
+// inMeshUnpinned: without virtmesh's pin, the mesh rules would put vmi in the
+// mesh, or virtmesh's configuration now excludes its namespace (virtmesh
+// changes nothing there, and Istio may still inject: the pin stays).
 func (r *ExistingReconciler) inMeshUnpinned(vmi *kubevirtv1.VirtualMachineInstance, ns namespaceInfo) bool {
 	labels := make(map[string]string, len(vmi.Labels))
 	for k, v := range vmi.Labels {
@@ -180,7 +192,8 @@ func (r *ExistingReconciler) inMeshUnpinned(vmi *kubevirtv1.VirtualMachineInstan
 			labels[k] = v
 		}
 	}
-	return mesh.Decide(vmi.Namespace, ns.labels, labels, vmi.Annotations, r.Mesh).InMesh
+	d := mesh.Decide(vmi.Namespace, ns.labels, labels, vmi.Annotations, r.Mesh)
+	return d.InMesh || d.Excluded()
 }
 
 func (r *ExistingReconciler) pin(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance) (reconcile.Result, error) {
@@ -218,9 +231,16 @@ func (r *ExistingReconciler) unpin(ctx context.Context, vmi *kubevirtv1.VirtualM
 // its metadata (the webhook's mutation; the pin goes), then the migration.
 func (r *ExistingReconciler) start(ctx context.Context, cached *kubevirtv1.VirtualMachineInstance, ns namespaceInfo) (reconcile.Result, error) {
 	key := client.ObjectKeyFromObject(cached)
-	if ok, _, why := onboard.Migratable(cached); !ok {
-		r.warnOnce(key.String(), stateEventRef(cached), ReasonCannotOnboard, "virtmesh cannot onboard VMI "+cached.Name+" now: "+why)
-		return reconcile.Result{}, nil
+	if ok, restartOnly, why, err := r.canMigrateNow(ctx, cached); err != nil {
+		return reconcile.Result{}, err
+	} else if !ok {
+		if restartOnly {
+			r.warnOnce(key.String(), stateEventRef(cached), ReasonCannotOnboard, "virtmesh cannot onboard VMI "+cached.Name+": "+why)
+			return reconcile.Result{}, nil
+		}
+		r.warnOnce(key.String(), stateEventRef(cached), ReasonCannotOnboard, "virtmesh cannot onboard VMI "+cached.Name+" now: "+why+
+			"; it tries again when that changes")
+		return reconcile.Result{RequeueAfter: onboardingPoll}, nil
 	}
 	free, err := r.reserve(ctx, key)
 	if err != nil || !free {
@@ -255,18 +275,43 @@ func (r *ExistingReconciler) start(ctx context.Context, cached *kubevirtv1.Virtu
 	if err != nil {
 		return reconcile.Result{}, err // Prepare wrote it: cannot happen
 	}
-	return r.migrate(ctx, vmi, o)
+	return r.migrate(ctx, vmi, o, mesh.ExistingOnboard)
+}
+
+// canMigrateNow is onboard.Migratable, and also false while a launcher pod
+// other than the active one runs: the target of a migration KubeVirt has not
+// recorded on the VMI yet, rendered from the VMI's metadata before the
+// onboarding changed it.
+func (r *ExistingReconciler) canMigrateNow(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance) (ok, restartOnly bool, why string, err error) {
+	if ok, restartOnly, why = onboard.Migratable(vmi); !ok {
+		return ok, restartOnly, why, nil
+	}
+	pods, err := r.States.launcherPods(ctx, vmi)
+	if err != nil {
+		return false, false, "", err
+	}
+	if p := onboard.TargetPodPending(vmi, pods); p != "" {
+		return false, false, "a live migration of it is starting (target launcher pod " + p + ")", nil
+	}
+	return true, false, "", nil
 }
 
 // migrate creates the migration of an onboarding attempt, named as the VMI's
 // annotation records (again after a restart, so never a second one).
-func (r *ExistingReconciler) migrate(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, o mesh.OnboardingStatus) (reconcile.Result, error) {
+func (r *ExistingReconciler) migrate(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, o mesh.OnboardingStatus,
+	policy mesh.ExistingVMIs) (reconcile.Result, error) {
 	m := onboard.Migration(vmi, o.Migration)
 	attempt := o.Attempt
 	switch err := r.Client.Create(ctx, m); {
 	case apierrors.IsAlreadyExists(err):
 		return reconcile.Result{RequeueAfter: onboardingPoll}, nil
+	case refused(err):
+		// KubeVirt's admission (another migration runs, the VMI cannot
+		// migrate now, a quota) or RBAC said no: a failed attempt, not a
+		// retry every few seconds.
+		return r.attemptFailed(ctx, vmi, o, policy, "the API server refused to create it: "+err.Error())
 	case err != nil:
+		r.release(client.ObjectKeyFromObject(vmi))
 		return reconcile.Result{}, fmt.Errorf("creating migration %s/%s: %w", m.Namespace, m.Name, err)
 	}
 	onboardingTotal.WithLabelValues("started").Inc()
@@ -288,19 +333,34 @@ func (r *ExistingReconciler) follow(ctx context.Context, vmi *kubevirtv1.Virtual
 		r.warnOnce(key.String(), stateEventRef(vmi), ReasonCannotOnboard, "virtmesh: VMI "+vmi.Name+": "+err.Error())
 		return reconcile.Result{}, nil
 	}
+	name := o.Migration
+	if !onboard.Ours(vmi, name) {
+		r.warnOnce(key.String(), stateEventRef(vmi), ReasonCannotOnboard, fmt.Sprintf("virtmesh: VMI %s: annotation %s names migration %q, "+
+			"which virtmesh would not have created for this VMI; virtmesh leaves it alone", vmi.Name, mesh.OnboardingAnnotation, name))
+		return reconcile.Result{}, nil
+	}
+	// In the mesh already, by this attempt's migration or any other since
+	// the VMI got the mesh metadata (a node drain's): done.
+	st, err := r.States.stateOf(ctx, vmi)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if st.State == mesh.Meshed || st.State == mesh.Starting {
+		return r.finish(ctx, vmi, "its launcher pod now has an istio-proxy KubeVirt serves")
+	}
 	now := r.Now()
 	if o.RetryAfter != nil {
 		if wait := o.RetryAfter.Sub(now); wait > 0 {
 			return reconcile.Result{RequeueAfter: wait}, nil
 		}
-		ok, _, why := onboard.Migratable(vmi)
 		switch {
 		case policy != mesh.ExistingOnboard:
 			return r.abandon(ctx, vmi, o, "onboarding is not allowed here (policy "+string(policy)+")")
 		case o.Attempt >= mesh.MaxOnboardingAttempts:
 			return r.abandon(ctx, vmi, o, fmt.Sprintf("%d attempts failed", o.Attempt))
-		case !ok:
-			return r.abandon(ctx, vmi, o, why)
+		}
+		if res, done, err := r.migratableOrWait(ctx, vmi, o); done {
+			return res, err
 		}
 		if free, err := r.reserve(ctx, key); err != nil || !free {
 			return reconcile.Result{RequeueAfter: onboardingPoll}, err
@@ -310,27 +370,25 @@ func (r *ExistingReconciler) follow(ctx context.Context, vmi *kubevirtv1.Virtual
 			r.release(key)
 			return requeueOnConflict(err)
 		}
-		return r.migrate(ctx, vmi, next)
+		return r.migrate(ctx, vmi, next, policy)
 	}
 
-	name := o.Migration
-	if !onboard.Ours(vmi, name) {
-		r.warnOnce(key.String(), stateEventRef(vmi), ReasonCannotOnboard, fmt.Sprintf("virtmesh: VMI %s: annotation %s names migration %q, "+
-			"which virtmesh would not have created for this VMI; virtmesh leaves it alone", vmi.Name, mesh.OnboardingAnnotation, name))
-		return reconcile.Result{}, nil
-	}
 	m := &kubevirtv1.VirtualMachineInstanceMigration{}
 	switch err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: vmi.Namespace, Name: name}, m); {
 	case apierrors.IsNotFound(err):
-		// Its creation was cut short (a restart), or someone deleted it.
+		// Its creation was cut short (a restart), refused, or someone
+		// deleted it.
 		switch {
+		case o.By == mesh.OnboardedByCLI && onboard.StartedRecently(o, now):
+			return reconcile.Result{RequeueAfter: onboardingPoll}, nil // kubectl virtmesh creates it right after the update
 		case policy == mesh.ExistingOnboard:
+			if res, done, err := r.migratableOrWait(ctx, vmi, o); done {
+				return res, err
+			}
 			if free, err := r.reserve(ctx, key); err != nil || !free {
 				return reconcile.Result{RequeueAfter: onboardingPoll}, err
 			}
-			return r.migrate(ctx, vmi, o)
-		case o.By == mesh.OnboardedByCLI && now.Sub(o.Started.Time) < time.Minute:
-			return reconcile.Result{RequeueAfter: onboardingPoll}, nil // kubectl virtmesh creates it right after the update
+			return r.migrate(ctx, vmi, o, policy)
 		}
 		return r.abandon(ctx, vmi, o, "its migration "+name+" does not exist and onboarding is not allowed here (policy "+string(policy)+")")
 	case err != nil:
@@ -340,37 +398,100 @@ func (r *ExistingReconciler) follow(ctx context.Context, vmi *kubevirtv1.Virtual
 	}
 	switch m.Status.Phase {
 	case kubevirtv1.MigrationSucceeded:
+		// The pod cache may not show the new pod yet: give it a moment.
+		if ended := migrationEnd(m, o); now.Sub(ended) < onboardingProxyGrace {
+			return reconcile.Result{RequeueAfter: onboardingProxyGrace / 6}, nil
+		}
 		r.release(key)
 		orig := vmi.DeepCopy()
 		onboard.Finish(vmi)
 		if err := r.Client.Patch(ctx, vmi, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 			return requeueOnConflict(fmt.Errorf("ending the onboarding of VMI %s/%s: %w", vmi.Namespace, vmi.Name, err))
 		}
-		onboardingTotal.WithLabelValues("succeeded").Inc()
-		r.Recorder.Eventf(stateEventRef(vmi), corev1.EventTypeNormal, ReasonOnboarded,
-			"virtmesh: live migration %s moved VMI %s into a pod with an istio-proxy: it is in the mesh (kubectl virtmesh status shows its state)", name, vmi.Name)
+		onboardingTotal.WithLabelValues("noproxy").Inc()
+		r.Recorder.Eventf(stateEventRef(vmi), corev1.EventTypeWarning, ReasonOnboardedNoProxy,
+			"virtmesh: live migration %s moved VMI %s into a new launcher pod, but that pod has no istio-proxy (%s): the VM is not "+
+				"in the mesh, and KubeVirt keeps inbound connections for the proxy. Next: %s", name, vmi.Name, st.Reason, st.NextStep)
 		return reconcile.Result{}, nil
 	case kubevirtv1.MigrationFailed:
-		r.release(key)
-		why := migrationFailure(m)
-		if o.Attempt >= mesh.MaxOnboardingAttempts || policy != mesh.ExistingOnboard {
-			onboardingTotal.WithLabelValues("failed").Inc()
-			return r.abandon(ctx, vmi, o, fmt.Sprintf("migration %s failed (%s)", name, why))
-		}
-		o.RetryAfter = &metav1.Time{Time: now.Add(onboard.Backoff(r.RetryDelay, o.Attempt)).UTC().Truncate(time.Second)}
-		o.LastFailure = why
-		if err := r.setOnboarding(ctx, vmi, o); err != nil {
-			return requeueOnConflict(err)
-		}
-		onboardingTotal.WithLabelValues("failed").Inc()
-		r.Recorder.Eventf(stateEventRef(vmi), corev1.EventTypeWarning, ReasonOnboardingFailed,
-			"virtmesh: live migration %s of VMI %s failed (%s). The VMI keeps the mesh metadata, which is harmless while its pod has "+
-				"no proxy; virtmesh tries again after %s (attempt %d of %d next)", name, vmi.Name, why, o.RetryAfter.Format(time.RFC3339),
-			o.Attempt+1, mesh.MaxOnboardingAttempts)
-		return reconcile.Result{RequeueAfter: o.RetryAfter.Sub(now)}, nil
+		return r.attemptFailed(ctx, vmi, o, policy, migrationFailure(m))
 	}
 	r.keep(key)
 	return reconcile.Result{RequeueAfter: onboardingPoll}, nil
+}
+
+// onboardingProxyGrace is how long after its migration succeeded virtmesh
+// waits to see the new launcher pod's proxy before it says there is none.
+const onboardingProxyGrace = 30 * time.Second
+
+// migrationEnd is when m ended, as KubeVirt recorded it (else when the
+// attempt started).
+func migrationEnd(m *kubevirtv1.VirtualMachineInstanceMigration, o mesh.OnboardingStatus) time.Time {
+	if s := m.Status.MigrationState; s != nil && s.EndTimestamp != nil {
+		return s.EndTimestamp.Time
+	}
+	for _, t := range m.Status.PhaseTransitionTimestamps {
+		if t.Phase == m.Status.Phase {
+			return t.PhaseTransitionTimestamp.Time
+		}
+	}
+	return o.Started.Time
+}
+
+// migratableOrWait ends the reconcile (done) when vmi cannot migrate into the
+// mesh now: abandoning when only a restart can bring it in, waiting for a
+// passing reason (a migration runs, the VM is paused).
+func (r *ExistingReconciler) migratableOrWait(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance,
+	o mesh.OnboardingStatus) (res reconcile.Result, done bool, err error) {
+	ok, restartOnly, why, err := r.canMigrateNow(ctx, vmi)
+	switch {
+	case err != nil:
+		return reconcile.Result{}, true, err
+	case ok:
+		return reconcile.Result{}, false, nil
+	case restartOnly:
+		res, err := r.abandon(ctx, vmi, o, why)
+		return res, true, err
+	}
+	log.FromContext(ctx).V(1).Info("onboarding waits", "why", why)
+	return reconcile.Result{RequeueAfter: onboardingPoll}, true, nil
+}
+
+// finish ends an onboarding that brought vmi into the mesh.
+func (r *ExistingReconciler) finish(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, how string) (reconcile.Result, error) {
+	r.release(client.ObjectKeyFromObject(vmi))
+	orig := vmi.DeepCopy()
+	onboard.Finish(vmi)
+	if err := r.Client.Patch(ctx, vmi, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		return requeueOnConflict(fmt.Errorf("ending the onboarding of VMI %s/%s: %w", vmi.Namespace, vmi.Name, err))
+	}
+	onboardingTotal.WithLabelValues("succeeded").Inc()
+	r.Recorder.Eventf(stateEventRef(vmi), corev1.EventTypeNormal, ReasonOnboarded,
+		"virtmesh: VMI %s is in the mesh: %s (kubectl virtmesh status shows its state)", vmi.Name, how)
+	return reconcile.Result{}, nil
+}
+
+// attemptFailed records a failed onboarding attempt: the next one after a
+// backoff, or, after the last or when onboarding is no longer allowed, the
+// pin again.
+func (r *ExistingReconciler) attemptFailed(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, o mesh.OnboardingStatus,
+	policy mesh.ExistingVMIs, why string) (reconcile.Result, error) {
+	r.release(client.ObjectKeyFromObject(vmi))
+	onboardingTotal.WithLabelValues("failed").Inc()
+	if o.Attempt >= mesh.MaxOnboardingAttempts || policy != mesh.ExistingOnboard {
+		return r.abandon(ctx, vmi, o, "live migration "+o.Migration+" failed: "+why)
+	}
+	now := r.Now()
+	o.RetryAfter = &metav1.Time{Time: now.Add(onboard.Backoff(r.RetryDelay, o.Attempt)).UTC().Truncate(time.Second)}
+	o.LastFailure = why
+	if err := r.setOnboarding(ctx, vmi, o); err != nil {
+		return requeueOnConflict(err)
+	}
+	r.Recorder.Eventf(stateEventRef(vmi), corev1.EventTypeWarning, ReasonOnboardingFailed,
+		"virtmesh: live migration %s of VMI %s failed: %s. The VMI keeps the mesh labels and annotations meanwhile, so a "+
+			"migration of it (a node drain) also brings it in; virtmesh tries again after %s (attempt %d of %d next)", o.Migration, vmi.Name, why,
+		o.RetryAfter.Format(time.RFC3339), o.Attempt+1, mesh.MaxOnboardingAttempts)
+	return reconcile.Result{RequeueAfter: o.RetryAfter.Sub(now)}, nil
 }
 
 // abandon pins vmi out of the mesh again and says why.
@@ -385,7 +506,8 @@ func (r *ExistingReconciler) abandon(ctx context.Context, vmi *kubevirtv1.Virtua
 	log.FromContext(ctx).Info("onboarding abandoned; pinned again", "why", why, "attempt", o.Attempt)
 	r.Recorder.Eventf(stateEventRef(vmi), corev1.EventTypeWarning, ReasonOnboardingAbandoned,
 		"virtmesh stopped onboarding VMI %s: %s. It is pinned out of the mesh again (%s=false), so its migrations stay consistent; "+
-			"restart it to bring it in", vmi.Name, why, mesh.InjectKey)
+			"restart it to bring it in, or try again with kubectl virtmesh onboard %s -n %s", vmi.Name, why, mesh.InjectKey,
+		vmiOwnerRefName(vmi), vmi.Namespace)
 	return reconcile.Result{}, nil
 }
 
@@ -399,6 +521,12 @@ func (r *ExistingReconciler) setOnboarding(ctx context.Context, vmi *kubevirtv1.
 		return fmt.Errorf("recording the onboarding of VMI %s/%s: %w", vmi.Namespace, vmi.Name, err)
 	}
 	return nil
+}
+
+// refused: the API server, an admission webhook or RBAC said no to a
+// request, rather than failing to answer.
+func refused(err error) bool {
+	return apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)
 }
 
 // migrationFailure says why a migration failed, as KubeVirt recorded it.

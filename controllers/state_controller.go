@@ -183,15 +183,9 @@ func (r *StateReconciler) stateOf(ctx context.Context, vmi *kubevirtv1.VirtualMa
 	if err != nil {
 		return mesh.Status{}, err
 	}
-	pods := &corev1.PodList{}
-	// A namespace holds few launcher pods: a label match there costs less
-	// than an index with an entry per VMI (memory at 20,000 VMIs).
-	if err := r.Client.List(ctx, pods, client.InNamespace(vmi.Namespace), client.MatchingLabels{CreatedByLabel: string(vmi.UID)}); err != nil {
+	ptrs, err := r.launcherPods(ctx, vmi)
+	if err != nil {
 		return mesh.Status{}, err
-	}
-	ptrs := make([]*corev1.Pod, len(pods.Items))
-	for i := range pods.Items {
-		ptrs[i] = &pods.Items[i]
 	}
 	in := mesh.StateInput{VMI: vmi, NamespaceLabels: ns.labels, Pod: mesh.ActivePod(vmi, ptrs), Config: r.Mesh}
 	in.Others = mesh.OtherPods(in.Pod, ptrs)
@@ -199,6 +193,21 @@ func (r *StateReconciler) stateOf(ctx context.Context, vmi *kubevirtv1.VirtualMa
 		return mesh.Status{}, err
 	}
 	return mesh.StateOf(in), nil
+}
+
+// launcherPods are vmi's launcher pods, from the cache.
+func (r *StateReconciler) launcherPods(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance) ([]*corev1.Pod, error) {
+	pods := &corev1.PodList{}
+	// A namespace holds few launcher pods: a label match there costs less
+	// than an index with an entry per VMI (memory at 20,000 VMIs).
+	if err := r.Client.List(ctx, pods, client.InNamespace(vmi.Namespace), client.MatchingLabels{CreatedByLabel: string(vmi.UID)}); err != nil {
+		return nil, err
+	}
+	ptrs := make([]*corev1.Pod, len(pods.Items))
+	for i := range pods.Items {
+		ptrs[i] = &pods.Items[i]
+	}
+	return ptrs, nil
 }
 
 // missingNAD names a NAD the VMI's pod references, or (no pod yet) the

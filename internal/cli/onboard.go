@@ -143,17 +143,33 @@ func onboardOne(ctx context.Context, c client.Client, vmi *kubevirtv1.VirtualMac
 	if err != nil {
 		return err
 	}
+	m := onboard.Migration(vmi, o.Migration)
+	// Ask first, changing nothing: may the user create the migration, and
+	// does KubeVirt accept it now (no other migration runs, the VMI can
+	// migrate)? Then a refusal leaves the VMI as it was.
+	if err := c.Create(ctx, m.DeepCopy(), client.DryRunAll); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("the live migration would be refused: %w; VMI %s is unchanged", explain(err), vmi.Name)
+	}
 	if dryRun {
-		fmt.Fprintf(out, "%s: would give VMI %s the mesh labels and annotations (%s) and create live migration %s\n",
-			id, vmi.Name, changedKeys(orig, vmi), o.Migration)
+		fmt.Fprintf(out, "%s: would give VMI %s the mesh labels and annotations (%s) and create live migration %s "+
+			"(the API server accepts it; the name carries the time it starts)\n", id, vmi.Name, changedKeys(orig, vmi), o.Migration)
 		return nil
 	}
 	if err := c.Patch(ctx, vmi, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("updating VMI %s: %w", vmi.Name, explain(err))
 	}
-	if err := c.Create(ctx, onboard.Migration(vmi, o.Migration)); err != nil && !apierrors.IsAlreadyExists(err) {
-		// virtmesh's controller pins the VMI again when no migration follows.
-		return fmt.Errorf("creating live migration %s: %w (virtmesh pins the VMI out of the mesh again within a minute)", o.Migration, explain(err))
+	if err := c.Create(ctx, m); err != nil && !apierrors.IsAlreadyExists(err) {
+		// Put the VMI back as it was, so it stays consistently out of
+		// the mesh; if that fails too, virtmesh's controller does it (or,
+		// under the onboard policy, creates the migration) within a minute.
+		undo := vmi.DeepCopy()
+		orig.ObjectMeta.DeepCopyInto(&undo.ObjectMeta)
+		undo.ResourceVersion = vmi.ResourceVersion
+		if uerr := c.Patch(ctx, undo, client.MergeFromWithOptions(vmi, client.MergeFromWithOptimisticLock{})); uerr != nil {
+			return fmt.Errorf("creating live migration %s: %w; putting VMI %s back also failed (%v): virtmesh's controller "+
+				"pins it out of the mesh again within a minute", o.Migration, explain(err), vmi.Name, uerr)
+		}
+		return fmt.Errorf("creating live migration %s: %w; VMI %s is back as it was", o.Migration, explain(err), vmi.Name)
 	}
 	fmt.Fprintf(out, "%s: onboarding by live migration %s; kubectl virtmesh status %s -n %s shows when it is Meshed\n",
 		id, o.Migration, vmi.Name, vmi.Namespace)

@@ -3,11 +3,13 @@ package cli
 import (
 	"bytes"
 	"context"
+	"maps"
 	"regexp"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/rest"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -21,6 +23,11 @@ import (
 // VM bound as bridge and "solo" a standalone VMI that cannot migrate, both
 // running without a proxy in the mesh namespace.
 func onboardCluster(t *testing.T) client.Client {
+	t.Helper()
+	return onboardClusterWith(t, interceptor.Funcs{})
+}
+
+func onboardClusterWith(t *testing.T, funcs interceptor.Funcs) client.Client {
 	t.Helper()
 	objs := cluster(t)
 	objs = append(objs, vmObjects(vmShape{name: "lb", ns: "vms", pod: podNoProxy})...)
@@ -38,7 +45,7 @@ func onboardCluster(t *testing.T) client.Client {
 			vmi.Spec.Domain.Devices.Interfaces[0].InterfaceBindingMethod = kubevirtv1.InterfaceBindingMethod{Bridge: &kubevirtv1.InterfaceBridge{}}
 		}
 	}
-	return newFake(objs, interceptor.Funcs{})
+	return newFake(objs, funcs)
 }
 
 var regexpMigration = regexp.MustCompile(`virtmesh-onboard-db-[0-9a-f]{8}-1-[0-9a-z]+`)
@@ -119,5 +126,64 @@ func TestOnboard(t *testing.T) {
 	out, _, code = runWithRestart(t, c, &restarted, "onboard", "solo", "--restart")
 	if code != ExitTrouble || !strings.Contains(out, "standalone VMI") || len(restarted) != 1 {
 		t.Fatalf("standalone: exit %d, %q, restarted %v", code, out, restarted)
+	}
+}
+
+// refuseMigrations makes the API server refuse every migration create, a
+// dry run too when dryRunToo, as KubeVirt's admission does while another
+// migration of the VMI runs.
+func refuseMigrations(dryRunToo bool) interceptor.Funcs {
+	return interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, o client.Object, opts ...client.CreateOption) error {
+		co := &client.CreateOptions{}
+		co.ApplyOptions(opts)
+		if _, ok := o.(*kubevirtv1.VirtualMachineInstanceMigration); ok && (dryRunToo || len(co.DryRun) == 0) {
+			return apierrors.NewBadRequest("admission webhook \"migration-create-validator.kubevirt.io\" denied the request: " +
+				"in-flight migration detected")
+		}
+		return c.Create(ctx, o, opts...)
+	}}
+}
+
+func TestOnboardRefusedByTheDryRunChangesNothing(t *testing.T) {
+	c := onboardClusterWith(t, refuseMigrations(true))
+	before := &kubevirtv1.VirtualMachineInstance{}
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: "vms", Name: "db"}, before); err != nil {
+		t.Fatal(err)
+	}
+	var restarted []string
+	for _, args := range [][]string{{"onboard", "db", "--dry-run"}, {"onboard", "db"}} {
+		out, errOut, code := runWithRestart(t, c, &restarted, args...)
+		if code != ExitError || !strings.Contains(errOut, "would be refused") || !strings.Contains(errOut, "in-flight migration") ||
+			!strings.Contains(errOut, "unchanged") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
+	}
+	after := &kubevirtv1.VirtualMachineInstance{}
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: "vms", Name: "db"}, after); err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(before.Labels, after.Labels) || !maps.Equal(before.Annotations, after.Annotations) || len(migrations(t, c)) != 0 {
+		t.Errorf("the VMI changed: labels %v → %v, annotations %v → %v, migrations %d", before.Labels, after.Labels,
+			before.Annotations, after.Annotations, len(migrations(t, c)))
+	}
+}
+
+func TestOnboardPutsTheVMIBackWhenTheMigrationIsRefused(t *testing.T) {
+	c := onboardClusterWith(t, refuseMigrations(false))
+	before := &kubevirtv1.VirtualMachineInstance{}
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: "vms", Name: "db"}, before); err != nil {
+		t.Fatal(err)
+	}
+	var restarted []string
+	out, errOut, code := runWithRestart(t, c, &restarted, "onboard", "db")
+	if code != ExitError || !strings.Contains(errOut, "back as it was") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	after := &kubevirtv1.VirtualMachineInstance{}
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: "vms", Name: "db"}, after); err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(before.Labels, after.Labels) || !maps.Equal(before.Annotations, after.Annotations) {
+		t.Errorf("not put back: labels %v → %v, annotations %v → %v", before.Labels, after.Labels, before.Annotations, after.Annotations)
 	}
 }

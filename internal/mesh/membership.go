@@ -88,6 +88,10 @@ func (d Decision) ByNamespace() bool {
 	return d.why == whyNamespaceEnabled || d.why == whyNamespaceRevision
 }
 
+// Excluded reports whether virtmesh's configuration excludes the namespace:
+// virtmesh changes nothing there, whatever Istio does.
+func (d Decision) Excluded() bool { return d.why == whyExcluded }
+
 // Reason says why, in words fit for a warning or a denial.
 func (d Decision) Reason() string {
 	switch d.why {

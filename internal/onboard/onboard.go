@@ -81,6 +81,19 @@ func Repin(vmi *kubevirtv1.VirtualMachineInstance, now time.Time) {
 	vmi.Annotations[mesh.PinnedAnnotation] = mesh.PinAbandonedPrefix + vmi.Annotations[mesh.PinnedAnnotation]
 }
 
+// StartedRecently reports whether an onboarding started by kubectl virtmesh
+// onboard may still be creating its migration (the command creates it right
+// after the update). A start time in the future beyond clock skew is not
+// believed: anyone who may annotate the VMI could write one.
+func StartedRecently(o mesh.OnboardingStatus, now time.Time) bool {
+	age := now.Sub(o.Started.Time)
+	return age > -CLIGrace && age < CLIGrace
+}
+
+// CLIGrace is how long virtmesh waits for the migration of an onboarding
+// kubectl virtmesh onboard started.
+const CLIGrace = time.Minute
+
 // Finish ends an onboarding whose migration succeeded, in place.
 func Finish(vmi *kubevirtv1.VirtualMachineInstance) {
 	delete(vmi.Annotations, mesh.OnboardingAnnotation)
@@ -113,10 +126,25 @@ func Migratable(vmi *kubevirtv1.VirtualMachineInstance) (ok, restartOnly bool, w
 	return true, false, ""
 }
 
-// Migrating reports whether a live migration of vmi has started and not ended.
+// Migrating reports whether a live migration of vmi was handed to its target
+// and has not ended. KubeVirt records the migration on the VMI at the handoff,
+// before it sets StartTimestamp; a migration whose target pod is still being
+// created is not on the VMI yet (TargetPodPending finds those).
 func Migrating(vmi *kubevirtv1.VirtualMachineInstance) bool {
 	m := vmi.Status.MigrationState
-	return m != nil && m.StartTimestamp != nil && !m.Completed && !m.Failed
+	return m != nil && m.MigrationUID != "" && !m.Completed && !m.Failed
+}
+
+// TargetPodPending names a launcher pod of vmi, other than its active one,
+// that has not finished: the target of a migration not handed off yet. Its
+// pod was rendered from the VMI's labels and annotations as they were, so
+// changing them now would leave KubeVirt's Istio networking and that pod's
+// proxy disagreeing once the VM moves there. pods are vmi's launcher pods.
+func TargetPodPending(vmi *kubevirtv1.VirtualMachineInstance, pods []*corev1.Pod) string {
+	for _, p := range mesh.OtherPods(mesh.ActivePod(vmi, pods), pods) {
+		return p.Name
+	}
+	return ""
 }
 
 func conditionTrue(vmi *kubevirtv1.VirtualMachineInstance, t kubevirtv1.VirtualMachineInstanceConditionType) bool {

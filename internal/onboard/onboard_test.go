@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
@@ -107,10 +108,17 @@ func TestMigratable(t *testing.T) {
 				Type: kubevirtv1.VirtualMachineInstancePaused, Status: corev1.ConditionTrue})
 		}, why: "paused"},
 		"migrating": {edit: func(v *kubevirtv1.VirtualMachineInstance) {
-			v.Status.MigrationState = &kubevirtv1.VirtualMachineInstanceMigrationState{StartTimestamp: &metav1.Time{Time: now}}
+			v.Status.MigrationState = &kubevirtv1.VirtualMachineInstanceMigrationState{MigrationUID: "m1", StartTimestamp: &metav1.Time{Time: now}}
+		}, why: "already running"},
+		// KubeVirt records the migration at the handoff, before it starts.
+		"handed off, not started": {edit: func(v *kubevirtv1.VirtualMachineInstance) {
+			v.Status.MigrationState = &kubevirtv1.VirtualMachineInstanceMigrationState{MigrationUID: "m1", TargetPod: "virt-launcher-x-abcde"}
 		}, why: "already running"},
 		"migrated before": {edit: func(v *kubevirtv1.VirtualMachineInstance) {
-			v.Status.MigrationState = &kubevirtv1.VirtualMachineInstanceMigrationState{StartTimestamp: &metav1.Time{Time: now}, Completed: true}
+			v.Status.MigrationState = &kubevirtv1.VirtualMachineInstanceMigrationState{MigrationUID: "m1", StartTimestamp: &metav1.Time{Time: now}, Completed: true}
+		}, ok: true},
+		"failed before": {edit: func(v *kubevirtv1.VirtualMachineInstance) {
+			v.Status.MigrationState = &kubevirtv1.VirtualMachineInstanceMigrationState{MigrationUID: "m1", Completed: true, Failed: true}
 		}, ok: true},
 		"scheduling": {edit: func(v *kubevirtv1.VirtualMachineInstance) { v.Status.Phase = kubevirtv1.Scheduling }, why: "not running"},
 	} {
@@ -219,5 +227,44 @@ func TestMigrationNames(t *testing.T) {
 func TestBackoffGrowsAndIsBounded(t *testing.T) {
 	if Backoff(time.Minute, 1) != time.Minute || Backoff(time.Minute, 2) != 2*time.Minute || Backoff(time.Minute, 100) != 64*time.Minute {
 		t.Fatal(Backoff(time.Minute, 1), Backoff(time.Minute, 2), Backoff(time.Minute, 100))
+	}
+}
+
+func TestTargetPodPendingFindsAMigrationNotOnTheVMIYet(t *testing.T) {
+	vmi := running()
+	vmi.Status.NodeName = "node1"
+	source := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "virt-launcher-db-aaaaa", UID: "p1",
+		CreationTimestamp: metav1.NewTime(time.Unix(100, 0))}, Spec: corev1.PodSpec{NodeName: "node1"},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning}}
+	vmi.Status.ActivePods = map[types.UID]string{"p1": "node1"}
+	if got := TargetPodPending(vmi, []*corev1.Pod{source}); got != "" {
+		t.Errorf("only the active pod: got %q, want none", got)
+	}
+	target := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "virt-launcher-db-bbbbb", UID: "p2",
+		CreationTimestamp: metav1.NewTime(time.Unix(200, 0))}, Status: corev1.PodStatus{Phase: corev1.PodPending}}
+	if got := TargetPodPending(vmi, []*corev1.Pod{source, target}); got != target.Name {
+		t.Errorf("a pending target: got %q, want %q", got, target.Name)
+	}
+	target.Status.Phase = corev1.PodFailed
+	if got := TargetPodPending(vmi, []*corev1.Pod{source, target}); got != "" {
+		t.Errorf("a failed target: got %q, want none", got)
+	}
+}
+
+func TestStartedRecentlyDoesNotBelieveTheFuture(t *testing.T) {
+	at := time.Unix(1_000_000, 0)
+	for name, tc := range map[string]struct {
+		started time.Time
+		want    bool
+	}{
+		"just now":             {at.Add(-5 * time.Second), true},
+		"clock skew":           {at.Add(20 * time.Second), true},
+		"two minutes ago":      {at.Add(-2 * time.Minute), false},
+		"forged, a year ahead": {at.Add(365 * 24 * time.Hour), false},
+	} {
+		o := mesh.OnboardingStatus{Attempt: 1, Migration: "m", Started: metav1.NewTime(tc.started)}
+		if got := StartedRecently(o, at); got != tc.want {
+			t.Errorf("%s: got %v, want %v", name, got, tc.want)
+		}
 	}
 }

@@ -9,7 +9,10 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -112,6 +115,57 @@ func endMigration(ctx context.Context, m *kubevirtv1.VirtualMachineInstanceMigra
 		}
 		return adminClient.Status().Update(ctx, m)
 	}).Should(Succeed())
+}
+
+// endMigrationWithoutProxy plays virt-controller for a migration that
+// succeeded a minute ago into a pod no Istio injector gave a proxy.
+func endMigrationWithoutProxy(ctx context.Context, m *kubevirtv1.VirtualMachineInstanceMigration) {
+	GinkgoHelper()
+	vmi := &kubevirtv1.VirtualMachineInstance{}
+	Expect(adminClient.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: m.Spec.VMIName}, vmi)).To(Succeed())
+	startOn(ctx, vmi, "node02", withoutProxy)
+	Eventually(func() error {
+		if err := adminClient.Get(ctx, client.ObjectKeyFromObject(m), m); err != nil {
+			return err
+		}
+		m.Status.Phase = kubevirtv1.MigrationSucceeded
+		m.Status.MigrationState = &kubevirtv1.VirtualMachineInstanceMigrationState{Completed: true,
+			EndTimestamp: &metav1.Time{Time: time.Now().Add(-time.Minute)}}
+		return adminClient.Status().Update(ctx, m)
+	}).Should(Succeed())
+}
+
+// refuseMigrationsIn makes the API server refuse every migration created in
+// ns, as KubeVirt's admission does while another migration of the VMI runs.
+func refuseMigrationsIn(ctx context.Context, ns string) {
+	GinkgoHelper()
+	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "refuse-migrations-" + ns},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+					Rule: admissionregistrationv1.Rule{APIGroups: []string{"kubevirt.io"}, APIVersions: []string{"v1"},
+						Resources: []string{"virtualmachineinstancemigrations"}}}}}},
+			Validations: []admissionregistrationv1.Validation{{Expression: "false", Message: "in-flight migration detected"}},
+		},
+	}
+	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: policy.Name},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: policy.Name,
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+			MatchResources: &admissionregistrationv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns}}}},
+	}
+	for _, o := range []client.Object{policy, binding} {
+		Expect(adminClient.Create(ctx, o)).To(Succeed())
+		DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(adminClient.Delete(ctx, o))).To(Succeed()) })
+	}
+	// The policy takes effect once the API server has loaded it.
+	probe := &kubevirtv1.VirtualMachineInstanceMigration{ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: ns},
+		Spec: kubevirtv1.VirtualMachineInstanceMigrationSpec{VMIName: "none"}}
+	Eventually(func() error { return adminClient.Create(ctx, probe.DeepCopy(), client.DryRunAll) }).WithTimeout(converge).
+		Should(MatchError(ContainSubstring("in-flight migration detected")))
 }
 
 // onboardingCount is virtmesh_onboarding_total{result=...}.
@@ -348,5 +402,105 @@ var _ = Describe("VMs running before their namespace joined the mesh", func() {
 		Expect(err).NotTo(HaveOccurred())
 		endMigration(ctx, &ms[0], kubevirtv1.MigrationSucceeded)
 		Eventually(statusOf(ctx, ns, "db")).WithTimeout(converge).Should(inState(mesh.Meshed))
+	})
+
+	It("onboard: annotations virtmesh would not act on take no slot: another migration's name, a finished VMI's", func(ctx SpecContext) {
+		a, b, c := newNamespace(ctx), newNamespace(ctx), newNamespace(ctx)
+		cleanup := func(vmi *kubevirtv1.VirtualMachineInstance) {
+			DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(adminClient.Delete(ctx, vmi))).To(Succeed()) })
+		}
+		By("a tenant annotates a VMI in " + a + " as onboarding, naming a migration that is not its own")
+		forged := legacyVM(ctx, a, "forged")
+		cleanup(forged)
+		if forged.Annotations == nil {
+			forged.Annotations = map[string]string{}
+		}
+		forged.Annotations[mesh.OnboardingAnnotation] = mesh.OnboardingStatus{Attempt: 1, Migration: "someone-elses",
+			By: mesh.OnboardedByCLI, Started: metav1.NewTime(time.Now().Add(365 * 24 * time.Hour))}.Encode()
+		Expect(adminClient.Update(ctx, forged)).To(Succeed())
+		By("a VMI in " + b + " that finished while its annotation still says onboarding")
+		done := legacyVM(ctx, b, "done")
+		cleanup(done)
+		if done.Annotations == nil {
+			done.Annotations = map[string]string{}
+		}
+		done.Annotations[mesh.OnboardingAnnotation] = onboard.Attempt(done, 1, mesh.OnboardedByCLI, time.Now()).Encode()
+		done.Status.Phase = kubevirtv1.Succeeded
+		Expect(adminClient.Update(ctx, done)).To(Succeed())
+		for _, ns := range []string{a, b, c} {
+			cleanup(legacyVM(ctx, ns, "vm"))
+			setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "enabled", mesh.ExistingVMIsLabel: string(mesh.ExistingOnboard)})
+		}
+		By("the limit is 2 namespaces: the real VMs of two of them start, whichever")
+		Eventually(func(g Gomega) {
+			ms, err := onboardingMigrations(ctx, a, b, c)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(ms).To(HaveLen(2))
+			g.Expect(ms).To(HaveEach(HaveField("Spec.VMIName", "vm")))
+		}).WithTimeout(converge).Should(Succeed())
+		Eventually(eventMessages).WithArguments(ctx, a, "VirtualMachine", "forged", controllers.ReasonCannotOnboard).
+			WithTimeout(converge).Should(ContainElement(ContainSubstring("which virtmesh would not have created for this VMI")))
+	})
+
+	It("onboard: a migration the API server refuses is a failed attempt, retried after a backoff, then abandoned", func(ctx SpecContext) {
+		ns := newNamespace(ctx)
+		legacyVM(ctx, ns, "db")
+		refuseMigrationsIn(ctx, ns)
+		setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "enabled", mesh.ExistingVMIsLabel: string(mesh.ExistingOnboard)})
+		Eventually(statusOf(ctx, ns, "db")).WithTimeout(converge).Should(And(inState(mesh.Onboarding),
+			HaveField("Reason", ContainSubstring("in-flight migration detected"))))
+		// Retried after 2 s, then 4 s (the suite's delay), not every few milliseconds.
+		Eventually(vmiNamed(ctx, ns, "db")).WithTimeout(converge).Should(And(pinnedVMI,
+			HaveField("Annotations", HaveKeyWithValue(mesh.PinnedAnnotation, HavePrefix(mesh.PinAbandonedPrefix)))))
+		// One Warning per attempt: each was tried once.
+		Expect(eventMessages(ctx, ns, "VirtualMachine", "db", controllers.ReasonOnboardingFailed)).To(HaveLen(mesh.MaxOnboardingAttempts - 1))
+		Expect(eventMessages(ctx, ns, "VirtualMachine", "db", controllers.ReasonOnboardingFailed)).To(
+			ContainElement(ContainSubstring("the API server refused to create it")))
+		Expect(eventMessages(ctx, ns, "VirtualMachine", "db", controllers.ReasonOnboardingAbandoned)).To(
+			ContainElement(ContainSubstring("kubectl virtmesh onboard db -n " + ns)))
+		Expect(onboardingMigrations(ctx, ns)).To(BeEmpty())
+	})
+
+	It("onboard: waits while another migration of the VM is starting; a migration into a pod without a proxy is reported, not called a success", func(ctx SpecContext) {
+		ns := newNamespace(ctx)
+		vmi := legacyVM(ctx, ns, "db")
+		By("a node drain's migration is starting: its target launcher pod exists, rendered before the mesh metadata")
+		target := startOn(ctx, vmi, "node03", withoutProxy)
+		Eventually(func() error { // it has not taken over: the source stays active
+			if err := adminClient.Get(ctx, client.ObjectKeyFromObject(vmi), vmi); err != nil {
+				return err
+			}
+			vmi.Status.NodeName = "node01"
+			delete(vmi.Status.ActivePods, target.UID)
+			pods := &corev1.PodList{}
+			if err := adminClient.List(ctx, pods, client.InNamespace(ns)); err != nil {
+				return err
+			}
+			for _, p := range pods.Items {
+				if p.Name != target.Name {
+					vmi.Status.ActivePods[p.UID] = "node01"
+				}
+			}
+			return adminClient.Update(ctx, vmi)
+		}).Should(Succeed())
+		setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "enabled", mesh.ExistingVMIsLabel: string(mesh.ExistingOnboard)})
+		Eventually(vmiNamed(ctx, ns, "db")).WithTimeout(converge).Should(pinnedVMI)
+		Eventually(eventMessages).WithArguments(ctx, ns, "VirtualMachine", "db", controllers.ReasonCannotOnboard).
+			WithTimeout(converge).Should(ContainElement(ContainSubstring("target launcher pod " + target.Name)))
+		Consistently(onboardingMigrations).WithArguments(ctx, ns).WithTimeout(3 * time.Second).Should(BeEmpty())
+
+		By("that migration ends (its target pod fails): onboarding starts")
+		target.Status.Phase = corev1.PodFailed
+		Expect(adminClient.Status().Update(ctx, target)).To(Succeed())
+		Eventually(onboardingMigrations).WithArguments(ctx, ns).WithTimeout(2 * converge).Should(HaveLen(1))
+
+		By("the migration succeeds, but no injector gave the new pod a proxy")
+		ms, err := onboardingMigrations(ctx, ns)
+		Expect(err).NotTo(HaveOccurred())
+		endMigrationWithoutProxy(ctx, &ms[0])
+		Eventually(eventMessages).WithArguments(ctx, ns, "VirtualMachine", "db", controllers.ReasonOnboardedNoProxy).
+			WithTimeout(converge).Should(ContainElement(ContainSubstring("has no istio-proxy")))
+		Eventually(statusOf(ctx, ns, "db")).WithTimeout(converge).Should(inState(mesh.NoProxy))
+		Expect(eventReasons(ctx, ns, "VirtualMachine", "db")).NotTo(ContainElement(controllers.ReasonOnboarded))
 	})
 })
