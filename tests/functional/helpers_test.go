@@ -227,7 +227,9 @@ func consoleRun(ns, vmi string, boot time.Duration, cmds ...string) {
 		send("root\n")
 		expect(mark, promptRE, time.Minute, "the root prompt after login")
 	}
-	for _, cmd := range cmds {
+	// As console.configureConsole: no wrapping of long command lines, and no
+	// kernel messages interleaved with the output read back.
+	for _, cmd := range append([]string{"stty cols 500 rows 500", "dmesg -n 1"}, cmds...) {
 		mark = len(out.String())
 		send(cmd + "\n")
 		expect(mark, promptRE, time.Minute, "the prompt after "+cmd)
