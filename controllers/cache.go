@@ -165,6 +165,15 @@ func trimPod(in any) (any, error) {
 		}
 		out.Annotations = map[string]string{mesh.NetworksAnnotation: strings.Join(refs, ",")}
 	}
+	// Whether the VMI asked for KubeVirt's Istio networking when the pod was
+	// created (virt-controller copies the VMI's annotations onto it).
+	// Kept as "true" or not at all: any other value is off.
+	if strings.EqualFold(pod.Annotations[mesh.InjectKey], "true") {
+		if out.Annotations == nil {
+			out.Annotations = map[string]string{}
+		}
+		out.Annotations[mesh.InjectKey] = "true"
+	}
 	out.Spec.NodeName = pod.Spec.NodeName
 	out.Status.Phase = pod.Status.Phase
 	for _, c := range pod.Spec.Containers {

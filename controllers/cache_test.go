@@ -221,7 +221,9 @@ func TestTrimPodKeepsWhatTheStateReads(t *testing.T) {
 			p.Spec.Containers, p.Status.ContainerStatuses = p.Spec.Containers[:1], p.Status.ContainerStatuses[:1]
 			p.Spec.InitContainers, p.Status.InitContainerStatuses = p.Spec.InitContainers[:1], nil
 		},
-		"pending on a NAD": func(p *corev1.Pod) { p.Status.Phase = corev1.PodPending },
+		"pending on a NAD":                          func(p *corev1.Pod) { p.Status.Phase = corev1.PodPending },
+		"created before the VMI asked for the mesh": func(p *corev1.Pod) { delete(p.Annotations, mesh.InjectKey) },
+		"inject annotation in capitals":             func(p *corev1.Pod) { p.Annotations[mesh.InjectKey] = "TRUE" },
 	} {
 		for _, native := range []bool{false, true} {
 			full := injectedLauncherPod(1, native)
@@ -242,7 +244,7 @@ func TestTrimPodKeepsWhatTheStateReads(t *testing.T) {
 				podToVMI(context.Background(), trimmed)[0].Name != "vm" {
 				t.Errorf("%s: the trimmed pod lost its VMI, node or networks: %+v", name, trimmed)
 			}
-			if len(trimmed.Spec.Volumes) != 0 || len(trimmed.Labels) != 1 || len(trimmed.Annotations) != 1 || trimmed.ManagedFields != nil ||
+			if len(trimmed.Spec.Volumes) != 0 || len(trimmed.Labels) != 1 || len(trimmed.Annotations) > 2 || trimmed.ManagedFields != nil ||
 				len(trimmed.Spec.Containers)+len(trimmed.Spec.InitContainers) > 1 {
 				t.Errorf("%s: kept too much: %+v", name, trimmed)
 			}

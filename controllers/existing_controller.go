@@ -3,6 +3,8 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,6 +47,7 @@ const (
 	ReasonOnboardingAbandoned = "OnboardingAbandoned"
 	ReasonOnboardedNoProxy    = "OnboardedWithoutProxy"
 	ReasonCannotOnboard       = "CannotOnboard"
+	ReasonOnboardingQueued    = "OnboardingQueued"
 	ReasonExistingVMIsLabel   = "InvalidExistingVMIsLabel"
 )
 
@@ -163,7 +166,7 @@ func (r *ExistingReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 			fmt.Sprintf("virtmesh: label %s=%q is not pin, onboard or ignore; virtmesh uses --existing-vmis=%s here", mesh.ExistingVMIsLabel, bad, r.Policy))
 	}
 	if v := vmi.Annotations[mesh.OnboardingAnnotation]; v != "" {
-		return r.follow(ctx, vmi, policy, v)
+		return r.follow(ctx, vmi, ns, policy, v)
 	}
 	if onboard.PinnedByVirtmesh(vmi) && !r.inMeshUnpinned(vmi, ns) {
 		return r.unpin(ctx, vmi)
@@ -242,7 +245,7 @@ func (r *ExistingReconciler) start(ctx context.Context, cached *kubevirtv1.Virtu
 			"; it tries again when that changes")
 		return reconcile.Result{RequeueAfter: onboardingPoll}, nil
 	}
-	free, err := r.reserve(ctx, key)
+	free, err := r.reserve(ctx, cached)
 	if err != nil || !free {
 		return reconcile.Result{RequeueAfter: onboardingPoll}, err
 	}
@@ -250,6 +253,16 @@ func (r *ExistingReconciler) start(ctx context.Context, cached *kubevirtv1.Virtu
 	if err := r.APIReader.Get(ctx, key, vmi); err != nil {
 		r.release(key)
 		return requeueOnConflict(err)
+	}
+	// The cache may lag: a migration created since (a node drain's) renders
+	// its target pod from the metadata as it is now. Ask the API server.
+	if why, err := r.inFlight(ctx, vmi, r.APIReader); err != nil || why != "" {
+		r.release(key)
+		if why != "" {
+			r.warnOnce(key.String(), stateEventRef(cached), ReasonCannotOnboard, "virtmesh cannot onboard VMI "+cached.Name+" now: "+why+
+				"; it tries again when that changes")
+		}
+		return reconcile.Result{RequeueAfter: onboardingPoll}, err
 	}
 	var vm *kubevirtv1.VirtualMachine
 	if name := vmiOwnerRefName(vmi); name != vmi.Name {
@@ -267,13 +280,26 @@ func (r *ExistingReconciler) start(ctx context.Context, cached *kubevirtv1.Virtu
 		r.warnOnce(key.String(), stateEventRef(vmi), ReasonCannotOnboard, "virtmesh cannot onboard VMI "+vmi.Name+": "+err.Error())
 		return reconcile.Result{}, nil
 	}
+	o, err := mesh.ParseOnboarding(vmi.Annotations[mesh.OnboardingAnnotation])
+	if err != nil {
+		r.release(key)
+		return reconcile.Result{}, err // Prepare wrote it: cannot happen
+	}
+	// Ask first, changing nothing: does KubeVirt accept the migration now
+	// (its admission refuses one while another of the VMI is pending)?
+	if err := r.Client.Create(ctx, onboard.Migration(vmi, o.Migration), client.DryRunAll); err != nil && !apierrors.IsAlreadyExists(err) {
+		r.release(key)
+		if !refused(err) {
+			return reconcile.Result{}, fmt.Errorf("asking whether migration %s/%s would be accepted: %w", vmi.Namespace, o.Migration, err)
+		}
+		wait := max(r.RetryDelay, onboardingPoll)
+		r.warnOnce(key.String(), stateEventRef(vmi), ReasonCannotOnboard, fmt.Sprintf("virtmesh cannot onboard VMI %s now: "+
+			"the API server would refuse its live migration (%v); the VMI stays pinned, and virtmesh asks again every %s", vmi.Name, err, wait))
+		return reconcile.Result{RequeueAfter: wait}, nil
+	}
 	if err := r.Client.Patch(ctx, vmi, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 		r.release(key)
 		return requeueOnConflict(fmt.Errorf("giving VMI %s/%s the mesh metadata: %w", vmi.Namespace, vmi.Name, err))
-	}
-	o, err := mesh.ParseOnboarding(vmi.Annotations[mesh.OnboardingAnnotation])
-	if err != nil {
-		return reconcile.Result{}, err // Prepare wrote it: cannot happen
 	}
 	return r.migrate(ctx, vmi, o, mesh.ExistingOnboard)
 }
@@ -286,14 +312,34 @@ func (r *ExistingReconciler) canMigrateNow(ctx context.Context, vmi *kubevirtv1.
 	if ok, restartOnly, why = onboard.Migratable(vmi); !ok {
 		return ok, restartOnly, why, nil
 	}
-	pods, err := r.States.launcherPods(ctx, vmi)
-	if err != nil {
-		return false, false, "", err
-	}
-	if p := onboard.TargetPodPending(vmi, pods); p != "" {
-		return false, false, "a live migration of it is starting (target launcher pod " + p + ")", nil
+	if why, err = r.inFlight(ctx, vmi, r.Client); err != nil || why != "" {
+		return false, false, why, err
 	}
 	return true, false, "", nil
+}
+
+// inFlight says which live migration of vmi runs or is starting, if any:
+// one KubeVirt recorded on the VMI, or a launcher pod other than the active
+// one that has not finished (a target not handed off yet). Changing the
+// inject metadata meanwhile would leave that target pod's proxy and
+// KubeVirt's Istio networking disagreeing once the VM moves there. pods are
+// read with reader: the cache, or the API server before an update.
+func (r *ExistingReconciler) inFlight(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, reader client.Reader) (string, error) {
+	if onboard.Migrating(vmi) {
+		return "a live migration of it is running", nil
+	}
+	pods := &corev1.PodList{}
+	if err := reader.List(ctx, pods, client.InNamespace(vmi.Namespace), client.MatchingLabels{CreatedByLabel: string(vmi.UID)}); err != nil {
+		return "", err
+	}
+	ptrs := make([]*corev1.Pod, len(pods.Items))
+	for i := range pods.Items {
+		ptrs[i] = &pods.Items[i]
+	}
+	if p := onboard.TargetPodPending(vmi, ptrs); p != "" {
+		return "a live migration of it is starting (target launcher pod " + p + ")", nil
+	}
+	return "", nil
 }
 
 // migrate creates the migration of an onboarding attempt, named as the VMI's
@@ -324,8 +370,8 @@ func (r *ExistingReconciler) migrate(ctx context.Context, vmi *kubevirtv1.Virtua
 }
 
 // follow reads the migration of the running onboarding and acts on its end.
-func (r *ExistingReconciler) follow(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, policy mesh.ExistingVMIs,
-	raw string) (reconcile.Result, error) {
+func (r *ExistingReconciler) follow(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, ns namespaceInfo,
+	policy mesh.ExistingVMIs, raw string) (reconcile.Result, error) {
 	key := client.ObjectKeyFromObject(vmi)
 	o, err := mesh.ParseOnboarding(raw)
 	if err != nil {
@@ -340,13 +386,19 @@ func (r *ExistingReconciler) follow(ctx context.Context, vmi *kubevirtv1.Virtual
 		return reconcile.Result{}, nil
 	}
 	// In the mesh already, by this attempt's migration or any other since
-	// the VMI got the mesh metadata (a node drain's): done.
+	// the VMI got the mesh metadata (a node drain's): done. The state says
+	// Meshed or Starting only for a pod created with that metadata.
 	st, err := r.States.stateOf(ctx, vmi)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	if st.State == mesh.Meshed || st.State == mesh.Starting {
+	switch st.State {
+	case mesh.Meshed, mesh.Starting:
 		return r.finish(ctx, vmi, "its launcher pod now has an istio-proxy KubeVirt serves")
+	case mesh.NoProxy:
+		// The VM moved into a pod created with the mesh metadata, and no
+		// injector gave it a proxy: another migration cannot help.
+		return r.finishNoProxy(ctx, vmi, st)
 	}
 	now := r.Now()
 	if o.RetryAfter != nil {
@@ -359,10 +411,10 @@ func (r *ExistingReconciler) follow(ctx context.Context, vmi *kubevirtv1.Virtual
 		case o.Attempt >= mesh.MaxOnboardingAttempts:
 			return r.abandon(ctx, vmi, o, fmt.Sprintf("%d attempts failed", o.Attempt))
 		}
-		if res, done, err := r.migratableOrWait(ctx, vmi, o); done {
+		if res, done, err := r.readyOrWait(ctx, vmi, ns, o); done {
 			return res, err
 		}
-		if free, err := r.reserve(ctx, key); err != nil || !free {
+		if free, err := r.reserve(ctx, vmi); err != nil || !free {
 			return reconcile.Result{RequeueAfter: onboardingPoll}, err
 		}
 		next := onboard.Attempt(vmi, o.Attempt+1, o.By, now)
@@ -382,10 +434,10 @@ func (r *ExistingReconciler) follow(ctx context.Context, vmi *kubevirtv1.Virtual
 		case o.By == mesh.OnboardedByCLI && onboard.StartedRecently(o, now):
 			return reconcile.Result{RequeueAfter: onboardingPoll}, nil // kubectl virtmesh creates it right after the update
 		case policy == mesh.ExistingOnboard:
-			if res, done, err := r.migratableOrWait(ctx, vmi, o); done {
+			if res, done, err := r.readyOrWait(ctx, vmi, ns, o); done {
 				return res, err
 			}
-			if free, err := r.reserve(ctx, key); err != nil || !free {
+			if free, err := r.reserve(ctx, vmi); err != nil || !free {
 				return reconcile.Result{RequeueAfter: onboardingPoll}, err
 			}
 			return r.migrate(ctx, vmi, o, policy)
@@ -402,17 +454,11 @@ func (r *ExistingReconciler) follow(ctx context.Context, vmi *kubevirtv1.Virtual
 		if ended := migrationEnd(m, o); now.Sub(ended) < onboardingProxyGrace {
 			return reconcile.Result{RequeueAfter: onboardingProxyGrace / 6}, nil
 		}
-		r.release(key)
-		orig := vmi.DeepCopy()
-		onboard.Finish(vmi)
-		if err := r.Client.Patch(ctx, vmi, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
-			return requeueOnConflict(fmt.Errorf("ending the onboarding of VMI %s/%s: %w", vmi.Namespace, vmi.Name, err))
-		}
-		onboardingTotal.WithLabelValues("noproxy").Inc()
-		r.Recorder.Eventf(stateEventRef(vmi), corev1.EventTypeWarning, ReasonOnboardedNoProxy,
-			"virtmesh: live migration %s moved VMI %s into a new launcher pod, but that pod has no istio-proxy (%s): the VM is not "+
-				"in the mesh, and KubeVirt keeps inbound connections for the proxy. Next: %s", name, vmi.Name, st.Reason, st.NextStep)
-		return reconcile.Result{}, nil
+		// Still not Meshed, Starting or NoProxy: the VM runs in a pod
+		// created before the VMI got the mesh metadata (the target of a
+		// migration that started first). A new attempt renders a new pod.
+		return r.attemptFailed(ctx, vmi, o, policy, "it succeeded, but the VM runs in a launcher pod created before the VMI got "+
+			"the mesh metadata ("+st.Reason+")")
 	case kubevirtv1.MigrationFailed:
 		return r.attemptFailed(ctx, vmi, o, policy, migrationFailure(m))
 	}
@@ -438,11 +484,16 @@ func migrationEnd(m *kubevirtv1.VirtualMachineInstanceMigration, o mesh.Onboardi
 	return o.Started.Time
 }
 
-// migratableOrWait ends the reconcile (done) when vmi cannot migrate into the
-// mesh now: abandoning when only a restart can bring it in, waiting for a
-// passing reason (a migration runs, the VM is paused).
-func (r *ExistingReconciler) migratableOrWait(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance,
+// readyOrWait ends the reconcile (done) when a migration of vmi cannot
+// bring it into the mesh now: abandoning when it no longer joins by one
+// (onboard.Joins) or only a restart can bring it in, waiting without a slot
+// for a passing reason (a migration runs, the VM is paused).
+func (r *ExistingReconciler) readyOrWait(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, ns namespaceInfo,
 	o mesh.OnboardingStatus) (res reconcile.Result, done bool, err error) {
+	if ok, why := onboard.Joins(vmi, ns.labels, r.Mesh); !ok {
+		res, err := r.abandon(ctx, vmi, o, why)
+		return res, true, err
+	}
 	ok, restartOnly, why, err := r.canMigrateNow(ctx, vmi)
 	switch {
 	case err != nil:
@@ -453,6 +504,7 @@ func (r *ExistingReconciler) migratableOrWait(ctx context.Context, vmi *kubevirt
 		res, err := r.abandon(ctx, vmi, o, why)
 		return res, true, err
 	}
+	r.release(client.ObjectKeyFromObject(vmi))
 	log.FromContext(ctx).V(1).Info("onboarding waits", "why", why)
 	return reconcile.Result{RequeueAfter: onboardingPoll}, true, nil
 }
@@ -471,16 +523,37 @@ func (r *ExistingReconciler) finish(ctx context.Context, vmi *kubevirtv1.Virtual
 	return reconcile.Result{}, nil
 }
 
+// finishNoProxy ends an onboarding whose migration moved the VM into a pod
+// created with the mesh metadata but without a proxy, and says so with the
+// state's reason and next step.
+func (r *ExistingReconciler) finishNoProxy(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, st mesh.Status) (reconcile.Result, error) {
+	r.release(client.ObjectKeyFromObject(vmi))
+	orig := vmi.DeepCopy()
+	onboard.Finish(vmi)
+	if err := r.Client.Patch(ctx, vmi, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		return requeueOnConflict(fmt.Errorf("ending the onboarding of VMI %s/%s: %w", vmi.Namespace, vmi.Name, err))
+	}
+	onboardingTotal.WithLabelValues("noproxy").Inc()
+	r.Recorder.Eventf(stateEventRef(vmi), corev1.EventTypeWarning, ReasonOnboardedNoProxy,
+		"virtmesh: a live migration moved VMI %s into a new launcher pod, but that pod has no istio-proxy: %s. KubeVirt keeps "+
+			"inbound connections for the proxy, so the VM is not reachable through the mesh. Next: %s", vmi.Name, st.Reason, st.NextStep)
+	return reconcile.Result{}, nil
+}
+
 // attemptFailed records a failed onboarding attempt: the next one after a
 // backoff, or, after the last or when onboarding is no longer allowed, the
 // pin again.
 func (r *ExistingReconciler) attemptFailed(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, o mesh.OnboardingStatus,
 	policy mesh.ExistingVMIs, why string) (reconcile.Result, error) {
 	r.release(client.ObjectKeyFromObject(vmi))
-	onboardingTotal.WithLabelValues("failed").Inc()
 	if o.Attempt >= mesh.MaxOnboardingAttempts || policy != mesh.ExistingOnboard {
+		if res, waits, err := r.abandonLater(ctx, vmi); waits || err != nil {
+			return res, err // counted once, when it is abandoned
+		}
+		onboardingTotal.WithLabelValues("failed").Inc()
 		return r.abandon(ctx, vmi, o, "live migration "+o.Migration+" failed: "+why)
 	}
+	onboardingTotal.WithLabelValues("failed").Inc()
 	now := r.Now()
 	o.RetryAfter = &metav1.Time{Time: now.Add(onboard.Backoff(r.RetryDelay, o.Attempt)).UTC().Truncate(time.Second)}
 	o.LastFailure = why
@@ -494,9 +567,26 @@ func (r *ExistingReconciler) attemptFailed(ctx context.Context, vmi *kubevirtv1.
 	return reconcile.Result{RequeueAfter: o.RetryAfter.Sub(now)}, nil
 }
 
-// abandon pins vmi out of the mesh again and says why.
+// abandonLater says whether vmi must stay as it is for now (waits): a live
+// migration of it runs or is starting, with a target pod rendered from the
+// mesh metadata. Pinning it now would have KubeVirt leave that pod's proxy
+// unserved once the VM moves there (the hazard pins exist to prevent).
+func (r *ExistingReconciler) abandonLater(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance) (reconcile.Result, bool, error) {
+	why, err := r.inFlight(ctx, vmi, r.Client)
+	if err != nil || why == "" {
+		return reconcile.Result{}, false, err
+	}
+	log.FromContext(ctx).Info("onboarding ends once the running migration does", "why", why)
+	return reconcile.Result{RequeueAfter: onboardingPoll}, true, nil
+}
+
+// abandon pins vmi out of the mesh again and says why, once no migration of
+// it runs.
 func (r *ExistingReconciler) abandon(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, o mesh.OnboardingStatus, why string) (reconcile.Result, error) {
 	r.release(client.ObjectKeyFromObject(vmi))
+	if res, waits, err := r.abandonLater(ctx, vmi); waits || err != nil {
+		return res, err
+	}
 	orig := vmi.DeepCopy()
 	onboard.Repin(vmi, r.Now())
 	if err := r.Client.Patch(ctx, vmi, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
@@ -548,14 +638,19 @@ func migrationFailure(m *kubevirtv1.VirtualMachineInstanceMigration) string {
 // policy is onboard) and from those this process started since. Anyone who
 // may annotate VMIs can make them look onboarding; counting namespaces, not
 // VMIs, keeps that from taking more than their own namespace's slot.
-func (r *ExistingReconciler) reserve(ctx context.Context, key types.NamespacedName) (bool, error) {
+func (r *ExistingReconciler) reserve(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance) (bool, error) {
+	key := client.ObjectKeyFromObject(vmi)
 	running := &kubevirtv1.VirtualMachineInstanceList{}
 	if err := r.Client.List(ctx, running, client.MatchingFields{onboardingIndex: "running"}, client.UnsafeDisableDeepCopy); err != nil {
 		return false, err
 	}
 	onboarding := map[string]bool{key.Namespace: true}
 	var keys []types.NamespacedName
+	now := r.Now()
 	for i := range running.Items {
+		if !holdsSlot(&running.Items[i], now) {
+			continue
+		}
 		k := client.ObjectKeyFromObject(&running.Items[i])
 		if _, seen := onboarding[k.Namespace]; !seen {
 			ns, err := getNamespace(ctx, r.Client, k.Namespace)
@@ -571,7 +666,6 @@ func (r *ExistingReconciler) reserve(ctx context.Context, key types.NamespacedNa
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	now := r.Now()
 	holder := map[string]types.NamespacedName{} // the VMI holding each namespace's slot
 	for k, at := range r.started {
 		if now.Sub(at) > 2*time.Minute {
@@ -592,10 +686,40 @@ func (r *ExistingReconciler) reserve(ctx context.Context, key types.NamespacedNa
 		return r.wait(key, h == key), nil
 	}
 	if len(holder) >= r.Concurrency {
+		holders := make([]string, 0, len(holder))
+		for _, h := range holder {
+			holders = append(holders, h.String())
+		}
+		slices.Sort(holders)
+		r.eventOnce(key.String(), stateEventRef(vmi), corev1.EventTypeNormal, ReasonOnboardingQueued, fmt.Sprintf("virtmesh onboards VMI %s once an onboarding "+
+			"slot frees: --onboarding-concurrency=%d, held by %s", key.Name, r.Concurrency, strings.Join(holders, ", ")))
 		return r.wait(key, false), nil
 	}
 	r.started[key] = now
 	return r.wait(key, true), nil
+}
+
+// slotHold is how long an onboarding whose migration KubeVirt has not
+// handed off yet holds its slot: creating the target pod takes seconds to
+// minutes (KubeVirt fails a migration whose target pod stays unschedulable
+// for 5 minutes). After that only a running migration holds one.
+const slotHold = 10 * time.Minute
+
+// holdsSlot reports whether an indexed (running) onboarding of vmi holds a
+// slot now: not while the VM is paused (it cannot migrate; it waits without
+// one), nor, once its migration should long have started, unless a
+// migration of it runs. An annotation anyone may write holds none for long.
+func holdsSlot(vmi *kubevirtv1.VirtualMachineInstance, now time.Time) bool {
+	for _, c := range vmi.Status.Conditions {
+		if c.Type == kubevirtv1.VirtualMachineInstancePaused && c.Status == corev1.ConditionTrue {
+			return false
+		}
+	}
+	if onboard.Migrating(vmi) {
+		return true
+	}
+	o, err := mesh.ParseOnboarding(vmi.Annotations[mesh.OnboardingAnnotation])
+	return err == nil && now.Sub(o.Started.Time) < slotHold && o.Started.Time.Before(now.Add(onboard.CLIGrace))
 }
 
 // wait records whether key waits for a slot (to be woken when one frees),
@@ -639,11 +763,16 @@ func (r *ExistingReconciler) forget(key types.NamespacedName) {
 
 // warnOnce sends a Warning once per subject and message.
 func (r *ExistingReconciler) warnOnce(subject string, ref *corev1.ObjectReference, reason, msg string) {
+	r.eventOnce(subject, ref, corev1.EventTypeWarning, reason, msg)
+}
+
+// eventOnce sends an Event once per subject and message.
+func (r *ExistingReconciler) eventOnce(subject string, ref *corev1.ObjectReference, typ, reason, msg string) {
 	if prev, ok := r.told.Load(subject); ok && prev == reason+msg {
 		return
 	}
 	r.told.Store(subject, reason+msg)
-	r.Recorder.Event(ref, corev1.EventTypeWarning, reason, msg)
+	r.Recorder.Event(ref, typ, reason, msg)
 }
 
 // vmiOwnerRefName is the VM that controls vmi, or the VMI's own name.

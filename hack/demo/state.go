@@ -54,9 +54,14 @@ func startLauncherPod(ctx context.Context, admin client.Client, vmi *kubevirtv1.
 		Spec: corev1.PodSpec{NodeName: node, AutomountServiceAccountToken: ptr.To(false),
 			Containers: []corev1.Container{{Name: "compute", Image: "quay.io/kubevirt/virt-launcher:v1.9.0"}}},
 	}
+	// virt-controller copies the VMI's annotations onto its launcher pod.
+	pod.Annotations = map[string]string{}
+	for k, v := range vmi.Annotations {
+		pod.Annotations[k] = v
+	}
 	if withProxy {
 		// What Istio's injector writes when it references a per-namespace NAD.
-		pod.Annotations = map[string]string{mesh.NetworksAnnotation: "istio-cni"}
+		pod.Annotations[mesh.NetworksAnnotation] = "istio-cni"
 		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: mesh.ProxyContainer, Image: "docker.io/istio/proxyv2:1.30.0"})
 	}
 	if err := admin.Create(ctx, pod); err != nil {

@@ -42,6 +42,9 @@ type vmShape struct {
 	halted    bool
 	vmless    bool // a standalone VMI
 	networks  string
+	// staleMeshPod: the VMI got the inject annotation after its pod was
+	// created (the pod lacks it).
+	staleMeshPod bool
 }
 
 const (
@@ -71,6 +74,7 @@ func cluster(t *testing.T) []client.Object {
 		{name: "api", ns: "vms", annotated: true, pod: podNotReady, networks: "default/istio-cni"},
 		{name: "db", ns: "vms", pod: podNoProxy},
 		{name: "erp", ns: "vms", pod: podNotReady},
+		{name: "crm", ns: "vms", annotated: true, staleMeshPod: true, pod: podNotReady},
 		{name: "new", ns: "vms", annotated: true, pod: podPending, phase: kubevirtv1.Scheduled, networks: "default/istio-cni"},
 		{name: "off", ns: "vms", halted: true},
 		{name: "batch", ns: "vms", vmless: true, noPodNet: true, pod: podNoProxy},
@@ -128,8 +132,12 @@ func vmObjects(s vmShape) []client.Object {
 		Spec:   corev1.PodSpec{NodeName: "node01", Containers: []corev1.Container{{Name: "compute"}}},
 		Status: corev1.PodStatus{Phase: corev1.PodRunning},
 	}
+	pod.Annotations = map[string]string{}
 	if s.networks != "" {
-		pod.Annotations = map[string]string{mesh.NetworksAnnotation: s.networks}
+		pod.Annotations[mesh.NetworksAnnotation] = s.networks
+	}
+	if s.annotated && !s.staleMeshPod { // virt-controller copies the VMI's annotations
+		pod.Annotations[mesh.InjectKey] = "true"
 	}
 	switch s.pod {
 	case podReady, podNotReady, podPending:

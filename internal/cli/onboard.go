@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -162,18 +164,57 @@ func onboardOne(ctx context.Context, c client.Client, vmi *kubevirtv1.VirtualMac
 		// Put the VMI back as it was, so it stays consistently out of
 		// the mesh; if that fails too, virtmesh's controller does it (or,
 		// under the onboard policy, creates the migration) within a minute.
-		undo := vmi.DeepCopy()
-		orig.ObjectMeta.DeepCopyInto(&undo.ObjectMeta)
-		undo.ResourceVersion = vmi.ResourceVersion
-		if uerr := c.Patch(ctx, undo, client.MergeFromWithOptions(vmi, client.MergeFromWithOptimisticLock{})); uerr != nil {
-			return fmt.Errorf("creating live migration %s: %w; putting VMI %s back also failed (%v): virtmesh's controller "+
-				"pins it out of the mesh again within a minute", o.Migration, explain(err), vmi.Name, uerr)
+		if uerr := putBack(ctx, c, orig, vmi); uerr != nil {
+			return fmt.Errorf("creating live migration %s: %w; putting VMI %s back also failed (%v): within a minute virtmesh's "+
+				"controller creates the migration (namespace policy onboard) or pins the VMI out of the mesh again", o.Migration,
+				explain(err), vmi.Name, uerr)
 		}
 		return fmt.Errorf("creating live migration %s: %w; VMI %s is back as it was", o.Migration, explain(err), vmi.Name)
 	}
 	fmt.Fprintf(out, "%s: onboarding by live migration %s; kubectl virtmesh status %s -n %s shows when it is Meshed\n",
 		id, o.Migration, vmi.Name, vmi.Namespace)
 	return nil
+}
+
+// putBack undoes on the VMI as it is now the label and annotation changes
+// that turned before into after, keeping whatever else changed since (a
+// status update, another controller's label): read afresh on a conflict.
+func putBack(ctx context.Context, c client.Client, before, after *kubevirtv1.VirtualMachineInstance) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		now := &kubevirtv1.VirtualMachineInstance{}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(after), now); err != nil {
+			return err
+		}
+		if now.Annotations[mesh.OnboardingAnnotation] != after.Annotations[mesh.OnboardingAnnotation] {
+			return errors.New("it changed since (another onboarding?); left as it is")
+		}
+		orig := now.DeepCopy()
+		now.Labels = restore(now.Labels, before.Labels, after.Labels)
+		now.Annotations = restore(now.Annotations, before.Annotations, after.Annotations)
+		return c.Patch(ctx, now, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
+	})
+}
+
+// restore sets in cur each key that differs between before and after back
+// to its value in before (removing it where before had none).
+func restore(cur, before, after map[string]string) map[string]string {
+	out := maps.Clone(cur)
+	if out == nil {
+		out = map[string]string{}
+	}
+	for k, v := range after {
+		if b, ok := before[k]; !ok {
+			delete(out, k)
+		} else if b != v {
+			out[k] = b
+		}
+	}
+	for k, b := range before {
+		if _, ok := after[k]; !ok {
+			out[k] = b
+		}
+	}
+	return out
 }
 
 // changedKeys lists the labels and annotations b adds or changes over a.

@@ -318,7 +318,14 @@ func StateOf(in StateInput) Status {
 		}
 	}
 
-	if p.Present {
+	// KubeVirt set up its Istio networking in the pod only if the VMI asked
+	// for it when the pod was created: virt-controller copies the VMI's
+	// annotations onto its launcher pod then, and virt-handler reads the same
+	// VMI. A pod without the annotation was created before the VMI got it.
+	podIstio := in.Pod != nil && strings.EqualFold(in.Pod.Annotations[InjectKey], "true")
+	onboarding := vmi.Annotations[OnboardingAnnotation] != ""
+
+	if p.Present && (podIstio || !kvIstio || !onboarding) {
 		switch {
 		case !kvIstio:
 			return st(Broken, "its launcher pod has an istio-proxy, but the VMI lacks the annotation "+InjectKey+`="true", `+
@@ -328,6 +335,10 @@ func StateOf(in StateInput) Status {
 		case !bindingOK:
 			return st(Broken, "its launcher pod has an istio-proxy, but its pod network is bound as "+binding+", which Istio cannot work with",
 				restart+": the webhook binds the new VMI's pod network as masquerade")
+		case !podIstio:
+			return st(Broken, "its launcher pod has an istio-proxy, but was created before the VMI got the annotation "+InjectKey+`="true", `+
+				"so KubeVirt did not set up its Istio networking in that pod: the pod never becomes Ready",
+				"live-migrate it (virtctl migrate "+vmiOwnerName(vmi)+"): its new pod gets KubeVirt's Istio networking; or "+restart)
 		case p.Ready && paused(vmi):
 			return st(Meshed, "its launcher pod's istio-proxy is ready, but the VM is paused: it serves nothing and its pod is not Ready",
 				"virtctl unpause vmi "+vmi.Name)
@@ -348,15 +359,21 @@ func StateOf(in StateInput) Status {
 		}
 	}
 	switch {
-	case vmi.Annotations[OnboardingAnnotation] != "":
+	case onboarding && !podIstio:
+		// The pod predates the onboarding's update (a pod created after it,
+		// without a proxy, is NoProxy below).
 		o, err := ParseOnboarding(vmi.Annotations[OnboardingAnnotation])
 		if err != nil {
 			return st(Onboarding, "virtmesh is bringing it into the mesh, but "+err.Error(), "remove the annotation "+OnboardingAnnotation)
 		}
-		if o.RetryAfter != nil {
-			return st(Onboarding, "it is being brought into the mesh by "+o.Describe(), "wait, or "+restart)
+		why := "it is being brought into the mesh by " + o.Describe()
+		if p.Present {
+			why += "; its current launcher pod's istio-proxy predates that, and KubeVirt does not serve it"
 		}
-		return st(Onboarding, "it is being brought into the mesh by "+o.Describe(), "wait for the migration")
+		if o.RetryAfter != nil {
+			return st(Onboarding, why, "wait, or "+restart)
+		}
+		return st(Onboarding, why, "wait for the migration")
 	case vmi.Annotations[PinnedAnnotation] != "" && !d.InMesh:
 		how := restart
 		if binding == "masquerade" {
@@ -379,8 +396,12 @@ func StateOf(in StateInput) Status {
 		return st(NeedsRestart, d.Reason()+", and the VMI was created before that: ambient may enrol its running pod, which KubeVirt "+
 			"does not support (inbound connections hang, kubevirt/kubevirt#18871)", restart+": the webhook gives the new VMI a sidecar and takes it out of ambient")
 	case d.InMesh:
+		next := pin
+		if binding == "masquerade" {
+			next += "; or bring it in now by a live migration: kubectl virtmesh onboard " + vmiOwnerName(vmi) + " -n " + vmi.Namespace
+		}
 		return st(NeedsRestart, d.Reason()+", but the VMI was created before that (it lacks the annotation "+InjectKey+`="true"`+
-			"): its next live migration gives its pod a proxy KubeVirt does not serve, and the VM drops out of its Service", pin)
+			"): its next live migration gives its pod a proxy KubeVirt does not serve, and the VM drops out of its Service", next)
 	}
 	next := ""
 	switch {

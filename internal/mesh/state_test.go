@@ -64,6 +64,14 @@ func launcherPod(shape podShape, phase corev1.PodPhase) *corev1.Pod {
 	return pod
 }
 
+// meshPod is a launcher pod created for a VMI that asked for the mesh:
+// virt-controller copied the VMI's inject annotation onto it.
+func meshPod(shape podShape) *corev1.Pod {
+	pod := launcherPod(shape, corev1.PodRunning)
+	pod.Annotations = map[string]string{InjectKey: "true"}
+	return pod
+}
+
 func TestMeshState(t *testing.T) {
 	enabled := map[string]string{NamespaceInjectionLabel: "enabled"}
 	running := corev1.PodRunning
@@ -75,17 +83,17 @@ func TestMeshState(t *testing.T) {
 		proxy  string
 	}{
 		"meshed, proxy ready": {
-			in: StateInput{VMI: stateVMI(true), NamespaceLabels: enabled, Pod: launcherPod(proxyReady, running)}, want: Meshed, proxy: "ready"},
+			in: StateInput{VMI: stateVMI(true), NamespaceLabels: enabled, Pod: meshPod(proxyReady)}, want: Meshed, proxy: "ready"},
 		"meshed but paused": {
 			in: StateInput{VMI: stateVMI(true, func(v *kubevirtv1.VirtualMachineInstance) {
 				v.Status.Conditions = []kubevirtv1.VirtualMachineInstanceCondition{{Type: kubevirtv1.VirtualMachineInstancePaused, Status: corev1.ConditionTrue}}
-			}), NamespaceLabels: enabled, Pod: launcherPod(proxyReady, running)}, want: Meshed, reason: "paused", next: "virtctl unpause vmi db"},
+			}), NamespaceLabels: enabled, Pod: meshPod(proxyReady)}, want: Meshed, reason: "paused", next: "virtctl unpause vmi db"},
 		"meshed, native sidecar ready": {
-			in: StateInput{VMI: stateVMI(true), NamespaceLabels: enabled, Pod: launcherPod(nativeProxyReady, running)}, want: Meshed, proxy: "ready"},
+			in: StateInput{VMI: stateVMI(true), NamespaceLabels: enabled, Pod: meshPod(nativeProxyReady)}, want: Meshed, proxy: "ready"},
 		"meshed by its own opt-in, namespace not labelled": {
-			in: StateInput{VMI: stateVMI(true), Pod: launcherPod(proxyReady, running)}, want: Meshed, proxy: "ready"},
+			in: StateInput{VMI: stateVMI(true), Pod: meshPod(proxyReady)}, want: Meshed, proxy: "ready"},
 		"proxy not ready": {
-			in: StateInput{VMI: stateVMI(true), NamespaceLabels: enabled, Pod: launcherPod(proxyNotReady, running)}, want: Starting,
+			in: StateInput{VMI: stateVMI(true), NamespaceLabels: enabled, Pod: meshPod(proxyNotReady)}, want: Starting,
 			reason: "not ready yet", next: "istio-proxy container's log", proxy: "not ready"},
 		"no pod yet": {
 			in: StateInput{VMI: stateVMI(true, phase(kubevirtv1.Scheduling)), NamespaceLabels: enabled}, want: Pending, reason: "does not exist yet", proxy: "-"},
@@ -175,8 +183,19 @@ func TestMeshState(t *testing.T) {
 				NamespaceLabels: enabled, Pod: launcherPod(noProxy, running)},
 			want: Onboarding, reason: "is not virtmesh's", next: "remove the annotation virtmesh.io/onboarding"},
 		"onboarded: the target pod has the proxy": {
-			in:   StateInput{VMI: stateVMI(true, annotate(OnboardingAnnotation, "x")), NamespaceLabels: enabled, Pod: launcherPod(proxyReady, running)},
+			in:   StateInput{VMI: stateVMI(true, annotate(OnboardingAnnotation, "x")), NamespaceLabels: enabled, Pod: meshPod(proxyReady)},
 			want: Meshed},
+		"a proxy in a pod created before the VMI asked for the mesh": {
+			in:   StateInput{VMI: stateVMI(true), NamespaceLabels: enabled, Pod: launcherPod(proxyReady, running)},
+			want: Broken, reason: "created before the VMI got the annotation", next: "virtctl migrate db", proxy: "ready"},
+		"onboarding a VM whose pod's proxy predates the update": {
+			in: StateInput{VMI: stateVMI(true, annotate(OnboardingAnnotation, OnboardingStatus{Attempt: 1, Migration: "virtmesh-onboard-db-1"}.Encode())),
+				NamespaceLabels: enabled, Pod: launcherPod(proxyReady, running)},
+			want: Onboarding, reason: "predates that", next: "wait for the migration"},
+		"onboarding: the pod created after the update has no proxy": {
+			in: StateInput{VMI: stateVMI(true, annotate(OnboardingAnnotation, OnboardingStatus{Attempt: 1, Migration: "virtmesh-onboard-db-1"}.Encode())),
+				NamespaceLabels: enabled, Pod: meshPod(noProxy)},
+			want: NoProxy, reason: "no Istio injector"},
 		"finished": {
 			in: StateInput{VMI: stateVMI(true, phase(kubevirtv1.Succeeded)), NamespaceLabels: enabled}, want: Stopped, reason: "Succeeded"},
 		"being deleted": {

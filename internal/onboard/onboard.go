@@ -165,6 +165,37 @@ func conditionReason(vmi *kubevirtv1.VirtualMachineInstance, t kubevirtv1.Virtua
 	return ""
 }
 
+// Joins says whether a live migration of vmi now brings it into the mesh
+// consistently, and if not why: its new pod must get a proxy (Istio's rules
+// with its labels as they are) that KubeVirt serves (the inject annotation),
+// and without the inject values onboarding gave it the VMI must still belong
+// in the mesh (its namespace did not leave it and is not excluded).
+// virtmesh checks it before every migration it creates for an onboarding
+// annotation, which anyone who may update the VMI can write.
+func Joins(vmi *kubevirtv1.VirtualMachineInstance, nsLabels map[string]string, cfg mesh.Config) (bool, string) {
+	if !mesh.KubeVirtIstioOn(vmi) {
+		return false, "it lacks the annotation " + mesh.InjectKey + `="true" onboarding gives it, so its new pod would get a proxy KubeVirt does not serve`
+	}
+	if d := mesh.Decide(vmi.Namespace, nsLabels, vmi.Labels, vmi.Annotations, cfg); !d.InMesh {
+		return false, "with its labels, Istio would not give its new pod a sidecar: " + d.Reason()
+	}
+	labels, annotations := without(vmi.Labels, mesh.InjectKey), without(vmi.Annotations, mesh.InjectKey)
+	if d := mesh.Decide(vmi.Namespace, nsLabels, labels, annotations, cfg); !d.InMesh || d.Excluded() {
+		return false, "its namespace is no longer in the mesh for VMs: " + d.Reason()
+	}
+	return true, ""
+}
+
+func without(m map[string]string, key string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		if k != key {
+			out[k] = v
+		}
+	}
+	return out
+}
+
 // MigrationPrefix starts the name of every onboarding migration of vmi: a
 // new VMI of the same name has another.
 func MigrationPrefix(vmi *kubevirtv1.VirtualMachineInstance) string {

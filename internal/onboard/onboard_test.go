@@ -268,3 +268,45 @@ func TestStartedRecentlyDoesNotBelieveTheFuture(t *testing.T) {
 		}
 	}
 }
+
+// Before every migration of an onboarding, virtmesh checks the VMI still
+// joins by it: an annotation anyone may write, or a namespace that left the
+// mesh meanwhile, must not have virtmesh migrate a VMI into a hazard.
+func TestJoins(t *testing.T) {
+	prepared := func(v *kubevirtv1.VirtualMachineInstance) {
+		Pin(v, now)
+		if err := Prepare(v, enabled, mesh.DefaultConfig(), vmwebhook.DefaultConfig(), 1, mesh.OnboardedByController, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	labelled := enabled.Namespace.Labels
+	for name, tc := range map[string]struct {
+		vmi      *kubevirtv1.VirtualMachineInstance
+		nsLabels map[string]string
+		cfg      mesh.Config
+		why      string // "" : joins
+	}{
+		"prepared, namespace in the mesh": {vmi: running(prepared), nsLabels: labelled},
+		"a forged annotation on a VMI without the mesh metadata": {vmi: running(func(v *kubevirtv1.VirtualMachineInstance) {
+			v.Annotations = map[string]string{mesh.OnboardingAnnotation: Attempt(v, 1, mesh.OnboardedByCLI, now).Encode()}
+		}), nsLabels: labelled, why: "lacks the annotation"},
+		"pinned again, annotation kept": {vmi: running(prepared, func(v *kubevirtv1.VirtualMachineInstance) { v.Labels[mesh.InjectKey] = "false" }),
+			nsLabels: labelled, why: "would not give its new pod a sidecar"},
+		"the namespace left the mesh": {vmi: running(prepared), nsLabels: map[string]string{}, why: "no longer in the mesh"},
+		"the namespace opted out": {vmi: running(prepared), nsLabels: map[string]string{mesh.NamespaceInjectionLabel: "disabled"},
+			why: "would not give its new pod a sidecar"},
+		"the namespace is excluded now": {vmi: running(prepared), nsLabels: labelled, cfg: mesh.Config{ExcludedNamespaces: []string{"vms"}},
+			why: "excluded from the mesh"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := tc.cfg
+			if cfg.ExcludedNamespaces == nil {
+				cfg = mesh.DefaultConfig()
+			}
+			ok, why := Joins(tc.vmi, tc.nsLabels, cfg)
+			if ok != (tc.why == "") || !strings.Contains(why, tc.why) {
+				t.Errorf("Joins = %v, %q; want it to say %q", ok, why, tc.why)
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -96,6 +98,44 @@ func unfinished(ms []kubevirtv1.VirtualMachineInstanceMigration) []kubevirtv1.Vi
 	return out
 }
 
+// othersDone plays kubelet after a migration handed the VM to active: the
+// VMI's other launcher pods (the source) finish.
+func othersDone(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, active *corev1.Pod) {
+	GinkgoHelper()
+	pods := &corev1.PodList{}
+	Expect(adminClient.List(ctx, pods, client.InNamespace(vmi.Namespace),
+		client.MatchingLabels{controllers.CreatedByLabel: string(vmi.UID)})).To(Succeed())
+	for i := range pods.Items {
+		if p := &pods.Items[i]; p.UID != active.UID && p.Status.Phase == corev1.PodRunning {
+			p.Status.Phase = corev1.PodSucceeded
+			Expect(adminClient.Status().Update(ctx, p)).To(Succeed())
+		}
+	}
+}
+
+// startTarget plays virt-controller starting a migration of vmi: a target
+// launcher pod on node, rendered from the VMI as it is now, that has not
+// taken over (the source stays active).
+func startTarget(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, node string, proxy proxyShape) *corev1.Pod {
+	GinkgoHelper()
+	Expect(adminClient.Get(ctx, client.ObjectKeyFromObject(vmi), vmi)).To(Succeed())
+	return launcherPodOn(ctx, vmi, node, proxy)
+}
+
+// takeOver plays virt-controller at the end of a migration: the VM runs in
+// target now, the source pod finishes.
+func takeOver(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, target *corev1.Pod) {
+	GinkgoHelper()
+	Eventually(func() error {
+		if err := adminClient.Get(ctx, client.ObjectKeyFromObject(vmi), vmi); err != nil {
+			return err
+		}
+		vmi.Status.NodeName, vmi.Status.ActivePods = target.Spec.NodeName, map[types.UID]string{target.UID: target.Spec.NodeName}
+		return adminClient.Update(ctx, vmi)
+	}).Should(Succeed())
+	othersDone(ctx, vmi, target)
+}
+
 // endMigration plays virt-controller: the migration ends in phase; on
 // success the VMI now runs in a target pod with a ready istio-proxy.
 func endMigration(ctx context.Context, m *kubevirtv1.VirtualMachineInstanceMigration, phase kubevirtv1.VirtualMachineInstanceMigrationPhase) {
@@ -103,7 +143,7 @@ func endMigration(ctx context.Context, m *kubevirtv1.VirtualMachineInstanceMigra
 	if phase == kubevirtv1.MigrationSucceeded {
 		vmi := &kubevirtv1.VirtualMachineInstance{}
 		Expect(adminClient.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: m.Spec.VMIName}, vmi)).To(Succeed())
-		startOn(ctx, vmi, "node02", proxyIsReady)
+		othersDone(ctx, vmi, startOn(ctx, vmi, "node02", proxyIsReady))
 	}
 	Eventually(func() error {
 		if err := adminClient.Get(ctx, client.ObjectKeyFromObject(m), m); err != nil {
@@ -123,7 +163,7 @@ func endMigrationWithoutProxy(ctx context.Context, m *kubevirtv1.VirtualMachineI
 	GinkgoHelper()
 	vmi := &kubevirtv1.VirtualMachineInstance{}
 	Expect(adminClient.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: m.Spec.VMIName}, vmi)).To(Succeed())
-	startOn(ctx, vmi, "node02", withoutProxy)
+	othersDone(ctx, vmi, startOn(ctx, vmi, "node02", withoutProxy))
 	Eventually(func() error {
 		if err := adminClient.Get(ctx, client.ObjectKeyFromObject(m), m); err != nil {
 			return err
@@ -139,6 +179,19 @@ func endMigrationWithoutProxy(ctx context.Context, m *kubevirtv1.VirtualMachineI
 // ns, as KubeVirt's admission does while another migration of the VMI runs.
 func refuseMigrationsIn(ctx context.Context, ns string) {
 	GinkgoHelper()
+	refuseMigrations(ctx, ns, "false")
+}
+
+// refuseRealMigrationsIn makes the API server refuse every migration created
+// in ns, but accept dry runs: as KubeVirt refuses a migration created just
+// after another of the same VMI, which a dry run a moment before passed.
+func refuseRealMigrationsIn(ctx context.Context, ns string) {
+	GinkgoHelper()
+	refuseMigrations(ctx, ns, "request.dryRun == true")
+}
+
+func refuseMigrations(ctx context.Context, ns, expression string) {
+	GinkgoHelper()
 	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: "refuse-migrations-" + ns},
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
@@ -147,7 +200,7 @@ func refuseMigrationsIn(ctx context.Context, ns string) {
 				RuleWithOperations: admissionregistrationv1.RuleWithOperations{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
 					Rule: admissionregistrationv1.Rule{APIGroups: []string{"kubevirt.io"}, APIVersions: []string{"v1"},
 						Resources: []string{"virtualmachineinstancemigrations"}}}}}},
-			Validations: []admissionregistrationv1.Validation{{Expression: "false", Message: "in-flight migration detected"}},
+			Validations: []admissionregistrationv1.Validation{{Expression: expression, Message: "in-flight migration detected"}},
 		},
 	}
 	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
@@ -164,8 +217,17 @@ func refuseMigrationsIn(ctx context.Context, ns string) {
 	// The policy takes effect once the API server has loaded it.
 	probe := &kubevirtv1.VirtualMachineInstanceMigration{ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: ns},
 		Spec: kubevirtv1.VirtualMachineInstanceMigrationSpec{VMIName: "none"}}
-	Eventually(func() error { return adminClient.Create(ctx, probe.DeepCopy(), client.DryRunAll) }).WithTimeout(converge).
-		Should(MatchError(ContainSubstring("in-flight migration detected")))
+	Eventually(func() error {
+		p := probe.DeepCopy()
+		err := adminClient.Create(ctx, p)
+		if err == nil { // not loaded yet
+			if err := adminClient.Delete(ctx, p); err != nil {
+				return err
+			}
+			return errors.New("the policy is not loaded yet")
+		}
+		return err
+	}).WithTimeout(converge).Should(MatchError(ContainSubstring("in-flight migration detected")))
 }
 
 // onboardingCount is virtmesh_onboarding_total{result=...}.
@@ -404,7 +466,7 @@ var _ = Describe("VMs running before their namespace joined the mesh", func() {
 		Eventually(statusOf(ctx, ns, "db")).WithTimeout(converge).Should(inState(mesh.Meshed))
 	})
 
-	It("onboard: annotations virtmesh would not act on take no slot: another migration's name, a finished VMI's", func(ctx SpecContext) {
+	It("onboard: annotations virtmesh would not act on take no slot: another migration's name, a finished VMI's, a paused VMI's", func(ctx SpecContext) {
 		a, b, c := newNamespace(ctx), newNamespace(ctx), newNamespace(ctx)
 		cleanup := func(vmi *kubevirtv1.VirtualMachineInstance) {
 			DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(adminClient.Delete(ctx, vmi))).To(Succeed()) })
@@ -427,6 +489,15 @@ var _ = Describe("VMs running before their namespace joined the mesh", func() {
 		done.Annotations[mesh.OnboardingAnnotation] = onboard.Attempt(done, 1, mesh.OnboardedByCLI, time.Now()).Encode()
 		done.Status.Phase = kubevirtv1.Succeeded
 		Expect(adminClient.Update(ctx, done)).To(Succeed())
+		By("a VMI in " + c + " that kubectl virtmesh onboard prepared, then paused before its migration could start")
+		napping := legacyVM(ctx, c, "napping")
+		cleanup(napping)
+		onboard.Pin(napping, time.Now())
+		Expect(onboard.Prepare(napping, vmwebhook.Env{Namespace: vmwebhook.Namespace{Name: c, Labels: map[string]string{"istio-injection": "enabled"}}},
+			mesh.DefaultConfig(), vmwebhook.DefaultConfig(), 1, mesh.OnboardedByCLI, time.Now())).To(Succeed())
+		napping.Status.Conditions = append(napping.Status.Conditions, kubevirtv1.VirtualMachineInstanceCondition{
+			Type: kubevirtv1.VirtualMachineInstancePaused, Status: corev1.ConditionTrue})
+		Expect(adminClient.Update(ctx, napping)).To(Succeed())
 		for _, ns := range []string{a, b, c} {
 			cleanup(legacyVM(ctx, ns, "vm"))
 			setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "enabled", mesh.ExistingVMIsLabel: string(mesh.ExistingOnboard)})
@@ -442,10 +513,28 @@ var _ = Describe("VMs running before their namespace joined the mesh", func() {
 			WithTimeout(converge).Should(ContainElement(ContainSubstring("which virtmesh would not have created for this VMI")))
 	})
 
-	It("onboard: a migration the API server refuses is a failed attempt, retried after a backoff, then abandoned", func(ctx SpecContext) {
+	It("onboard: while the API server would refuse its migration, the VMI stays pinned and is reported; it onboards once accepted", func(ctx SpecContext) {
 		ns := newNamespace(ctx)
 		legacyVM(ctx, ns, "db")
 		refuseMigrationsIn(ctx, ns)
+		setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "enabled", mesh.ExistingVMIsLabel: string(mesh.ExistingOnboard)})
+		Eventually(eventMessages).WithArguments(ctx, ns, "VirtualMachine", "db", controllers.ReasonCannotOnboard).WithTimeout(converge).
+			Should(ContainElement(And(ContainSubstring("would refuse its live migration"), ContainSubstring("in-flight migration detected"))))
+		Consistently(vmiNamed(ctx, ns, "db")).WithTimeout(3*time.Second).Should(And(pinnedVMI,
+			HaveField("Annotations", Not(HaveKey(mesh.OnboardingAnnotation)))), "nothing changes while KubeVirt would refuse")
+		Expect(eventMessages(ctx, ns, "VirtualMachine", "db", controllers.ReasonOnboardingFailed)).To(BeEmpty())
+
+		By("KubeVirt accepts migrations again")
+		Expect(adminClient.Delete(ctx, &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "refuse-migrations-" + ns}})).To(Succeed())
+		Eventually(onboardingMigrations).WithArguments(ctx, ns).WithTimeout(2 * converge).Should(HaveLen(1))
+		Expect(statusOf(ctx, ns, "db")()).To(inState(mesh.Onboarding))
+	})
+
+	It("onboard: a migration refused after the VMI was updated is a failed attempt, retried after a backoff, then abandoned", func(ctx SpecContext) {
+		ns := newNamespace(ctx)
+		legacyVM(ctx, ns, "db")
+		refuseRealMigrationsIn(ctx, ns)
 		setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "enabled", mesh.ExistingVMIsLabel: string(mesh.ExistingOnboard)})
 		Eventually(statusOf(ctx, ns, "db")).WithTimeout(converge).Should(And(inState(mesh.Onboarding),
 			HaveField("Reason", ContainSubstring("in-flight migration detected"))))
@@ -465,24 +554,7 @@ var _ = Describe("VMs running before their namespace joined the mesh", func() {
 		ns := newNamespace(ctx)
 		vmi := legacyVM(ctx, ns, "db")
 		By("a node drain's migration is starting: its target launcher pod exists, rendered before the mesh metadata")
-		target := startOn(ctx, vmi, "node03", withoutProxy)
-		Eventually(func() error { // it has not taken over: the source stays active
-			if err := adminClient.Get(ctx, client.ObjectKeyFromObject(vmi), vmi); err != nil {
-				return err
-			}
-			vmi.Status.NodeName = "node01"
-			delete(vmi.Status.ActivePods, target.UID)
-			pods := &corev1.PodList{}
-			if err := adminClient.List(ctx, pods, client.InNamespace(ns)); err != nil {
-				return err
-			}
-			for _, p := range pods.Items {
-				if p.Name != target.Name {
-					vmi.Status.ActivePods[p.UID] = "node01"
-				}
-			}
-			return adminClient.Update(ctx, vmi)
-		}).Should(Succeed())
+		target := startTarget(ctx, vmi, "node03", withoutProxy)
 		setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "enabled", mesh.ExistingVMIsLabel: string(mesh.ExistingOnboard)})
 		Eventually(vmiNamed(ctx, ns, "db")).WithTimeout(converge).Should(pinnedVMI)
 		Eventually(eventMessages).WithArguments(ctx, ns, "VirtualMachine", "db", controllers.ReasonCannotOnboard).
@@ -499,8 +571,84 @@ var _ = Describe("VMs running before their namespace joined the mesh", func() {
 		Expect(err).NotTo(HaveOccurred())
 		endMigrationWithoutProxy(ctx, &ms[0])
 		Eventually(eventMessages).WithArguments(ctx, ns, "VirtualMachine", "db", controllers.ReasonOnboardedNoProxy).
-			WithTimeout(converge).Should(ContainElement(ContainSubstring("has no istio-proxy")))
+			WithTimeout(converge).Should(ContainElement(And(ContainSubstring("has no istio-proxy"),
+			ContainSubstring("kubectl virtmesh check-namespace "+ns))), "the state's own next step, not the onboarding's")
 		Eventually(statusOf(ctx, ns, "db")).WithTimeout(converge).Should(inState(mesh.NoProxy))
 		Expect(eventReasons(ctx, ns, "VirtualMachine", "db")).NotTo(ContainElement(controllers.ReasonOnboarded))
+	})
+	It("onboard a Broken VM (migrated into a proxy after its namespace joined): done only once a migration moves it into a pod created with the mesh metadata", func(ctx SpecContext) {
+		ns := newNamespace(ctx)
+		vmi := legacyVM(ctx, ns, "db")
+		setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "enabled", mesh.ExistingVMIsLabel: string(mesh.ExistingIgnore)})
+		Eventually(statusOf(ctx, ns, "db")).WithTimeout(converge).Should(inState(mesh.NeedsRestart))
+		By("a node drain's migration: the target pod gets a proxy KubeVirt does not serve")
+		takeOver(ctx, vmi, startTarget(ctx, vmi, "node03", proxyIsReady))
+		Eventually(statusOf(ctx, ns, "db")).WithTimeout(converge).Should(inState(mesh.Broken))
+
+		By("kubectl virtmesh onboard: the VMI gets the mesh metadata; its pod's proxy still predates it")
+		out, errOut, code := kubectlVirtmesh(ctx, "", ns, "onboard", "db")
+		Expect(code).To(Equal(cli.ExitOK), out+errOut)
+		Eventually(onboardingMigrations).WithArguments(ctx, ns).WithTimeout(converge).Should(HaveLen(1))
+		Eventually(statusOf(ctx, ns, "db")).WithTimeout(converge).Should(And(inState(mesh.Onboarding),
+			HaveField("Reason", ContainSubstring("predates that"))))
+		Consistently(vmiNamed(ctx, ns, "db")).WithTimeout(3*time.Second).Should(HaveField("Annotations", HaveKey(mesh.OnboardingAnnotation)),
+			"the old pod's proxy does not make it Meshed")
+		Expect(eventReasons(ctx, ns, "VirtualMachine", "db")).NotTo(ContainElement(controllers.ReasonOnboarded))
+
+		By("the migration moves it into a pod created with the mesh metadata")
+		ms, err := onboardingMigrations(ctx, ns)
+		Expect(err).NotTo(HaveOccurred())
+		endMigration(ctx, &ms[0], kubevirtv1.MigrationSucceeded)
+		Eventually(statusOf(ctx, ns, "db")).WithTimeout(converge).Should(inState(mesh.Meshed))
+		Eventually(vmiNamed(ctx, ns, "db")).WithTimeout(converge).Should(HaveField("Annotations", Not(HaveKey(mesh.OnboardingAnnotation))))
+		Eventually(eventReasons).WithArguments(ctx, ns, "VirtualMachine", "db").WithTimeout(converge).
+			Should(ContainElement(controllers.ReasonOnboarded))
+	})
+
+	It("onboard: never pinned again while a migration of it is starting with the mesh metadata; that migration bringing it in ends the onboarding", func(ctx SpecContext) {
+		ns := newNamespace(ctx)
+		vmi := legacyVM(ctx, ns, "db")
+		setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "enabled", mesh.ExistingVMIsLabel: string(mesh.ExistingOnboard)})
+		Eventually(onboardingMigrations).WithArguments(ctx, ns).WithTimeout(converge).Should(HaveLen(1))
+		ms, err := onboardingMigrations(ctx, ns)
+		Expect(err).NotTo(HaveOccurred())
+		endMigration(ctx, &ms[0], kubevirtv1.MigrationFailed)
+		Eventually(statusOf(ctx, ns, "db")).WithTimeout(converge).Should(And(inState(mesh.Onboarding), HaveField("Reason", ContainSubstring("failed"))))
+
+		By("a node drain's migration starts, its target pod rendered with the mesh metadata; then the policy turns to pin")
+		target := startTarget(ctx, vmi, "node03", proxyIsReady)
+		setNamespaceLabels(ctx, ns, map[string]string{mesh.ExistingVMIsLabel: string(mesh.ExistingPin)})
+		Consistently(vmiNamed(ctx, ns, "db")).WithTimeout(6*time.Second).Should(And( // the retry was due after 2 s
+			HaveField("Annotations", And(HaveKeyWithValue(mesh.InjectKey, "true"), HaveKey(mesh.OnboardingAnnotation))),
+			HaveField("Labels", HaveKeyWithValue(mesh.InjectKey, "true"))), "pinning now would break the VM once it moves")
+
+		By("the drain's migration hands the VM over: it is in the mesh, and the onboarding is done")
+		takeOver(ctx, vmi, target)
+		Eventually(statusOf(ctx, ns, "db")).WithTimeout(converge).Should(inState(mesh.Meshed))
+		Eventually(vmiNamed(ctx, ns, "db")).WithTimeout(converge).Should(HaveField("Annotations", Not(HaveKey(mesh.OnboardingAnnotation))))
+		Eventually(eventReasons).WithArguments(ctx, ns, "VirtualMachine", "db").WithTimeout(converge).
+			Should(ContainElement(controllers.ReasonOnboarded))
+		Expect(eventReasons(ctx, ns, "VirtualMachine", "db")).NotTo(ContainElement(controllers.ReasonOnboardingAbandoned))
+		Expect(onboardingMigrations(ctx, ns)).To(HaveLen(1))
+	})
+
+	It("onboard: a namespace that leaves the mesh during a backoff ends the onboarding: no further migration, the VMI as before", func(ctx SpecContext) {
+		ns := newNamespace(ctx)
+		legacyVM(ctx, ns, "db")
+		setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "enabled", mesh.ExistingVMIsLabel: string(mesh.ExistingOnboard)})
+		Eventually(onboardingMigrations).WithArguments(ctx, ns).WithTimeout(converge).Should(HaveLen(1))
+		ms, err := onboardingMigrations(ctx, ns)
+		Expect(err).NotTo(HaveOccurred())
+		endMigration(ctx, &ms[0], kubevirtv1.MigrationFailed)
+		Eventually(statusOf(ctx, ns, "db")).WithTimeout(converge).Should(inState(mesh.Onboarding))
+
+		setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "-"})
+		Eventually(eventMessages).WithArguments(ctx, ns, "VirtualMachine", "db", controllers.ReasonOnboardingAbandoned).
+			WithTimeout(converge).Should(ContainElement(ContainSubstring("no longer in the mesh")))
+		Eventually(vmiNamed(ctx, ns, "db")).WithTimeout(converge).Should(And(
+			HaveField("Labels", Not(HaveKey(mesh.InjectKey))),
+			HaveField("Annotations", And(Not(HaveKey(mesh.InjectKey)), Not(HaveKey(mesh.OnboardingAnnotation)), Not(HaveKey(mesh.PinnedAnnotation))))))
+		Eventually(statusOf(ctx, ns, "db")).WithTimeout(converge).Should(inState(mesh.NotInMesh))
+		Consistently(onboardingMigrations).WithArguments(ctx, ns).WithTimeout(3 * time.Second).Should(HaveLen(1))
 	})
 })

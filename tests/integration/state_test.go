@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 	"strconv"
 	"time"
@@ -55,10 +56,10 @@ func vmWithVMI(ctx context.Context, ns, name string, spec kubevirtv1.VirtualMach
 	return vmi
 }
 
-// startOn plays virt-controller and kubelet: a launcher pod for vmi on node,
-// running, with or without an istio-proxy (ready or not), made the VMI's
-// active pod. It returns the pod.
-func startOn(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, node string, proxy proxyShape) *corev1.Pod {
+// launcherPodOn plays virt-controller and kubelet: a launcher pod for vmi on
+// node, rendered from the VMI as it is, running, with or without an
+// istio-proxy (ready or not). It returns the pod.
+func launcherPodOn(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, node string, proxy proxyShape) *corev1.Pod {
 	GinkgoHelper()
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "virt-launcher-" + vmi.Name + "-", Namespace: vmi.Namespace,
@@ -69,6 +70,8 @@ func startOn(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, node s
 		Spec: corev1.PodSpec{NodeName: node, AutomountServiceAccountToken: ptr.To(false),
 			Containers: []corev1.Container{{Name: "compute", Image: "quay.io/kubevirt/virt-launcher:v1.9.0"}}},
 	}
+	// virt-controller copies the VMI's annotations onto its launcher pod.
+	pod.Annotations = maps.Clone(vmi.Annotations)
 	if proxy != withoutProxy {
 		pod.Spec.InitContainers = []corev1.Container{{Name: "istio-init", Image: "docker.io/istio/proxyv2:1.30.0"}}
 		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: mesh.ProxyContainer, Image: "docker.io/istio/proxyv2:1.30.0"})
@@ -79,7 +82,15 @@ func startOn(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, node s
 		Expect(client.IgnoreNotFound(adminClient.Delete(ctx, pod, client.GracePeriodSeconds(0)))).To(Succeed())
 	})
 	setProxy(ctx, pod, proxy)
+	return pod
+}
 
+// startOn plays virt-controller and kubelet: a launcher pod for vmi on node,
+// running, with or without an istio-proxy (ready or not), made the VMI's
+// active pod. It returns the pod.
+func startOn(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, node string, proxy proxyShape) *corev1.Pod {
+	GinkgoHelper()
+	pod := launcherPodOn(ctx, vmi, node, proxy)
 	Eventually(func() error {
 		if err := adminClient.Get(ctx, client.ObjectKeyFromObject(vmi), vmi); err != nil {
 			return err
