@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -26,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	"github.com/virtmesh/virtmesh/internal/injector"
 	"github.com/virtmesh/virtmesh/internal/mesh"
 	"github.com/virtmesh/virtmesh/internal/onboard"
 	vmwebhook "github.com/virtmesh/virtmesh/webhook"
@@ -285,6 +287,14 @@ func (r *ExistingReconciler) start(ctx context.Context, cached *kubevirtv1.Virtu
 		r.release(key)
 		return reconcile.Result{}, err // Prepare wrote it: cannot happen
 	}
+	if why, err := r.noInjector(ctx, ns.labels, vmi.Labels); err != nil || why != "" {
+		r.release(key)
+		if why != "" {
+			r.warnOnce(key.String(), stateEventRef(vmi), ReasonCannotOnboard, "virtmesh cannot onboard VMI "+vmi.Name+" now: "+why+
+				"; the VMI stays pinned, and virtmesh looks again every "+max(r.RetryDelay, onboardingPoll).String())
+		}
+		return reconcile.Result{RequeueAfter: max(r.RetryDelay, onboardingPoll)}, err
+	}
 	// Ask first, changing nothing: does KubeVirt accept the migration now
 	// (its admission refuses one while another of the VMI is pending)?
 	if err := r.Client.Create(ctx, onboard.Migration(vmi, o.Migration), client.DryRunAll); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -316,6 +326,23 @@ func (r *ExistingReconciler) canMigrateNow(ctx context.Context, vmi *kubevirtv1.
 		return false, false, why, err
 	}
 	return true, false, "", nil
+}
+
+// noInjector says why no Istio injector would give a new launcher pod of a
+// VMI with these labels a proxy ("" when one would): no
+// MutatingWebhookConfiguration labelled as Istio's injectors are selects
+// it. Migrating the VM with the mesh metadata then would turn KubeVirt's
+// Istio networking on in a pod without a proxy: the VM unreachable.
+func (r *ExistingReconciler) noInjector(ctx context.Context, nsLabels, labels map[string]string) (string, error) {
+	mwcs := &admissionregistrationv1.MutatingWebhookConfigurationList{}
+	if err := r.APIReader.List(ctx, mwcs, client.MatchingLabels{injector.WebhookLabel: injector.WebhookLabelValue}); err != nil {
+		return "", fmt.Errorf("listing Istio's injectors: %w", err)
+	}
+	if injector.Select(mwcs.Items, nsLabels, labels) != nil {
+		return "", nil
+	}
+	return "no Istio injector would give its new pod a proxy (no MutatingWebhookConfiguration labelled " + injector.WebhookLabel + "=" +
+		injector.WebhookLabelValue + " selects it: Istio is not installed, or not the revision the namespace names)", nil
 }
 
 // inFlight says which live migration of vmi runs or is starting, if any:
@@ -498,15 +525,34 @@ func (r *ExistingReconciler) readyOrWait(ctx context.Context, vmi *kubevirtv1.Vi
 	switch {
 	case err != nil:
 		return reconcile.Result{}, true, err
-	case ok:
-		return reconcile.Result{}, false, nil
 	case restartOnly:
 		res, err := r.abandon(ctx, vmi, o, why)
 		return res, true, err
+	case ok:
+		// Passing reasons too, each a wait that uses no attempt: no
+		// injector yet, or KubeVirt would refuse the migration now (one
+		// it queued during a drain is on neither the VMI nor a pod).
+		if why, err = r.noInjector(ctx, ns.labels, vmi.Labels); err != nil {
+			return reconcile.Result{}, true, err
+		}
+		if why == "" {
+			m := onboard.Migration(vmi, onboard.MigrationName(vmi, o.Attempt+1, r.Now()))
+			if err := r.Client.Create(ctx, m, client.DryRunAll); err != nil && !apierrors.IsAlreadyExists(err) {
+				if !refused(err) {
+					return reconcile.Result{}, true, err
+				}
+				why = "the API server would refuse its live migration (" + err.Error() + ")"
+			}
+		}
+		if why == "" {
+			return reconcile.Result{}, false, nil
+		}
+		r.warnOnce(client.ObjectKeyFromObject(vmi).String(), stateEventRef(vmi), ReasonCannotOnboard,
+			"virtmesh cannot continue onboarding VMI "+vmi.Name+" now: "+why+"; it looks again later, without using an attempt")
 	}
 	r.release(client.ObjectKeyFromObject(vmi))
 	log.FromContext(ctx).V(1).Info("onboarding waits", "why", why)
-	return reconcile.Result{RequeueAfter: onboardingPoll}, true, nil
+	return reconcile.Result{RequeueAfter: max(r.RetryDelay, onboardingPoll)}, true, nil
 }
 
 // finish ends an onboarding that brought vmi into the mesh.
@@ -550,16 +596,19 @@ func (r *ExistingReconciler) attemptFailed(ctx context.Context, vmi *kubevirtv1.
 		if res, waits, err := r.abandonLater(ctx, vmi); waits || err != nil {
 			return res, err // counted once, when it is abandoned
 		}
-		onboardingTotal.WithLabelValues("failed").Inc()
-		return r.abandon(ctx, vmi, o, "live migration "+o.Migration+" failed: "+why)
+		res, err := r.abandon(ctx, vmi, o, "live migration "+o.Migration+" failed: "+why)
+		if err == nil {
+			onboardingTotal.WithLabelValues("failed").Inc()
+		}
+		return res, err
 	}
-	onboardingTotal.WithLabelValues("failed").Inc()
 	now := r.Now()
 	o.RetryAfter = &metav1.Time{Time: now.Add(onboard.Backoff(r.RetryDelay, o.Attempt)).UTC().Truncate(time.Second)}
 	o.LastFailure = why
 	if err := r.setOnboarding(ctx, vmi, o); err != nil {
 		return requeueOnConflict(err)
 	}
+	onboardingTotal.WithLabelValues("failed").Inc()
 	r.Recorder.Eventf(stateEventRef(vmi), corev1.EventTypeWarning, ReasonOnboardingFailed,
 		"virtmesh: live migration %s of VMI %s failed: %s. The VMI keeps the mesh labels and annotations meanwhile, so a "+
 			"migration of it (a node drain) also brings it in; virtmesh tries again after %s (attempt %d of %d next)", o.Migration, vmi.Name, why,
@@ -572,7 +621,11 @@ func (r *ExistingReconciler) attemptFailed(ctx context.Context, vmi *kubevirtv1.
 // mesh metadata. Pinning it now would have KubeVirt leave that pod's proxy
 // unserved once the VM moves there (the hazard pins exist to prevent).
 func (r *ExistingReconciler) abandonLater(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance) (reconcile.Result, bool, error) {
-	why, err := r.inFlight(ctx, vmi, r.Client)
+	fresh := &kubevirtv1.VirtualMachineInstance{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(vmi), fresh); err != nil {
+		return reconcile.Result{}, false, err
+	}
+	why, err := r.inFlight(ctx, fresh, r.APIReader)
 	if err != nil || why == "" {
 		return reconcile.Result{}, false, err
 	}
@@ -691,7 +744,10 @@ func (r *ExistingReconciler) reserve(ctx context.Context, vmi *kubevirtv1.Virtua
 			holders = append(holders, h.String())
 		}
 		slices.Sort(holders)
-		r.eventOnce(key.String(), stateEventRef(vmi), corev1.EventTypeNormal, ReasonOnboardingQueued, fmt.Sprintf("virtmesh onboards VMI %s once an onboarding "+
+		if _, told := r.told.LoadOrStore("queued/"+key.String(), true); told {
+			return r.wait(key, false), nil // once per wait, whoever holds the slots
+		}
+		r.Recorder.Event(stateEventRef(vmi), corev1.EventTypeNormal, ReasonOnboardingQueued, fmt.Sprintf("virtmesh onboards VMI %s once an onboarding "+
 			"slot frees: --onboarding-concurrency=%d, held by %s", key.Name, r.Concurrency, strings.Join(holders, ", ")))
 		return r.wait(key, false), nil
 	}
@@ -710,13 +766,13 @@ const slotHold = 10 * time.Minute
 // one), nor, once its migration should long have started, unless a
 // migration of it runs. An annotation anyone may write holds none for long.
 func holdsSlot(vmi *kubevirtv1.VirtualMachineInstance, now time.Time) bool {
+	if onboard.Migrating(vmi) {
+		return true // even paused: KubeVirt pauses a migration's source that does not converge
+	}
 	for _, c := range vmi.Status.Conditions {
 		if c.Type == kubevirtv1.VirtualMachineInstancePaused && c.Status == corev1.ConditionTrue {
 			return false
 		}
-	}
-	if onboard.Migrating(vmi) {
-		return true
 	}
 	o, err := mesh.ParseOnboarding(vmi.Annotations[mesh.OnboardingAnnotation])
 	return err == nil && now.Sub(o.Started.Time) < slotHold && o.Started.Time.Before(now.Add(onboard.CLIGrace))
@@ -746,6 +802,7 @@ func (r *ExistingReconciler) release(key types.NamespacedName) {
 	defer r.mu.Unlock()
 	delete(r.started, key)
 	delete(r.waiting, key)
+	r.told.Delete("queued/" + key.String())
 	for k := range r.waiting {
 		vmi := &kubevirtv1.VirtualMachineInstance{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name}}
 		select {

@@ -40,6 +40,7 @@ func TestHoldsSlot(t *testing.T) {
 		"started long ago, its migration running": {vmi(now.Add(-time.Hour), migrating), true},
 		"started long ago, no migration running":  {vmi(now.Add(-time.Hour)), false},
 		"paused":                                  {vmi(now.Add(-time.Minute), paused), false},
+		"paused by KubeVirt mid-migration":        {vmi(now.Add(-time.Minute), paused, migrating), true},
 		"a start time in the future":              {vmi(now.Add(24 * time.Hour)), false},
 		"not virtmesh's annotation": {vmi(now, func(v *kubevirtv1.VirtualMachineInstance) {
 			v.Annotations[mesh.OnboardingAnnotation] = "soon"

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,6 +21,7 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/virtmesh/virtmesh/internal/injector"
 	"github.com/virtmesh/virtmesh/internal/mesh"
 	"github.com/virtmesh/virtmesh/internal/onboard"
 	"github.com/virtmesh/virtmesh/internal/status"
@@ -83,6 +85,14 @@ func runOnboard(ctx context.Context, c client.Client, restart func(ctx context.C
 			continue
 		}
 		acted++
+		if row.State == mesh.Broken && mesh.KubeVirtIstioOn(vmi) {
+			// Nothing to give it: a plain migration moves it into a pod
+			// created with the metadata it carries.
+			fmt.Fprintf(out, "%s: not onboarded: it already carries the mesh metadata but runs in a launcher pod created before it "+
+				"had it; %s\n", id, row.NextStep)
+			worse(ExitTrouble)
+			continue
+		}
 		ok, restartOnly, why := onboard.Migratable(vmi)
 		switch {
 		case ok:
@@ -145,6 +155,11 @@ func onboardOne(ctx context.Context, c client.Client, vmi *kubevirtv1.VirtualMac
 	if err != nil {
 		return err
 	}
+	if why, err := noInjector(ctx, c, ns.Labels, vmi.Labels); err != nil {
+		return err
+	} else if why != "" {
+		return fmt.Errorf("%s; VMI %s is unchanged", why, vmi.Name)
+	}
 	m := onboard.Migration(vmi, o.Migration)
 	// Ask first, changing nothing: may the user create the migration, and
 	// does KubeVirt accept it now (no other migration runs, the VMI can
@@ -174,6 +189,24 @@ func onboardOne(ctx context.Context, c client.Client, vmi *kubevirtv1.VirtualMac
 	fmt.Fprintf(out, "%s: onboarding by live migration %s; kubectl virtmesh status %s -n %s shows when it is Meshed\n",
 		id, o.Migration, vmi.Name, vmi.Namespace)
 	return nil
+}
+
+// noInjector says why no Istio injector would give the VM's new pod a proxy
+// ("" when one would, or when the user may not read the injectors: the
+// controller checks again before it acts on its own).
+func noInjector(ctx context.Context, c client.Client, nsLabels, labels map[string]string) (string, error) {
+	mwcs := &admissionregistrationv1.MutatingWebhookConfigurationList{}
+	switch err := c.List(ctx, mwcs, client.MatchingLabels{injector.WebhookLabel: injector.WebhookLabelValue}); {
+	case apierrors.IsForbidden(err):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("listing Istio's injectors: %w", err)
+	}
+	if injector.Select(mwcs.Items, nsLabels, labels) != nil {
+		return "", nil
+	}
+	return "no Istio injector would give its new pod a proxy (no MutatingWebhookConfiguration labelled " + injector.WebhookLabel + "=" +
+		injector.WebhookLabelValue + " selects it: is Istio, or the revision the namespace names, installed?)", nil
 }
 
 // putBack undoes on the VMI as it is now the label and annotation changes

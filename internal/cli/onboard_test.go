@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/rest"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/virtmesh/virtmesh/internal/mesh"
 	"github.com/virtmesh/virtmesh/internal/onboard"
+	"github.com/virtmesh/virtmesh/internal/status"
 )
 
 // onboardCluster is the status fixture with "db" live-migratable, "lb" a
@@ -185,5 +187,35 @@ func TestOnboardPutsTheVMIBackWhenTheMigrationIsRefused(t *testing.T) {
 	}
 	if !maps.Equal(before.Labels, after.Labels) || !maps.Equal(before.Annotations, after.Annotations) {
 		t.Errorf("not put back: labels %v → %v, annotations %v → %v", before.Labels, after.Labels, before.Annotations, after.Annotations)
+	}
+}
+
+// Without an Istio injector that would give the new pod a proxy, onboarding
+// would turn KubeVirt's Istio networking on in a pod without one: refused,
+// the VMI unchanged.
+func TestOnboardRefusesWithoutAnInjector(t *testing.T) {
+	c := onboardCluster(t)
+	mwcs := &admissionregistrationv1.MutatingWebhookConfigurationList{}
+	if err := c.List(context.Background(), mwcs); err != nil {
+		t.Fatal(err)
+	}
+	for i := range mwcs.Items {
+		if mwcs.Items[i].Name != status.WebhookConfigurationName {
+			if err := c.Delete(context.Background(), &mwcs.Items[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var restarted []string
+	out, errOut, code := runWithRestart(t, c, &restarted, "onboard", "db")
+	if code != ExitError || !strings.Contains(errOut, "no Istio injector would give its new pod a proxy") || !strings.Contains(errOut, "unchanged") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	vmi := &kubevirtv1.VirtualMachineInstance{}
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: "vms", Name: "db"}, vmi); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := vmi.Annotations[mesh.InjectKey]; ok || len(migrations(t, c)) != 0 {
+		t.Fatalf("the VMI changed (%v) or a migration was created", vmi.Annotations)
 	}
 }

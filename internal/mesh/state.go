@@ -336,9 +336,12 @@ func StateOf(in StateInput) Status {
 			return st(Broken, "its launcher pod has an istio-proxy, but its pod network is bound as "+binding+", which Istio cannot work with",
 				restart+": the webhook binds the new VMI's pod network as masquerade")
 		case !podIstio:
+			next := restart
+			if binding == "masquerade" && liveMigratable(vmi) {
+				next = "live-migrate it (virtctl migrate " + vmiOwnerName(vmi) + "): its new pod gets KubeVirt's Istio networking; or " + restart
+			}
 			return st(Broken, "its launcher pod has an istio-proxy, but was created before the VMI got the annotation "+InjectKey+`="true", `+
-				"so KubeVirt did not set up its Istio networking in that pod: the pod never becomes Ready",
-				"live-migrate it (virtctl migrate "+vmiOwnerName(vmi)+"): its new pod gets KubeVirt's Istio networking; or "+restart)
+				"so KubeVirt did not set up its Istio networking in that pod: the pod never becomes Ready", next)
 		case p.Ready && paused(vmi):
 			return st(Meshed, "its launcher pod's istio-proxy is ready, but the VM is paused: it serves nothing and its pod is not Ready",
 				"virtctl unpause vmi "+vmi.Name)
@@ -391,7 +394,7 @@ func StateOf(in StateInput) Status {
 	case kvIstio:
 		return st(NoProxy, "the VMI asks for the mesh ("+InjectKey+`="true"), but no Istio injector gave its launcher pod a proxy `+
 			"(Istio not installed, an Istio revision that is not installed, or its injector was down when the pod was created)",
-			"kubectl virtmesh check-namespace "+vmi.Namespace+"; once an injector injects there, "+restart)
+			"kubectl virtmesh check-namespace "+vmi.Namespace+"; once an injector injects there, "+migrateOr(vmi, binding, restart))
 	case d.InMesh && d.Ambient:
 		return st(NeedsRestart, d.Reason()+", and the VMI was created before that: ambient may enrol its running pod, which KubeVirt "+
 			"does not support (inbound connections hang, kubevirt/kubevirt#18871)", restart+": the webhook gives the new VMI a sidecar and takes it out of ambient")
@@ -418,6 +421,25 @@ func StateOf(in StateInput) Status {
 		next = "to mesh it: remove " + InjectKey + "=" + v + " from " + where + ", then " + restart
 	}
 	return st(NotInMesh, d.Reason(), next)
+}
+
+// migrateOr is how to move vmi into a new launcher pod rendered from its
+// metadata as it is: a live migration where it can, else restart.
+func migrateOr(vmi *kubevirtv1.VirtualMachineInstance, binding, restart string) string {
+	if binding == "masquerade" && liveMigratable(vmi) {
+		return "live-migrate it (virtctl migrate " + vmiOwnerName(vmi) + "), or " + restart
+	}
+	return restart
+}
+
+// liveMigratable: the VMI's LiveMigratable condition is True.
+func liveMigratable(vmi *kubevirtv1.VirtualMachineInstance) bool {
+	for _, c := range vmi.Status.Conditions {
+		if c.Type == kubevirtv1.VirtualMachineInstanceIsMigratable && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
 }
 
 // paused: the VMI's Paused condition is True.

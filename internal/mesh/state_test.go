@@ -186,8 +186,13 @@ func TestMeshState(t *testing.T) {
 			in:   StateInput{VMI: stateVMI(true, annotate(OnboardingAnnotation, "x")), NamespaceLabels: enabled, Pod: meshPod(proxyReady)},
 			want: Meshed},
 		"a proxy in a pod created before the VMI asked for the mesh": {
-			in:   StateInput{VMI: stateVMI(true), NamespaceLabels: enabled, Pod: launcherPod(proxyReady, running)},
+			in: StateInput{VMI: stateVMI(true, func(v *kubevirtv1.VirtualMachineInstance) {
+				v.Status.Conditions = []kubevirtv1.VirtualMachineInstanceCondition{{Type: kubevirtv1.VirtualMachineInstanceIsMigratable, Status: corev1.ConditionTrue}}
+			}), NamespaceLabels: enabled, Pod: launcherPod(proxyReady, running)},
 			want: Broken, reason: "created before the VMI got the annotation", next: "virtctl migrate db", proxy: "ready"},
+		"a proxy in a pod created before the VMI asked for the mesh, cannot live-migrate": {
+			in:   StateInput{VMI: stateVMI(true), NamespaceLabels: enabled, Pod: launcherPod(proxyReady, running)},
+			want: Broken, reason: "created before the VMI got the annotation", next: "virtctl restart db"},
 		"onboarding a VM whose pod's proxy predates the update": {
 			in: StateInput{VMI: stateVMI(true, annotate(OnboardingAnnotation, OnboardingStatus{Attempt: 1, Migration: "virtmesh-onboard-db-1"}.Encode())),
 				NamespaceLabels: enabled, Pod: launcherPod(proxyReady, running)},

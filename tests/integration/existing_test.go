@@ -332,6 +332,12 @@ var _ = Describe("VMs running before their namespace joined the mesh", func() {
 		startedBefore, err := onboardingCount("started")
 		Expect(err).NotTo(HaveOccurred())
 		setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "enabled", mesh.ExistingVMIsLabel: string(mesh.ExistingOnboard)})
+		By("no Istio injector yet: onboarding would leave the VM without the proxy KubeVirt then expects")
+		Eventually(eventMessages).WithArguments(ctx, ns, "VirtualMachine", "db", controllers.ReasonCannotOnboard).WithTimeout(converge).
+			Should(ContainElement(ContainSubstring("no Istio injector would give its new pod a proxy")))
+		Expect(vmiNamed(ctx, ns, "db")()).To(pinnedVMI)
+		Expect(onboardingMigrations(ctx, ns)).To(BeEmpty())
+		installStandInInjector(ctx)
 
 		Eventually(onboardingMigrations).WithArguments(ctx, ns).WithTimeout(converge).Should(HaveLen(1))
 		ms, err := onboardingMigrations(ctx, ns)
@@ -365,6 +371,7 @@ var _ = Describe("VMs running before their namespace joined the mesh", func() {
 	})
 
 	It("onboard: at most --onboarding-concurrency (2) namespaces migrate at once, one VM each; a finished one frees its slot", func(ctx SpecContext) {
+		installStandInInjector(ctx) // the new pods get a proxy
 		a, b, c := newNamespace(ctx), newNamespace(ctx), newNamespace(ctx)
 		for _, v := range []struct{ ns, name string }{{a, "a1"}, {a, "a2"}, {b, "b1"}, {c, "c1"}} {
 			vmi := legacyVM(ctx, v.ns, v.name)
@@ -401,6 +408,7 @@ var _ = Describe("VMs running before their namespace joined the mesh", func() {
 	})
 
 	It("onboard: a failed migration is retried after a backoff; after the last attempt the VMI is pinned again and reported", func(ctx SpecContext) {
+		installStandInInjector(ctx) // the new pods get a proxy
 		ns := newNamespace(ctx)
 		legacyVM(ctx, ns, "db")
 		setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "enabled", mesh.ExistingVMIsLabel: string(mesh.ExistingOnboard)})
@@ -433,6 +441,7 @@ var _ = Describe("VMs running before their namespace joined the mesh", func() {
 	})
 
 	It("onboard across a restart: a VMI updated but not yet migrating gets its migration, a running one no second", func(ctx SpecContext) {
+		installStandInInjector(ctx) // the new pods get a proxy
 		ns := newNamespace(ctx)
 		vmi := legacyVM(ctx, ns, "db")
 		By("stopping virtmesh, then leaving the VMI as a virtmesh stopped between its two writes would")
@@ -467,6 +476,7 @@ var _ = Describe("VMs running before their namespace joined the mesh", func() {
 	})
 
 	It("onboard: annotations virtmesh would not act on take no slot: another migration's name, a finished VMI's, a paused VMI's", func(ctx SpecContext) {
+		installStandInInjector(ctx) // the new pods get a proxy
 		a, b, c := newNamespace(ctx), newNamespace(ctx), newNamespace(ctx)
 		cleanup := func(vmi *kubevirtv1.VirtualMachineInstance) {
 			DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(adminClient.Delete(ctx, vmi))).To(Succeed()) })
@@ -514,6 +524,7 @@ var _ = Describe("VMs running before their namespace joined the mesh", func() {
 	})
 
 	It("onboard: while the API server would refuse its migration, the VMI stays pinned and is reported; it onboards once accepted", func(ctx SpecContext) {
+		installStandInInjector(ctx) // the new pods get a proxy
 		ns := newNamespace(ctx)
 		legacyVM(ctx, ns, "db")
 		refuseMigrationsIn(ctx, ns)
@@ -532,6 +543,7 @@ var _ = Describe("VMs running before their namespace joined the mesh", func() {
 	})
 
 	It("onboard: a migration refused after the VMI was updated is a failed attempt, retried after a backoff, then abandoned", func(ctx SpecContext) {
+		installStandInInjector(ctx) // the new pods get a proxy
 		ns := newNamespace(ctx)
 		legacyVM(ctx, ns, "db")
 		refuseRealMigrationsIn(ctx, ns)
@@ -551,6 +563,7 @@ var _ = Describe("VMs running before their namespace joined the mesh", func() {
 	})
 
 	It("onboard: waits while another migration of the VM is starting; a migration into a pod without a proxy is reported, not called a success", func(ctx SpecContext) {
+		installStandInInjector(ctx) // the new pods get a proxy
 		ns := newNamespace(ctx)
 		vmi := legacyVM(ctx, ns, "db")
 		By("a node drain's migration is starting: its target launcher pod exists, rendered before the mesh metadata")
@@ -577,6 +590,7 @@ var _ = Describe("VMs running before their namespace joined the mesh", func() {
 		Expect(eventReasons(ctx, ns, "VirtualMachine", "db")).NotTo(ContainElement(controllers.ReasonOnboarded))
 	})
 	It("onboard a Broken VM (migrated into a proxy after its namespace joined): done only once a migration moves it into a pod created with the mesh metadata", func(ctx SpecContext) {
+		installStandInInjector(ctx) // the new pods get a proxy
 		ns := newNamespace(ctx)
 		vmi := legacyVM(ctx, ns, "db")
 		setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "enabled", mesh.ExistingVMIsLabel: string(mesh.ExistingIgnore)})
@@ -606,6 +620,7 @@ var _ = Describe("VMs running before their namespace joined the mesh", func() {
 	})
 
 	It("onboard: never pinned again while a migration of it is starting with the mesh metadata; that migration bringing it in ends the onboarding", func(ctx SpecContext) {
+		installStandInInjector(ctx) // the new pods get a proxy
 		ns := newNamespace(ctx)
 		vmi := legacyVM(ctx, ns, "db")
 		setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "enabled", mesh.ExistingVMIsLabel: string(mesh.ExistingOnboard)})
@@ -633,6 +648,7 @@ var _ = Describe("VMs running before their namespace joined the mesh", func() {
 	})
 
 	It("onboard: a namespace that leaves the mesh during a backoff ends the onboarding: no further migration, the VMI as before", func(ctx SpecContext) {
+		installStandInInjector(ctx) // the new pods get a proxy
 		ns := newNamespace(ctx)
 		legacyVM(ctx, ns, "db")
 		setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "enabled", mesh.ExistingVMIsLabel: string(mesh.ExistingOnboard)})

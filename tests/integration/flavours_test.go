@@ -12,6 +12,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -29,6 +30,23 @@ var injectors = filepath.Join(repoRoot, "tests", "testdata", "istio-injectors")
 // point at an istiod that does not exist: nothing here creates pods.
 func installInjector(ctx SpecContext, fixture string, withoutConfigMap bool) {
 	GinkgoHelper()
+	installInjectorWith(ctx, fixture, withoutConfigMap, nil)
+}
+
+// installStandInInjector installs Istio 1.30's injector for specs that
+// create launcher pods in its namespaces: its webhooks fail open, since no
+// istiod answers them here.
+func installStandInInjector(ctx SpecContext) {
+	GinkgoHelper()
+	installInjectorWith(ctx, "istio-1.30-multus", false, func(mwc *admissionregistrationv1.MutatingWebhookConfiguration) {
+		for i := range mwc.Webhooks {
+			mwc.Webhooks[i].FailurePolicy = ptr.To(admissionregistrationv1.Ignore)
+		}
+	})
+}
+
+func installInjectorWith(ctx SpecContext, fixture string, withoutConfigMap bool, edit func(*admissionregistrationv1.MutatingWebhookConfiguration)) {
+	GinkgoHelper()
 	var objs []client.Object
 	if !withoutConfigMap {
 		cm := &corev1.ConfigMap{}
@@ -43,6 +61,9 @@ func installInjector(ctx SpecContext, fixture string, withoutConfigMap bool) {
 		mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
 		Expect(yaml.Unmarshal([]byte(doc), mwc)).To(Succeed())
 		if mwc.Name != "" {
+			if edit != nil {
+				edit(mwc)
+			}
 			objs = append(objs, mwc)
 		}
 	}
