@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"strings"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
@@ -15,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/virtmesh/virtmesh/internal/cli"
+	"github.com/virtmesh/virtmesh/internal/injector"
 	"github.com/virtmesh/virtmesh/internal/mesh"
 	"github.com/virtmesh/virtmesh/internal/testkit"
 )
@@ -106,6 +109,13 @@ func showPin(ctx context.Context, cfg *rest.Config, admin client.Client) error {
 	}
 	say("To bring it in without a restart, its owner (or virtmesh, with virtmesh.io/existing-vmis=onboard on the")
 	say("namespace) gives it the mesh metadata and live-migrates it:")
+	// virtmesh onboards only where an Istio injector would give the new pod
+	// a proxy: stand one in (its webhook fails open; no istiod runs here).
+	say("(Istio's sidecar injector stands in here as its MutatingWebhookConfiguration alone: virtmesh onboards a VM only")
+	say("where an injector would give its new pod a proxy.)")
+	if err := admin.Create(ctx, standInInjector()); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating the stand-in Istio injector: %w", err)
+	}
 	var out, errOut bytes.Buffer
 	code := cli.Main(ctx, []string{"onboard", "legacy-db", "-n", ns, "--dry-run"}, cli.Env{Stdout: &out, Stderr: &errOut, RESTConfig: cfg, Namespace: ns})
 	if code != cli.ExitOK {
@@ -185,4 +195,24 @@ func showStatus(ctx context.Context, cfg *rest.Config, vm string, want mesh.Stat
 	}
 	say("(exit code %d%s)", code, map[bool]string{true: ": a VM needs action", false: ""}[code == cli.ExitTrouble])
 	return nil
+}
+
+// standInInjector is Istio's namespace injector as the API server sees it
+// (the selectors kubectl virtmesh and virtmesh read), failing open, since
+// no istiod answers it here.
+func standInInjector() *admissionregistrationv1.MutatingWebhookConfiguration {
+	url := "https://127.0.0.1:1/inject"
+	return &admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "istio-sidecar-injector", Labels: map[string]string{injector.WebhookLabel: injector.WebhookLabelValue}},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name:                    "namespace.sidecar-injector.istio.io",
+			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url},
+			Rules:                   []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create}, Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}},
+			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{mesh.NamespaceInjectionLabel: "enabled"}},
+			ObjectSelector:          &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: mesh.InjectKey, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"false"}}}},
+			FailurePolicy:           ptr.To(admissionregistrationv1.Ignore),
+			SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNone),
+			AdmissionReviewVersions: []string{"v1"},
+		}},
+	}
 }
