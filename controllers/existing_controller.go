@@ -328,21 +328,13 @@ func (r *ExistingReconciler) canMigrateNow(ctx context.Context, vmi *kubevirtv1.
 	return true, false, "", nil
 }
 
-// noInjector says why no Istio injector would give a new launcher pod of a
-// VMI with these labels a proxy ("" when one would): no
-// MutatingWebhookConfiguration labelled as Istio's injectors are selects
-// it. Migrating the VM with the mesh metadata then would turn KubeVirt's
-// Istio networking on in a pod without a proxy: the VM unreachable.
+// noInjector is injector.Missing on the injectors read from the API server.
 func (r *ExistingReconciler) noInjector(ctx context.Context, nsLabels, labels map[string]string) (string, error) {
 	mwcs := &admissionregistrationv1.MutatingWebhookConfigurationList{}
 	if err := r.APIReader.List(ctx, mwcs, client.MatchingLabels{injector.WebhookLabel: injector.WebhookLabelValue}); err != nil {
 		return "", fmt.Errorf("listing Istio's injectors: %w", err)
 	}
-	if injector.Select(mwcs.Items, nsLabels, labels) != nil {
-		return "", nil
-	}
-	return "no Istio injector would give its new pod a proxy (no MutatingWebhookConfiguration labelled " + injector.WebhookLabel + "=" +
-		injector.WebhookLabelValue + " selects it: Istio is not installed, or not the revision the namespace names)", nil
+	return injector.Missing(mwcs.Items, nsLabels, labels), nil
 }
 
 // inFlight says which live migration of vmi runs or is starting, if any:
@@ -555,34 +547,32 @@ func (r *ExistingReconciler) readyOrWait(ctx context.Context, vmi *kubevirtv1.Vi
 	return reconcile.Result{RequeueAfter: max(r.RetryDelay, onboardingPoll)}, true, nil
 }
 
-// finish ends an onboarding that brought vmi into the mesh.
+// finish ends an onboarding whose migration brought vmi into the mesh.
 func (r *ExistingReconciler) finish(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, how string) (reconcile.Result, error) {
-	r.release(client.ObjectKeyFromObject(vmi))
-	orig := vmi.DeepCopy()
-	onboard.Finish(vmi)
-	if err := r.Client.Patch(ctx, vmi, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
-		return requeueOnConflict(fmt.Errorf("ending the onboarding of VMI %s/%s: %w", vmi.Namespace, vmi.Name, err))
-	}
-	onboardingTotal.WithLabelValues("succeeded").Inc()
-	r.Recorder.Eventf(stateEventRef(vmi), corev1.EventTypeNormal, ReasonOnboarded,
-		"virtmesh: VMI %s is in the mesh: %s (kubectl virtmesh status shows its state)", vmi.Name, how)
-	return reconcile.Result{}, nil
+	return r.end(ctx, vmi, "succeeded", corev1.EventTypeNormal, ReasonOnboarded,
+		fmt.Sprintf("virtmesh: VMI %s is in the mesh: %s (kubectl virtmesh status shows its state)", vmi.Name, how))
 }
 
 // finishNoProxy ends an onboarding whose migration moved the VM into a pod
 // created with the mesh metadata but without a proxy, and says so with the
 // state's reason and next step.
 func (r *ExistingReconciler) finishNoProxy(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, st mesh.Status) (reconcile.Result, error) {
+	return r.end(ctx, vmi, "noproxy", corev1.EventTypeWarning, ReasonOnboardedNoProxy,
+		fmt.Sprintf("virtmesh: a live migration moved VMI %s into a new launcher pod, but that pod has no istio-proxy: %s. KubeVirt keeps "+
+			"inbound connections for the proxy, so the VM is not reachable through the mesh. Next: %s", vmi.Name, st.Reason, st.NextStep))
+}
+
+// end removes the onboarding's annotations from vmi, then counts result and
+// sends the Event.
+func (r *ExistingReconciler) end(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, result, typ, reason, msg string) (reconcile.Result, error) {
 	r.release(client.ObjectKeyFromObject(vmi))
 	orig := vmi.DeepCopy()
 	onboard.Finish(vmi)
 	if err := r.Client.Patch(ctx, vmi, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 		return requeueOnConflict(fmt.Errorf("ending the onboarding of VMI %s/%s: %w", vmi.Namespace, vmi.Name, err))
 	}
-	onboardingTotal.WithLabelValues("noproxy").Inc()
-	r.Recorder.Eventf(stateEventRef(vmi), corev1.EventTypeWarning, ReasonOnboardedNoProxy,
-		"virtmesh: a live migration moved VMI %s into a new launcher pod, but that pod has no istio-proxy: %s. KubeVirt keeps "+
-			"inbound connections for the proxy, so the VM is not reachable through the mesh. Next: %s", vmi.Name, st.Reason, st.NextStep)
+	onboardingTotal.WithLabelValues(result).Inc()
+	r.Recorder.Event(stateEventRef(vmi), typ, reason, msg)
 	return reconcile.Result{}, nil
 }
 

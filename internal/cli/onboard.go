@@ -202,11 +202,7 @@ func noInjector(ctx context.Context, c client.Client, nsLabels, labels map[strin
 	case err != nil:
 		return "", fmt.Errorf("listing Istio's injectors: %w", err)
 	}
-	if injector.Select(mwcs.Items, nsLabels, labels) != nil {
-		return "", nil
-	}
-	return "no Istio injector would give its new pod a proxy (no MutatingWebhookConfiguration labelled " + injector.WebhookLabel + "=" +
-		injector.WebhookLabelValue + " selects it: is Istio, or the revision the namespace names, installed?)", nil
+	return injector.Missing(mwcs.Items, nsLabels, labels), nil
 }
 
 // putBack undoes on the VMI as it is now the label and annotation changes

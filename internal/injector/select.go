@@ -71,3 +71,15 @@ func matches(sel *metav1.LabelSelector, l map[string]string) bool {
 	}
 	return s.Matches(labels.Set(l))
 }
+
+// Missing says why no injector among mwcs would give a pod with podLabels in
+// a namespace with nsLabels a proxy ("" when one would). Migrating a VM with
+// the mesh metadata then would turn KubeVirt's Istio networking on in a pod
+// without a proxy: the VM unreachable.
+func Missing(mwcs []admissionregistrationv1.MutatingWebhookConfiguration, nsLabels, podLabels map[string]string) string {
+	if Select(mwcs, nsLabels, podLabels) != nil {
+		return ""
+	}
+	return "no Istio injector would give its new pod a proxy (no MutatingWebhookConfiguration labelled " + WebhookLabel + "=" +
+		WebhookLabelValue + " selects it: Istio is not installed, or not the revision the namespace names)"
+}
