@@ -21,9 +21,9 @@ import (
 
 // CacheByObject is how the manager's cache must hold the objects the
 // controllers watch: VMs and VMIs trimmed to what membership and Services
-// read, Services only when labelled as virtmesh's (with their managedFields,
-// which tell whether virtmesh owns them, what it last applied and who else
-// changed them), NADs with virtmesh's own managedFields entries only, the one
+// read, Services only when labelled as virtmesh's (their selector and ports,
+// and the managedFields entries that tell whether virtmesh owns them, what
+// it last applied and who else changed them), NADs with virtmesh's own managedFields entries only, the one
 // CRD it waits for.
 // NetworkAttachmentDefinitions cannot be narrowed here: the cache resolves
 // every type it is configured for when the manager is built, and the NAD CRD
@@ -38,9 +38,7 @@ func CacheByObject(cfg Config) map[client.Object]cache.ByObject {
 		&kubevirtv1.VirtualMachineInstance{}: {Transform: trimVMI},
 		&kubevirtv1.VirtualMachine{}:         {Transform: trimVM},
 		&corev1.Service{}: {Label: labels.SelectorFromSet(labels.Set{mesh.ManagedByLabel: mesh.ManagedByValue}),
-			Transform: keepManagedFields},
-		// Launcher pods, for the mesh state: a few hundred bytes each.
-		&corev1.Pod{}: {Label: labels.SelectorFromSet(labels.Set{LauncherLabel: LauncherLabelValue}), Transform: trimPod},
+			Transform: trimService},
 	}
 	if cfg.NADMode != NADOff {
 		by[&apiextensionsv1.CustomResourceDefinition{}] = cache.ByObject{Field: fields.OneTermEqualSelector("metadata.name", NADCRDName),
@@ -137,7 +135,8 @@ const (
 // maxPodNetworks is how many of a launcher pod's NADs the cache keeps.
 const maxPodNetworks = 16
 
-// trimPod keeps what the mesh state reads of a launcher pod: its VMI (owner
+// trimPod keeps what the mesh state reads of a launcher pod (LauncherPods
+// holds it flattened): its VMI (owner
 // and created-by label), node, phase, Multus networks annotation, and the
 // istio-proxy container (or native sidecar) and its readiness; the other
 // containers by name only.
@@ -146,7 +145,7 @@ func trimPod(in any) (any, error) {
 	if !ok {
 		return in, nil
 	}
-	out := &corev1.Pod{TypeMeta: pod.TypeMeta, ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID,
+	out := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID,
 		ResourceVersion: pod.ResourceVersion, CreationTimestamp: pod.CreationTimestamp, DeletionTimestamp: pod.DeletionTimestamp}}
 	// Anyone may label a pod kubevirt.io=virt-launcher: one that no VMI
 	// controls is kept as its name alone, whatever its size.
@@ -211,9 +210,25 @@ func trimVM(in any) (any, error) {
 	return out, nil
 }
 
-// keepManagedFields keeps a Service whole: its managedFields say whether
-// virtmesh owns it, what virtmesh last applied, and who else changed it.
-func keepManagedFields(in any) (any, error) { return in, nil }
+// trimService keeps what the Service controller reads of a Service labelled
+// as virtmesh's: its metadata, with virtmesh's managedFields entries (whether
+// virtmesh owns it, what it last applied) and those of anyone else who has
+// changed what it is for (takesOver); its selector and ports.
+func trimService(in any) (any, error) {
+	svc, ok := in.(*corev1.Service)
+	if !ok {
+		return in, nil
+	}
+	out := &corev1.Service{TypeMeta: svc.TypeMeta, ObjectMeta: svc.ObjectMeta}
+	out.ManagedFields = nil
+	for _, e := range svc.ManagedFields {
+		if e.Manager == FieldOwner || takesOver(e) {
+			out.ManagedFields = append(out.ManagedFields, e)
+		}
+	}
+	out.Spec.Selector, out.Spec.Ports = svc.Spec.Selector, svc.Spec.Ports
+	return out, nil
+}
 
 // keepOwnManagedFields keeps virtmesh's own managedFields entries (what it
 // last applied; and what versions before server-side apply wrote, until they

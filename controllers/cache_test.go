@@ -256,8 +256,8 @@ func TestTrimPodKeepsWhatTheStateReads(t *testing.T) {
 // whole and trimmed (heap bytes per pod, reported as B/pod).
 func BenchmarkLauncherPodMemory(b *testing.B) {
 	const n = 2000
-	for _, trim := range []bool{false, true} {
-		b.Run(map[bool]string{false: "whole", true: "trimmed"}[trim], func(b *testing.B) {
+	for _, how := range []string{"whole", "trimmed", "packed"} {
+		b.Run(how, func(b *testing.B) {
 			var perPod float64
 			for range b.N {
 				runtime.GC()
@@ -266,9 +266,12 @@ func BenchmarkLauncherPodMemory(b *testing.B) {
 				kept := make([]any, n)
 				for i := range kept {
 					pod := injectedLauncherPod(i, false)
-					if trim {
+					switch how {
+					case "trimmed": // a corev1.Pod, as the manager's cache would hold it
 						kept[i], _ = trimPod(pod)
-					} else {
+					case "packed": // as LauncherPods holds it
+						kept[i], _ = packPod(pod)
+					default:
 						kept[i] = pod
 					}
 				}
@@ -302,5 +305,46 @@ func TestTrimPodKeepsLittleOfPodsNoVMIControls(t *testing.T) {
 	got, _ = trimPod(real)
 	if refs := mesh.PodNetworks(got.(*corev1.Pod)); len(refs) != maxPodNetworks || refs[0] != "vms/net-0" {
 		t.Errorf("kept NADs %v, want the first %d as references", refs, maxPodNetworks)
+	}
+}
+
+// The cached Service answers every ownership question as the whole one
+// does, and keeps only the selector and ports of its spec.
+func TestTrimServiceKeepsWhatOwnershipReads(t *testing.T) {
+	entry := func(manager string, op metav1.ManagedFieldsOperationType, fields string) metav1.ManagedFieldsEntry {
+		return metav1.ManagedFieldsEntry{Manager: manager, Operation: op, FieldsV1: &metav1.FieldsV1{Raw: []byte(fields)}}
+	}
+	ours := entry(FieldOwner, metav1.ManagedFieldsOperationApply,
+		`{"f:metadata":{"f:labels":{"f:`+mesh.ManagedByLabel+`":{}}},"f:spec":{"f:selector":{},"f:ports":{}}}`)
+	note := entry("kubectl-annotate", metav1.ManagedFieldsOperationUpdate, `{"f:metadata":{"f:annotations":{"f:example.com/note":{}}}}`)
+	edit := entry("kubectl-edit", metav1.ManagedFieldsOperationUpdate, `{"f:spec":{"f:ports":{}}}`)
+	for name, fields := range map[string][]metav1.ManagedFieldsEntry{
+		"ours only":        {ours},
+		"annotated":        {ours, note},
+		"ports edited":     {ours, note, edit},
+		"someone else's":   {note, edit},
+		"status by others": {ours, {Manager: "kcm", Subresource: "status", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:ports":{}}}`)}}},
+	} {
+		whole := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "vms", ResourceVersion: "7",
+			Labels: map[string]string{mesh.ManagedByLabel: mesh.ManagedByValue}, ManagedFields: fields},
+			Spec: corev1.ServiceSpec{Selector: map[string]string{mesh.AppLabel: "web"}, Ports: []corev1.ServicePort{{Name: "http", Port: 80}},
+				ClusterIP: "10.96.0.10", ClusterIPs: []string{"10.96.0.10"}, IPFamilies: []corev1.IPFamily{corev1.IPv4Protocol}}}
+		got, err := trimService(whole.DeepCopy())
+		if err != nil {
+			t.Fatal(err)
+		}
+		trimmed := got.(*corev1.Service)
+		if Virtmeshs(trimmed) != Virtmeshs(whole) || takenOverBy(trimmed) != takenOverBy(whole) || wroteFields(trimmed) != wroteFields(whole) ||
+			hasUpdateEntry(trimmed) != hasUpdateEntry(whole) {
+			t.Errorf("%s: the trimmed Service answers differently", name)
+		}
+		if trimmed.Spec.ClusterIP != "" || trimmed.Spec.ClusterIPs != nil || len(trimmed.Spec.Ports) != 1 || trimmed.Spec.Selector[mesh.AppLabel] != "web" {
+			t.Errorf("%s: spec kept %+v", name, trimmed.Spec)
+		}
+		for _, e := range trimmed.ManagedFields {
+			if e.Manager == "kubectl-annotate" {
+				t.Errorf("%s: kept an entry no question reads", name)
+			}
+		}
 	}
 }

@@ -72,6 +72,7 @@ var onboardingTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 type ExistingReconciler struct {
 	Client    client.Client
 	APIReader client.Reader
+	Pods      client.Reader // launcher pods (LauncherPods)
 	Recorder  record.EventRecorder
 	Mesh      mesh.Config
 	Policy    mesh.ExistingVMIs
@@ -95,8 +96,8 @@ type ExistingReconciler struct {
 }
 
 // NewExistingReconciler builds the reconciler on the manager's clients.
-func NewExistingReconciler(mgr ctrl.Manager, meshCfg mesh.Config, cfg Config, states *StateReconciler) *ExistingReconciler {
-	return &ExistingReconciler{Client: client.WithFieldOwner(mgr.GetClient(), FieldOwner), APIReader: mgr.GetAPIReader(),
+func NewExistingReconciler(mgr ctrl.Manager, meshCfg mesh.Config, cfg Config, states *StateReconciler, pods *LauncherPods) *ExistingReconciler {
+	return &ExistingReconciler{Client: client.WithFieldOwner(mgr.GetClient(), FieldOwner), APIReader: mgr.GetAPIReader(), Pods: pods,
 		Recorder: mgr.GetEventRecorderFor("virtmesh-onboarding"), Mesh: meshCfg, Policy: cfg.ExistingVMIs,
 		Concurrency: cfg.OnboardingConcurrency, RetryDelay: cfg.OnboardingRetryDelay, States: states, Now: time.Now,
 		started: map[types.NamespacedName]time.Time{}, waiting: map[types.NamespacedName]bool{}, wake: make(chan event.GenericEvent, 256)}
@@ -126,18 +127,19 @@ func onboardingRunning(o client.Object) []string {
 }
 
 // SetupWithManager watches VMIs, their launcher pods and namespaces' labels.
-func (r *ExistingReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, workers int) error {
+func (r *ExistingReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, pods *LauncherPods, workers int) error {
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &kubevirtv1.VirtualMachineInstance{}, onboardingIndex, onboardingRunning); err != nil {
 		return fmt.Errorf("indexing VMIs by onboarding: %w", err)
 	}
 	if err := registerCollector(onboardingTotal); err != nil {
 		return err
 	}
-	changed := builder.WithPredicates(predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool { return stateChanged(e.ObjectOld, e.ObjectNew) }})
+	changes := predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool { return stateChanged(e.ObjectOld, e.ObjectNew) }}
+	changed := builder.WithPredicates(changes)
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("existing-vmis").
 		For(&kubevirtv1.VirtualMachineInstance{}, changed).
-		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(podToVMI), changed).
+		WatchesRawSource(pods.Source(handler.EnqueueRequestsFromMapFunc(podToVMI), changes)).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.States.vmisIn), builder.OnlyMetadata,
 			builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
@@ -322,7 +324,7 @@ func (r *ExistingReconciler) canMigrateNow(ctx context.Context, vmi *kubevirtv1.
 	if ok, restartOnly, why = onboard.Migratable(vmi); !ok {
 		return ok, restartOnly, why, nil
 	}
-	if why, err = r.inFlight(ctx, vmi, r.Client); err != nil || why != "" {
+	if why, err = r.inFlight(ctx, vmi, r.Pods); err != nil || why != "" {
 		return false, false, why, err
 	}
 	return true, false, "", nil

@@ -42,6 +42,7 @@ import (
 type NADReconciler struct {
 	Client    client.Client // the manager's, with FieldOwner: reads from the cache
 	APIReader client.Reader // reads the API server (nil: never)
+	Pods      client.Reader // launcher pods (LauncherPods)
 	Mesh      mesh.Config
 	Config    Config
 	Recorder  record.EventRecorder
@@ -59,8 +60,8 @@ type NADReconciler struct {
 }
 
 // NewNADReconciler builds the reconciler on the manager's client.
-func NewNADReconciler(mgr ctrl.Manager, meshCfg mesh.Config, cfg Config) *NADReconciler {
-	return &NADReconciler{Client: client.WithFieldOwner(mgr.GetClient(), FieldOwner), APIReader: mgr.GetAPIReader(), Mesh: meshCfg, Config: cfg,
+func NewNADReconciler(mgr ctrl.Manager, meshCfg mesh.Config, cfg Config, pods *LauncherPods) *NADReconciler {
+	return &NADReconciler{Client: client.WithFieldOwner(mgr.GetClient(), FieldOwner), APIReader: mgr.GetAPIReader(), Pods: pods, Mesh: meshCfg, Config: cfg,
 		Recorder: mgr.GetEventRecorderFor("virtmesh-nad")}
 }
 
@@ -308,7 +309,7 @@ const nadInUseRecheck = 30 * time.Second
 // whose networks annotation references it ("" if none).
 func (r *NADReconciler) podReferencing(ctx context.Context, nad client.ObjectKey) (string, error) {
 	pods := &corev1.PodList{}
-	if err := r.Client.List(ctx, pods, client.InNamespace(nad.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+	if err := r.Pods.List(ctx, pods, client.InNamespace(nad.Namespace)); err != nil {
 		return "", err
 	}
 	want := nad.Namespace + "/" + nad.Name

@@ -48,7 +48,7 @@ func TestNeverDeletesASharedNADInUse(t *testing.T) {
 	}
 	cfg := DefaultConfig()
 	cfg.NADCleanupDelay = 0
-	r := &NADReconciler{Client: c, Mesh: mesh.DefaultConfig(), Config: cfg, Recorder: record.NewFakeRecorder(10)}
+	r := &NADReconciler{Client: c, Pods: c, Mesh: mesh.DefaultConfig(), Config: cfg, Recorder: record.NewFakeRecorder(10)}
 	if _, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKey{Name: "default"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestNADCleanupDelay(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.NADMode = NADPerNamespace
 	clock := time.Date(2026, 12, 3, 3, 0, 0, 0, time.UTC)
-	r := &NADReconciler{Client: client.WithFieldOwner(c, FieldOwner), Mesh: mesh.DefaultConfig(), Config: cfg, Recorder: record.NewFakeRecorder(100),
+	r := &NADReconciler{Client: client.WithFieldOwner(c, FieldOwner), Pods: c, Mesh: mesh.DefaultConfig(), Config: cfg, Recorder: record.NewFakeRecorder(100),
 		now: func() time.Time { return clock }}
 	key := client.ObjectKey{Namespace: "vms", Name: DefaultNADName}
 	reconcileAt := func(step string) reconcile.Result {
@@ -139,7 +139,7 @@ func TestHoldsTheLastDecisionWhileTheInjectorIsGone(t *testing.T) {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "vms", Labels: map[string]string{"istio-injection": "enabled"}}}
 	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithReturnManagedFields().WithObjects(cm, mwc, ns).Build()
 	clock := time.Date(2026, 12, 3, 3, 0, 0, 0, time.UTC)
-	r := &NADReconciler{Client: client.WithFieldOwner(c, FieldOwner), Mesh: mesh.DefaultConfig(), Config: DefaultConfig(),
+	r := &NADReconciler{Client: client.WithFieldOwner(c, FieldOwner), Pods: c, Mesh: mesh.DefaultConfig(), Config: DefaultConfig(),
 		Recorder: record.NewFakeRecorder(100), now: func() time.Time { return clock }}
 	nads := func() int {
 		list := &nadv1.NetworkAttachmentDefinitionList{}
@@ -188,7 +188,7 @@ func TestWarnsAboutAForeignNADRunningAnotherPlugin(t *testing.T) {
 		cfg := DefaultConfig()
 		cfg.NADMode = NADPerNamespace
 		rec := record.NewFakeRecorder(10)
-		r := &NADReconciler{Client: client.WithFieldOwner(c, FieldOwner), Mesh: mesh.DefaultConfig(), Config: cfg, Recorder: rec}
+		r := &NADReconciler{Client: client.WithFieldOwner(c, FieldOwner), Pods: c, Mesh: mesh.DefaultConfig(), Config: cfg, Recorder: rec}
 		for range 2 { // a resync says nothing again
 			if _, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKey{Name: "vms"}}); err != nil {
 				t.Fatal(err)

@@ -48,14 +48,18 @@ func wroteFields(obj client.Object) bool {
 // label), or "".
 func takenOverBy(obj client.Object) string {
 	for _, e := range obj.GetManagedFields() {
-		if e.Manager == FieldOwner || e.Subresource != "" {
-			continue
-		}
-		if owns(e, "f:spec", "f:selector") || owns(e, "f:spec", "f:ports") || owns(e, "f:metadata", "f:labels", "f:"+mesh.ManagedByLabel) {
+		if e.Manager != FieldOwner && takesOver(e) {
 			return e.Manager
 		}
 	}
 	return ""
+}
+
+// takesOver reports whether a managedFields entry holds what a Service of
+// virtmesh's is for: its selector, its ports or the managed-by label.
+func takesOver(e metav1.ManagedFieldsEntry) bool {
+	return e.Subresource == "" &&
+		(owns(e, "f:spec", "f:selector") || owns(e, "f:spec", "f:ports") || owns(e, "f:metadata", "f:labels", "f:"+mesh.ManagedByLabel))
 }
 
 // owns reports whether a managedFields entry holds the field at path (or

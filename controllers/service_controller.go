@@ -152,6 +152,14 @@ func (r *ServiceReconciler) ensure(ctx context.Context, have, want *corev1.Servi
 	}
 	r.warnAll(members, ReasonServiceConflict, "")
 	if hasUpdateEntry(have) {
+		// virtmesh created it (or an older virtmesh wrote it): the fields
+		// are held by an Update entry. Moving them to server-side apply is a
+		// write that matters only before an apply (so that a field virtmesh
+		// stops applying is removed); a Service that already is as wanted
+		// stays as it is.
+		if asWanted(have, want) {
+			return reconcile.Result{}, nil
+		}
 		return r.migrate(ctx, have)
 	}
 	ac := serviceApplyConfiguration(want)
@@ -171,11 +179,11 @@ func (r *ServiceReconciler) ensure(ctx context.Context, have, want *corev1.Servi
 	return reconcile.Result{}, nil
 }
 
-// create creates want, then moves the fields the create wrote to server-side
-// apply using the object the create returned (every manager's entries, the
-// newest version): two requests. It reads the Service only when the name is
-// taken, to tell why, and then reads before it tries again: a name someone
-// else holds costs a read per recheck, never a write.
+// create creates want: one request. The create's fields stay under an
+// Update entry until virtmesh first has to change the Service (ensure moves
+// them to server-side apply then). It reads the Service only when the name
+// is taken, to tell why, and then reads before it tries again: a name
+// someone else holds costs a read per recheck, never a write.
 func (r *ServiceReconciler) create(ctx context.Context, want *corev1.Service, members []Member) (reconcile.Result, error) {
 	key := want.Namespace + "/" + want.Name
 	if _, known := r.taken.Load(key); known {
@@ -183,8 +191,7 @@ func (r *ServiceReconciler) create(ctx context.Context, want *corev1.Service, me
 			return res, err
 		}
 	}
-	created := want.DeepCopy()
-	switch err := r.Client.Create(ctx, created); {
+	switch err := r.Client.Create(ctx, want.DeepCopy()); {
 	case apierrors.IsAlreadyExists(err):
 		res, _, err := r.nameTaken(ctx, want, members)
 		return cmp.Or(res, requeueSoon), err
@@ -194,13 +201,18 @@ func (r *ServiceReconciler) create(ctx context.Context, want *corev1.Service, me
 	r.warnAll(members, ReasonServiceConflict, "")
 	log.FromContext(ctx).Info("created Service", "ports", len(want.Spec.Ports), "members", len(members))
 	r.eventAll(members, corev1.EventTypeNormal, ReasonServiceCreated, "virtmesh created Service %q: %s", want.Name, describe(want))
-	if _, err := migrateFieldOwner(ctx, r.Client, created); err != nil {
-		// Changed since the create (or a passing failure): the next
-		// reconcile moves the fields over from what the cache holds.
-		log.FromContext(ctx).V(1).Info("moving a new Service's fields to server-side apply: retrying", "error", err.Error())
-		return requeueSoon, nil
-	}
 	return reconcile.Result{}, nil
+}
+
+// asWanted reports whether have, which virtmesh created, shows what want
+// applies: its labels, selector, ports and owners.
+func asWanted(have, want *corev1.Service) bool {
+	for k, v := range want.Labels {
+		if got, ok := have.Labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return !changesVisible(have, want)
 }
 
 // migrate moves the fields virtmesh's create (or an older virtmesh) wrote to

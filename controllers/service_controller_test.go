@@ -67,14 +67,17 @@ func TestEnsureNeverMergesIntoAServiceCreatedMeanwhile(t *testing.T) {
 	}
 }
 
-// The migration to server-side apply reads the live Service, so the other
-// managers' managedFields entries survive it.
+// A Service virtmesh created stays under the create's Update entry while it
+// is as wanted; the first change moves its fields to server-side apply
+// first, reading the live Service, so the other managers' managedFields
+// entries survive it.
 func TestMigrateKeepsOtherManagers(t *testing.T) {
 	ctx := context.Background()
 	members := []Member{vm("a", port("http", 8080, ""))}
+	created, _ := DesiredService("vms", "web", []Member{vm("a", port("http", 8080, ""), port("tcp", 9999, ""))})
 	want, _ := DesiredService("vms", "web", members)
 	c := ssaClient()
-	live := createdByVirtmesh(t, c, want)
+	live := createdByVirtmesh(t, c, created)
 	live.Annotations = map[string]string{"example.com/note": "x"}
 	if err := c.Update(ctx, live, client.FieldOwner("kubectl-annotate")); err != nil {
 		t.Fatal(err)
@@ -88,6 +91,13 @@ func TestMigrateKeepsOtherManagers(t *testing.T) {
 		t.Fatal("the cached copy does not show virtmesh's Update entry")
 	}
 	r := testReconciler(c, c)
+	rv := cached.ResourceVersion
+	if res, err := r.ensure(ctx, cached, created, members); err != nil || res != (reconcile.Result{}) {
+		t.Fatalf("as created: %+v, %v", res, err)
+	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(want), live); err != nil || live.ResourceVersion != rv {
+		t.Fatalf("a Service as wanted was written: %v", err)
+	}
 	if res, err := r.ensure(ctx, cached, want, members); err != nil || res != requeueSoon {
 		t.Fatalf("got %+v, %v", res, err)
 	}
@@ -101,15 +111,22 @@ func TestMigrateKeepsOtherManagers(t *testing.T) {
 	if managers["kubectl-annotate"] != metav1.ManagedFieldsOperationUpdate || managers[FieldOwner] != metav1.ManagedFieldsOperationApply || len(managers) != 2 {
 		t.Fatalf("managedFields after migration: %v", managers)
 	}
-	if hasUpdateEntry(live) || !serviceApplied(live, serviceApplyConfiguration(want)) {
+	if hasUpdateEntry(live) || !serviceApplied(live, serviceApplyConfiguration(created)) {
 		t.Fatalf("not migrated: %+v", live.ManagedFields)
+	}
+	// Then the apply removes the port virtmesh no longer applies.
+	if res, err := r.ensure(ctx, live, want, members); err != nil || res != (reconcile.Result{}) {
+		t.Fatalf("apply: %+v, %v", res, err)
+	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(want), live); err != nil || len(live.Spec.Ports) != 1 {
+		t.Fatalf("after the apply: %v, ports %+v", err, live.Spec.Ports)
 	}
 }
 
-// A new Service costs a create and the move of its fields to server-side
-// apply, and no read; a name someone else holds is then rechecked by reads,
-// never by more failed creates.
-func TestCreateWritesTwiceAndRechecksATakenNameByReading(t *testing.T) {
+// A new Service costs a create, and no read; reconciling it again as it is
+// costs nothing; a name someone else holds is then rechecked by reads, never
+// by more failed creates.
+func TestCreateWritesOnceAndRechecksATakenNameByReading(t *testing.T) {
 	ctx := context.Background()
 	calls := map[string]int{}
 	count := func(verb string) { calls[verb]++ }
@@ -135,15 +152,17 @@ func TestCreateWritesTwiceAndRechecksATakenNameByReading(t *testing.T) {
 	if res, err := r.ensure(ctx, nil, want, members); err != nil || res != (reconcile.Result{}) {
 		t.Fatalf("create: %+v, %v", res, err)
 	}
-	if calls["create"] != 1 || calls["patch"] != 1 || calls["get"] != 0 {
-		t.Fatalf("a new Service took %v; want one create and one patch", calls)
+	if calls["create"] != 1 || calls["patch"] != 0 || calls["get"] != 0 {
+		t.Fatalf("a new Service took %v; want one create", calls)
 	}
 	live := &corev1.Service{}
 	if err := base.Get(ctx, client.ObjectKeyFromObject(want), live); err != nil {
 		t.Fatal(err)
 	}
-	if hasUpdateEntry(live) || !serviceApplied(live, serviceApplyConfiguration(want)) {
-		t.Fatalf("a new Service is not under server-side apply: %+v", live.ManagedFields)
+	cached, _ := keepOwnManagedFields(live.DeepCopy())
+	clear(calls)
+	if res, err := r.ensure(ctx, cached.(*corev1.Service), want, members); err != nil || res != (reconcile.Result{}) || len(calls) != 0 {
+		t.Fatalf("reconciling the new Service again: %+v, %v, %v", res, err, calls)
 	}
 
 	theirs := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "vms"},

@@ -34,15 +34,22 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, meshCfg mesh.Config
 	if err := NewServiceReconciler(mgr, meshCfg, cfg).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Service controller: %w", err)
 	}
+	pods, err := NewLauncherPods(mgr.GetConfig())
+	if err != nil {
+		return err
+	}
+	if err := mgr.Add(pods); err != nil {
+		return fmt.Errorf("adding the launcher pod cache: %w", err)
+	}
 	var nads *NADReconciler
 	if cfg.NADMode != NADOff {
-		nads = NewNADReconciler(mgr, meshCfg, cfg)
+		nads = NewNADReconciler(mgr, meshCfg, cfg, pods)
 	}
-	states := NewStateReconciler(mgr, meshCfg, nads)
-	if err := states.SetupWithManager(mgr, cfg.Workers); err != nil {
+	states := NewStateReconciler(mgr, meshCfg, nads, pods)
+	if err := states.SetupWithManager(mgr, pods, cfg.Workers); err != nil {
 		return fmt.Errorf("setting up the mesh state controller: %w", err)
 	}
-	if err := NewExistingReconciler(mgr, meshCfg, cfg, states).SetupWithManager(ctx, mgr, cfg.Workers); err != nil {
+	if err := NewExistingReconciler(mgr, meshCfg, cfg, states, pods).SetupWithManager(ctx, mgr, pods, cfg.Workers); err != nil {
 		return fmt.Errorf("setting up the existing-VMIs controller: %w", err)
 	}
 	collector := &meshCollector{reader: mgr.GetClient(), cache: mgr.GetCache(), mesh: meshCfg, elected: mgr.Elected(), states: states.counts}

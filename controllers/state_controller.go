@@ -44,6 +44,7 @@ const (
 // owner must know about. It writes nothing but Events. Requests are VMIs.
 type StateReconciler struct {
 	Client   client.Client
+	Pods     client.Reader // launcher pods (LauncherPods)
 	Mesh     mesh.Config
 	Recorder record.EventRecorder
 	// NADs decides which NAD a VMI without a pod will need (nil:
@@ -58,20 +59,20 @@ type StateReconciler struct {
 }
 
 // NewStateReconciler builds the reconciler on the manager's client.
-func NewStateReconciler(mgr ctrl.Manager, meshCfg mesh.Config, nads *NADReconciler) *StateReconciler {
-	return &StateReconciler{Client: mgr.GetClient(), Mesh: meshCfg, Recorder: mgr.GetEventRecorderFor("virtmesh-state"),
+func NewStateReconciler(mgr ctrl.Manager, meshCfg mesh.Config, nads *NADReconciler, pods *LauncherPods) *StateReconciler {
+	return &StateReconciler{Client: mgr.GetClient(), Pods: pods, Mesh: meshCfg, Recorder: mgr.GetEventRecorderFor("virtmesh-state"),
 		NADs: nads, states: map[types.NamespacedName]mesh.State{}}
 }
 
 // SetupWithManager watches VMIs (status included), their launcher pods,
 // namespaces (labels) and NADs.
-func (r *StateReconciler) SetupWithManager(mgr ctrl.Manager, workers int) error {
+func (r *StateReconciler) SetupWithManager(mgr ctrl.Manager, pods *LauncherPods, workers int) error {
 	var err error
 	r.ctrl, err = ctrl.NewControllerManagedBy(mgr).
 		Named("state").
 		For(&kubevirtv1.VirtualMachineInstance{}, builder.WithPredicates(predicate.Funcs{
 			UpdateFunc: func(e event.UpdateEvent) bool { return stateChanged(e.ObjectOld, e.ObjectNew) }})).
-		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(podToVMI), builder.WithPredicates(predicate.Funcs{
+		WatchesRawSource(pods.Source(handler.EnqueueRequestsFromMapFunc(podToVMI), predicate.Funcs{
 			UpdateFunc: func(e event.UpdateEvent) bool { return stateChanged(e.ObjectOld, e.ObjectNew) }})).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.vmisIn), builder.OnlyMetadata,
 			builder.WithPredicates(predicate.LabelChangedPredicate{})).
@@ -200,7 +201,7 @@ func (r *StateReconciler) launcherPods(ctx context.Context, vmi *kubevirtv1.Virt
 	pods := &corev1.PodList{}
 	// A namespace holds few launcher pods: a label match there costs less
 	// than an index with an entry per VMI (memory at 20,000 VMIs).
-	if err := r.Client.List(ctx, pods, client.InNamespace(vmi.Namespace), client.MatchingLabels{CreatedByLabel: string(vmi.UID)}); err != nil {
+	if err := r.Pods.List(ctx, pods, client.InNamespace(vmi.Namespace), client.MatchingLabels{CreatedByLabel: string(vmi.UID)}); err != nil {
 		return nil, err
 	}
 	ptrs := make([]*corev1.Pod, len(pods.Items))

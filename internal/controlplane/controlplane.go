@@ -27,6 +27,8 @@ type Options struct {
 	MutatingWebhooks []*admissionregistrationv1.MutatingWebhookConfiguration
 	// ControllerManagerLog receives kube-controller-manager's output (default: discarded).
 	ControllerManagerLog io.Writer
+	// APIServerFlags are more kube-apiserver flags (name without dashes → value).
+	APIServerFlags map[string]string
 }
 
 // ControlPlane is a running etcd + kube-apiserver + kube-controller-manager.
@@ -63,6 +65,9 @@ func Start(o Options) (*ControlPlane, error) {
 	// envtest's default Service range is a /24: 253 Services. Room for the
 	// controllers' load program (2,500 Services) and then some.
 	cp.env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.96.0.0/16")
+	for name, value := range o.APIServerFlags {
+		cp.env.ControlPlane.GetAPIServer().Configure().Set(name, value)
+	}
 	cfg, err := cp.env.Start()
 	if err != nil {
 		return cp, fmt.Errorf("starting etcd and kube-apiserver: %w", err)

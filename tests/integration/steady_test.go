@@ -55,8 +55,8 @@ var _ = Describe("The controllers at steady state", Ordered, func() {
 		// Let the creation settle, then watch two full resyncs go by.
 		time.Sleep(3 * time.Second)
 		before, reconcilesBefore, writesBefore := snapshot(), reconciles("service")+reconciles("nad"), writes.snapshot()
-		Expect(writesBefore).To(HaveKey(ContainSubstring("PATCH /api/v1/namespaces/"+ns+"/services/")),
-			"the counter saw none of virtmesh's applies: it counts nothing")
+		Expect(writesBefore).To(HaveKeyWithValue("POST /api/v1/namespaces/"+ns+"/services", 2),
+			"the counter saw none of virtmesh's Service creates: it counts nothing")
 		time.Sleep(7 * time.Second)
 		after, reconcilesAfter, writesAfter := snapshot(), reconciles("service")+reconciles("nad"), writes.snapshot()
 		Expect(reconcilesAfter-reconcilesBefore).To(BeNumerically(">=", 4), "no resync happened")
