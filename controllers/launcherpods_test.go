@@ -20,9 +20,11 @@ import (
 func TestPackedPodUnpacksToTheTrimmedPod(t *testing.T) {
 	deleted := metav1.Now()
 	shapes := map[string]func(*corev1.Pod){
-		"ready":             func(*corev1.Pod) {},
-		"proxy not ready":   func(p *corev1.Pod) { p.Status.ContainerStatuses[1].Ready = false },
-		"no proxy":          func(p *corev1.Pod) { p.Spec.Containers, p.Status.ContainerStatuses = p.Spec.Containers[:1], p.Status.ContainerStatuses[:1] },
+		"ready":           func(*corev1.Pod) {},
+		"proxy not ready": func(p *corev1.Pod) { p.Status.ContainerStatuses[1].Ready = false },
+		"no proxy": func(p *corev1.Pod) {
+			p.Spec.Containers, p.Status.ContainerStatuses = p.Spec.Containers[:1], p.Status.ContainerStatuses[:1]
+		},
 		"no statuses yet":   func(p *corev1.Pod) { p.Status = corev1.PodStatus{Phase: corev1.PodPending} },
 		"no networks":       func(p *corev1.Pod) { delete(p.Annotations, mesh.NetworksAnnotation) },
 		"no inject":         func(p *corev1.Pod) { delete(p.Annotations, mesh.InjectKey) },

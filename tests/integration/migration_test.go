@@ -38,7 +38,7 @@ var _ = Describe("A Service virtmesh created, or an older virtmesh wrote with Cr
 		svc, err := getService(ctx, ns, "legacy-app")()
 		Expect(err).NotTo(HaveOccurred())
 		By("leaving a Service that is as wanted unwritten: the create was its only write")
-		Consistently(getService(ctx, ns, "legacy-app")).WithTimeout(3*time.Second).Should(HaveField("ResourceVersion", svc.ResourceVersion))
+		Consistently(getService(ctx, ns, "legacy-app")).WithTimeout(3 * time.Second).Should(HaveField("ResourceVersion", svc.ResourceVersion))
 
 		By("dropping port 9999 from the VM: virtmesh migrates, then removes it from the Service")
 		Expect(adminClient.Get(ctx, client.ObjectKeyFromObject(vm), vm)).To(Succeed())

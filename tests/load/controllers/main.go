@@ -549,7 +549,9 @@ func startVMI(ctx context.Context, c client.Client, vmi *kubevirtv1.VirtualMachi
 // counter counts virtmesh's Services and NADs from a watch (metadata
 // only): listing 10,000 Services every second would load the API server
 // that virtmesh shares the machine with, and slow what is being measured.
-type counter struct{ svcs, nads toolscache.SharedIndexInformer }
+type counter struct {
+	svcs, nads toolscache.SharedIndexInformer
+}
 
 func newCounter(ctx context.Context, cfg *rest.Config) (*counter, error) {
 	mc, err := metadata.NewForConfig(cfg)
