@@ -115,9 +115,10 @@ load-controllers: build ## Controllers on 1,000 VMs / 5,000 VMIs (+ launcher pod
 	KUBEBUILDER_ASSETS="$$assets" go run ./tests/load/controllers
 
 .PHONY: load-controllers-20k
-load-controllers-20k: build ## The same on 4,000 VMs / 20,000 VMIs (+ launcher pods) / 400 namespaces (goals: 120 s, 250 MB).
+load-controllers-20k: build ## The same on 4,000 VMs / 20,000 VMIs (+ launcher pods) / 400 namespaces, limits.memory 240Mi (goals: 120 s, 250 MB).
 	assets="$$(hack/controlplane.sh)" && \
-	KUBEBUILDER_ASSETS="$$assets" go run ./tests/load/controllers -namespaces 400 -goal-converge 120s -goal-rss-mib 250 -sync-period 150s -timeout 10m
+	KUBEBUILDER_ASSETS="$$assets" go run ./tests/load/controllers -namespaces 400 -goal-converge 120s -goal-rss-mb 250 -memory-limit 240Mi \
+		-sync-period 150s -timeout 10m
 
 ##@ Build
 

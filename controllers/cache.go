@@ -39,6 +39,11 @@ func CacheByObject(cfg Config) map[client.Object]cache.ByObject {
 		&kubevirtv1.VirtualMachine{}:         {Transform: trimVM},
 		&corev1.Service{}: {Label: labels.SelectorFromSet(labels.Set{mesh.ManagedByLabel: mesh.ManagedByValue}),
 			Transform: trimService},
+		// Launcher pods are read from LauncherPods. Narrowed here too, so a
+		// read through the manager's cache (there is none) could never start
+		// an informer on every pod in the cluster; informers start only when
+		// first used, so this costs nothing.
+		&corev1.Pod{}: {Label: labels.SelectorFromSet(labels.Set{LauncherLabel: LauncherLabelValue}), Transform: trimPod},
 	}
 	if cfg.NADMode != NADOff {
 		by[&apiextensionsv1.CustomResourceDefinition{}] = cache.ByObject{Field: fields.OneTermEqualSelector("metadata.name", NADCRDName),

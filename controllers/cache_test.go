@@ -348,3 +348,17 @@ func TestTrimServiceKeepsWhatOwnershipReads(t *testing.T) {
 		}
 	}
 }
+
+// A pod read through the manager's cache, were there one, could never watch
+// every pod in the cluster: the cache is narrowed to launcher pods, trimmed.
+func TestManagerCacheNarrowsPods(t *testing.T) {
+	for obj, by := range CacheByObject(DefaultConfig()) {
+		if _, ok := obj.(*corev1.Pod); ok {
+			if by.Label == nil || by.Label.String() != LauncherLabel+"="+LauncherLabelValue || by.Transform == nil {
+				t.Fatalf("pods cached as %+v", by)
+			}
+			return
+		}
+	}
+	t.Fatal("the manager's cache would watch every pod")
+}

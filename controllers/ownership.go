@@ -58,8 +58,11 @@ func takenOverBy(obj client.Object) string {
 // takesOver reports whether a managedFields entry holds what a Service of
 // virtmesh's is for: its selector, its ports or the managed-by label.
 func takesOver(e metav1.ManagedFieldsEntry) bool {
-	return e.Subresource == "" &&
-		(owns(e, "f:spec", "f:selector") || owns(e, "f:spec", "f:ports") || owns(e, "f:metadata", "f:labels", "f:"+mesh.ManagedByLabel))
+	if e.Subresource != "" {
+		return false
+	}
+	fields, ok := parseFields(e)
+	return ok && (has(fields, "f:spec", "f:selector") || has(fields, "f:spec", "f:ports") || has(fields, "f:metadata", "f:labels", "f:"+mesh.ManagedByLabel))
 }
 
 // owns reports whether a managedFields entry holds the field at path (or
@@ -68,10 +71,114 @@ func owns(e metav1.ManagedFieldsEntry, path ...string) bool {
 	if e.FieldsV1 == nil {
 		return false
 	}
-	var node map[string]any
-	if err := json.Unmarshal(e.FieldsV1.Raw, &node); err != nil {
-		return false
+	if found, ok := scanFields(e.FieldsV1.Raw, path); ok {
+		return found
 	}
+	fields, ok := parseFields(e)
+	return ok && has(fields, path...)
+}
+
+// scanFields answers owns without decoding: a field set (FieldsV1) is JSON
+// objects all the way down, keyed by strings, so the path can be followed
+// over the bytes. Every reconcile of a Service asks (Virtmeshs); decoding
+// the set into maps each time was a twentieth of all the manager allocated
+// at 20,000 VMIs. ok is false when the bytes hold anything else: then the
+// caller decodes.
+func scanFields(raw []byte, path []string) (found, ok bool) {
+	i := skipSpace(raw, 0)
+	found, _, ok = scanObject(raw, i, path)
+	return found, ok
+}
+
+// scanObject reads the object at raw[i]; found says path (empty: this
+// object itself) is in it; next is where the object ends.
+func scanObject(raw []byte, i int, path []string) (found bool, next int, ok bool) {
+	if i >= len(raw) || raw[i] != '{' {
+		return false, i, false
+	}
+	i = skipSpace(raw, i+1)
+	if i < len(raw) && raw[i] == '}' {
+		return len(path) == 0, i + 1, true
+	}
+	for {
+		if i >= len(raw) || raw[i] != '"' {
+			return false, i, false
+		}
+		end, escaped := i+1, false
+		for end < len(raw) && raw[end] != '"' {
+			if raw[end] == '\\' { // k:{\"port\":8080,...}: list keys hold quotes
+				escaped = true
+				end++
+			}
+			end++
+		}
+		if end >= len(raw) {
+			return false, end, false
+		}
+		quoted := raw[i : end+1]
+		i = skipSpace(raw, end+1)
+		if i >= len(raw) || raw[i] != ':' {
+			return false, i, false
+		}
+		i = skipSpace(raw, i+1)
+		var sub bool
+		var rest []string
+		match := false
+		if len(path) > 0 {
+			if !escaped {
+				match = string(quoted[1:len(quoted)-1]) == path[0]
+			} else {
+				var key string // rare on a path: decode it
+				if json.Unmarshal(quoted, &key) != nil {
+					return false, i, false
+				}
+				match = key == path[0]
+			}
+		}
+		if match {
+			rest = path[1:]
+		}
+		sub, i, ok = scanObject(raw, i, rest)
+		if !ok {
+			return false, i, false
+		}
+		if match && sub {
+			found = true
+		}
+		i = skipSpace(raw, i)
+		switch {
+		case i < len(raw) && raw[i] == ',':
+			i = skipSpace(raw, i+1)
+		case i < len(raw) && raw[i] == '}':
+			return found || len(path) == 0, i + 1, true
+		default:
+			return false, i, false
+		}
+	}
+}
+
+func skipSpace(raw []byte, i int) int {
+	for i < len(raw) && (raw[i] == ' ' || raw[i] == '\n' || raw[i] == '\t' || raw[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// parseFields decodes an entry's field set (once, for several has).
+func parseFields(e metav1.ManagedFieldsEntry) (map[string]any, bool) {
+	if e.FieldsV1 == nil {
+		return nil, false
+	}
+	var fields map[string]any
+	if err := json.Unmarshal(e.FieldsV1.Raw, &fields); err != nil {
+		return nil, false
+	}
+	return fields, true
+}
+
+// has reports whether a decoded field set holds the field at path (or
+// anything below it).
+func has(node map[string]any, path ...string) bool {
 	for _, p := range path {
 		next, ok := node[p].(map[string]any)
 		if !ok {
