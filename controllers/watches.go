@@ -40,7 +40,14 @@ func appHandler(forget func(types.UID)) handler.EventHandler {
 	return handler.Funcs{
 		CreateFunc: func(_ context.Context, e event.CreateEvent, queue q) { add(queue, e.Object) },
 		UpdateFunc: func(_ context.Context, e event.UpdateEvent, queue q) {
-			if e.ObjectOld.GetResourceVersion() != e.ObjectNew.GetResourceVersion() && !trimmedChanged(e.ObjectOld, e.ObjectNew) {
+			if e.ObjectOld.GetResourceVersion() == e.ObjectNew.GetResourceVersion() {
+				// A resync. Every Service virtmesh holds is reconciled by
+				// the Services' own resync, and an app kept from having one
+				// is retried by its own requeues: reconciling every app again
+				// for each VM and VMI tripled a resync's work at 20,000 VMIs.
+				return
+			}
+			if !trimmedChanged(e.ObjectOld, e.ObjectNew) {
 				return // a status update: nothing a Service depends on
 			}
 			add(queue, e.ObjectOld)

@@ -57,8 +57,10 @@ import (
 var memoryLimit string
 
 var baselineOnly = flag.Bool("baseline", false,
-	"instead of starting virtmesh, create the Services it would (one ClusterIP Service per app) with -create-workers clients "+
+	"instead of starting virtmesh, create the Services it would (one ClusterIP Service per app) with -baseline-workers clients "+
 		"and nothing else running, and report how long the API server takes: what virtmesh's convergence is measured against")
+
+var baselineWorkers = flag.Int("baseline-workers", 4, "clients creating Services in -baseline (virtmesh's --controller-workers default)")
 
 var cacheChecker = flag.Bool("apiserver-cache-checker", false,
 	"leave kube-apiserver's watch-cache consistency checker on (it re-lists every pod and VMI every 5 min on the cores virtmesh shares)")
@@ -155,7 +157,7 @@ func run(s scale, g goals, binary, root string, timeout time.Duration, workers i
 	fmt.Printf("created in %s\n", time.Since(start).Round(time.Millisecond))
 
 	if *baselineOnly {
-		return baseline(ctx, admin, s, workers)
+		return baseline(ctx, admin, s, *baselineWorkers)
 	}
 
 	metrics, health, pprof := testkit.FreeAddress(), testkit.FreeAddress(), testkit.FreeAddress()
