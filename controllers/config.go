@@ -44,7 +44,9 @@ type Config struct {
 	NADCleanupDelay time.Duration
 	// Workers is how many namespaces (NADs) or apps (Services) are reconciled at once.
 	Workers int
-	// SyncPeriod is how often every object is reconciled again even without a change.
+	// SyncPeriod is how often the informers resync: every Service and NAD
+	// virtmesh holds is reconciled again even without a change (resyncs of
+	// VMs and VMIs reconcile nothing more).
 	SyncPeriod time.Duration
 	// ExistingVMIs is what is done with VMIs that were running before their
 	// namespace joined the mesh (a namespace's mesh.ExistingVMIsLabel

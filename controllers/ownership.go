@@ -86,8 +86,11 @@ func owns(e metav1.ManagedFieldsEntry, path ...string) bool {
 // caller decodes.
 func scanFields(raw []byte, path []string) (found, ok bool) {
 	i := skipSpace(raw, 0)
-	found, _, ok = scanObject(raw, i, path)
-	return found, ok
+	found, next, ok := scanObject(raw, i, path)
+	if !ok || skipSpace(raw, next) != len(raw) {
+		return false, false // trailing bytes: the decoder refuses them
+	}
+	return found, true
 }
 
 // scanObject reads the object at raw[i]; found says path (empty: this
@@ -100,6 +103,7 @@ func scanObject(raw []byte, i int, path []string) (found bool, next int, ok bool
 	if i < len(raw) && raw[i] == '}' {
 		return len(path) == 0, i + 1, true
 	}
+	matched := false
 	for {
 		if i >= len(raw) || raw[i] != '"' {
 			return false, i, false
@@ -142,8 +146,11 @@ func scanObject(raw []byte, i int, path []string) (found bool, next int, ok bool
 		if !ok {
 			return false, i, false
 		}
-		if match && sub {
-			found = true
+		if match {
+			if matched {
+				return false, i, false // a duplicate key: the decoder keeps the last one
+			}
+			matched, found = true, sub
 		}
 		i = skipSpace(raw, i)
 		switch {

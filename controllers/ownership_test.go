@@ -110,7 +110,8 @@ func TestScanFieldsAgreesWithDecoding(t *testing.T) {
 		t.Errorf("%s: scanned %v, found %v", escaped, scanned, found)
 	}
 	// Anything that is not a field set goes to the decoder.
-	for _, odd := range []string{`{"f:spec":[1]}`, `{"f:spec":{}`, `[]`, ``, `{"f:spec\":{}}`} {
+	for _, odd := range []string{`{"f:spec":[1]}`, `{"f:spec":{}`, `[]`, ``, `{"f:spec\":{}}`,
+		`{"f:spec":{"f:selector":{}}}garbage`, `{"f:spec":{"f:selector":{}},"f:spec":{}}`} {
 		e := metav1.ManagedFieldsEntry{FieldsV1: &metav1.FieldsV1{Raw: []byte(odd)}}
 		if _, scanned := scanFields([]byte(odd), []string{"f:spec", "f:selector"}); scanned {
 			t.Errorf("%s was scanned", odd)

@@ -201,8 +201,14 @@ func (r *ServiceReconciler) create(ctx context.Context, want *corev1.Service, me
 	r.warnAll(members, ReasonServiceConflict, "")
 	log.FromContext(ctx).Info("created Service", "ports", len(want.Spec.Ports), "members", len(members))
 	r.eventAll(members, corev1.EventTypeNormal, ReasonServiceCreated, "virtmesh created Service %q: %s", want.Name, describe(want))
-	return reconcile.Result{}, nil
+	// Look once more after a while: a Service deleted or relabelled before
+	// virtmesh's watch ever saw it (the watch broken meanwhile) brings no
+	// event, and resyncs of VMs and VMIs do not reconcile apps.
+	return reconcile.Result{RequeueAfter: createdRecheck}, nil
 }
+
+// createdRecheck is when a Service virtmesh created is looked at again.
+const createdRecheck = time.Minute
 
 // asWanted reports whether have, which virtmesh created, shows what want
 // applies: its labels, selector, ports and owners.

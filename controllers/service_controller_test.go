@@ -149,7 +149,7 @@ func TestCreateWritesOnceAndRechecksATakenNameByReading(t *testing.T) {
 	members := []Member{vm("a", port("http", 8080, ""))}
 	want, _ := DesiredService("vms", "web", members)
 	r := testReconciler(base, base)
-	if res, err := r.ensure(ctx, nil, want, members); err != nil || res != (reconcile.Result{}) {
+	if res, err := r.ensure(ctx, nil, want, members); err != nil || res.RequeueAfter != createdRecheck {
 		t.Fatalf("create: %+v, %v", res, err)
 	}
 	if calls["create"] != 1 || calls["patch"] != 0 || calls["get"] != 0 {
@@ -184,7 +184,7 @@ func TestCreateWritesOnceAndRechecksATakenNameByReading(t *testing.T) {
 		t.Fatal(err)
 	}
 	clear(calls)
-	if res, err := r.ensure(ctx, nil, dbWant, members); err != nil || res != (reconcile.Result{}) {
+	if res, err := r.ensure(ctx, nil, dbWant, members); err != nil || res.RequeueAfter != createdRecheck {
 		t.Fatalf("freed name: %+v, %v", res, err)
 	}
 	if calls["create"] != 1 || calls["get"] != 1 {
