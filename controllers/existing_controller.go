@@ -349,13 +349,9 @@ func (r *ExistingReconciler) inFlight(ctx context.Context, vmi *kubevirtv1.Virtu
 	if onboard.Migrating(vmi) {
 		return "a live migration of it is running", nil
 	}
-	pods := &corev1.PodList{}
-	if err := reader.List(ctx, pods, client.InNamespace(vmi.Namespace), client.MatchingLabels{CreatedByLabel: string(vmi.UID)}); err != nil {
+	ptrs, err := launcherPodsOf(ctx, reader, vmi)
+	if err != nil {
 		return "", err
-	}
-	ptrs := make([]*corev1.Pod, len(pods.Items))
-	for i := range pods.Items {
-		ptrs[i] = &pods.Items[i]
 	}
 	if p := onboard.TargetPodPending(vmi, ptrs); p != "" {
 		return "a live migration of it is starting (target launcher pod " + p + ")", nil

@@ -184,7 +184,7 @@ func (r *StateReconciler) stateOf(ctx context.Context, vmi *kubevirtv1.VirtualMa
 	if err != nil {
 		return mesh.Status{}, err
 	}
-	ptrs, err := r.launcherPods(ctx, vmi)
+	ptrs, err := launcherPodsOf(ctx, r.Pods, vmi)
 	if err != nil {
 		return mesh.Status{}, err
 	}
@@ -196,12 +196,13 @@ func (r *StateReconciler) stateOf(ctx context.Context, vmi *kubevirtv1.VirtualMa
 	return mesh.StateOf(in), nil
 }
 
-// launcherPods are vmi's launcher pods, from the cache.
-func (r *StateReconciler) launcherPods(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance) ([]*corev1.Pod, error) {
+// launcherPodsOf are vmi's launcher pods, read with reader (LauncherPods,
+// or the API server).
+func launcherPodsOf(ctx context.Context, reader client.Reader, vmi *kubevirtv1.VirtualMachineInstance) ([]*corev1.Pod, error) {
 	pods := &corev1.PodList{}
 	// A namespace holds few launcher pods: a label match there costs less
 	// than an index with an entry per VMI (memory at 20,000 VMIs).
-	if err := r.Pods.List(ctx, pods, client.InNamespace(vmi.Namespace), client.MatchingLabels{CreatedByLabel: string(vmi.UID)}); err != nil {
+	if err := reader.List(ctx, pods, client.InNamespace(vmi.Namespace), client.MatchingLabels{CreatedByLabel: string(vmi.UID)}); err != nil {
 		return nil, err
 	}
 	ptrs := make([]*corev1.Pod, len(pods.Items))
