@@ -359,6 +359,17 @@ func (r *ExistingReconciler) inFlight(ctx context.Context, vmi *kubevirtv1.Virtu
 	return "", nil
 }
 
+// podOlderThan reports whether vmi's active launcher pod was created before
+// t (both with the API server's second precision).
+func (r *ExistingReconciler) podOlderThan(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, t time.Time) (bool, error) {
+	ptrs, err := launcherPodsOf(ctx, r.Pods, vmi)
+	if err != nil {
+		return false, err
+	}
+	pod := mesh.ActivePod(vmi, ptrs)
+	return pod != nil && pod.CreationTimestamp.Time.Before(t.Truncate(time.Second)), nil
+}
+
 // migrate creates the migration of an onboarding attempt, named as the VMI's
 // annotation records (again after a restart, so never a second one).
 func (r *ExistingReconciler) migrate(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, o mesh.OnboardingStatus,
@@ -411,6 +422,18 @@ func (r *ExistingReconciler) follow(ctx context.Context, vmi *kubevirtv1.Virtual
 	}
 	switch st.State {
 	case mesh.Meshed, mesh.Starting:
+		older, err := r.podOlderThan(ctx, vmi, o.Started.Time)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		if older {
+			// The VM runs in a pod created before this onboarding began: it
+			// was in the mesh already, and nothing was onboarded (an
+			// annotation virtmesh did not write, or copied from another VMI).
+			return r.end(ctx, vmi, "", corev1.EventTypeWarning, ReasonCannotOnboard, fmt.Sprintf("virtmesh: VMI %s: annotation %s "+
+				"records an onboarding that started after the VM's launcher pod was created with an istio-proxy: the VMI was in "+
+				"the mesh already; virtmesh removed the annotation and counts no onboarding", vmi.Name, mesh.OnboardingAnnotation))
+		}
 		return r.finish(ctx, vmi, "its launcher pod now has an istio-proxy KubeVirt serves")
 	case mesh.NoProxy:
 		// The VM moved into a pod created with the mesh metadata, and no
@@ -462,7 +485,7 @@ func (r *ExistingReconciler) follow(ctx context.Context, vmi *kubevirtv1.Virtual
 		return r.abandon(ctx, vmi, o, "its migration "+name+" does not exist and onboarding is not allowed here (policy "+string(policy)+")")
 	case err != nil:
 		return reconcile.Result{}, err
-	case m.Labels[onboard.MigrationLabel] != string(vmi.UID):
+	case m.Labels[onboard.MigrationLabel] != string(vmi.UID) || m.Spec.VMIName != vmi.Name:
 		return r.abandon(ctx, vmi, o, "migration "+name+" is not virtmesh's")
 	}
 	switch m.Status.Phase {
@@ -560,8 +583,8 @@ func (r *ExistingReconciler) finishNoProxy(ctx context.Context, vmi *kubevirtv1.
 			"inbound connections for the proxy, so the VM is not reachable through the mesh. Next: %s", vmi.Name, st.Reason, st.NextStep))
 }
 
-// end removes the onboarding's annotations from vmi, then counts result and
-// sends the Event.
+// end removes the onboarding's annotations from vmi, then counts result
+// (none when "") and sends the Event.
 func (r *ExistingReconciler) end(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, result, typ, reason, msg string) (reconcile.Result, error) {
 	r.release(client.ObjectKeyFromObject(vmi))
 	orig := vmi.DeepCopy()
@@ -569,7 +592,9 @@ func (r *ExistingReconciler) end(ctx context.Context, vmi *kubevirtv1.VirtualMac
 	if err := r.Client.Patch(ctx, vmi, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 		return requeueOnConflict(fmt.Errorf("ending the onboarding of VMI %s/%s: %w", vmi.Namespace, vmi.Name, err))
 	}
-	onboardingTotal.WithLabelValues(result).Inc()
+	if result != "" {
+		onboardingTotal.WithLabelValues(result).Inc()
+	}
 	r.Recorder.Event(stateEventRef(vmi), typ, reason, msg)
 	return reconcile.Result{}, nil
 }

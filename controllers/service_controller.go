@@ -95,6 +95,7 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req reconcile.Request
 	want := r.desired(ns, app, members)
 	if want == nil {
 		r.taken.Delete(req.Namespace + "/" + req.Name)
+		r.warnAll(members, ReasonServiceConflict, "") // no Service wanted: no conflict either
 		if have != nil {
 			return r.delete(ctx, have, members, deleteReason(members, app))
 		}

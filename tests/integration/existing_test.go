@@ -523,6 +523,31 @@ var _ = Describe("VMs running before their namespace joined the mesh", func() {
 			WithTimeout(converge).Should(ContainElement(ContainSubstring("which virtmesh would not have created for this VMI")))
 	})
 
+	It("an onboarding annotation written on a VM already in the mesh is removed and reported, not counted as an onboarding", func(ctx SpecContext) {
+		ns := newLabelledNamespace(ctx, enabledNS)
+		vmi := vmWithVMI(ctx, ns, "web", testkit.VMISpec(8080))
+		startOn(ctx, vmi, "node01", proxyIsReady)
+		Eventually(statusOf(ctx, ns, "web")).WithTimeout(converge).Should(inState(mesh.Meshed))
+		succeeded, err := onboardingCount("succeeded")
+		Expect(err).NotTo(HaveOccurred())
+
+		By("a tenant writes an onboarding annotation virtmesh could have written, started after the VM's pod was created")
+		Eventually(func() error {
+			if err := adminClient.Get(ctx, client.ObjectKeyFromObject(vmi), vmi); err != nil {
+				return err
+			}
+			vmi.Annotations[mesh.OnboardingAnnotation] = onboard.Attempt(vmi, 1, mesh.OnboardedByCLI, time.Now().Add(2*time.Second)).Encode()
+			return adminClient.Update(ctx, vmi)
+		}).Should(Succeed())
+		Eventually(vmiNamed(ctx, ns, "web")).WithTimeout(converge).Should(HaveField("Annotations", And(
+			Not(HaveKey(mesh.OnboardingAnnotation)), HaveKeyWithValue(mesh.InjectKey, "true"))))
+		Eventually(eventMessages).WithArguments(ctx, ns, "VirtualMachine", "web", controllers.ReasonCannotOnboard).
+			WithTimeout(converge).Should(ContainElement(ContainSubstring("the VMI was in the mesh already")))
+		Expect(eventReasons(ctx, ns, "VirtualMachine", "web")).NotTo(ContainElement(controllers.ReasonOnboarded))
+		Expect(onboardingCount("succeeded")).To(Equal(succeeded))
+		Expect(statusOf(ctx, ns, "web")()).To(inState(mesh.Meshed))
+	})
+
 	It("onboard: while the API server would refuse its migration, the VMI stays pinned and is reported; it onboards once accepted", func(ctx SpecContext) {
 		installStandInInjector(ctx) // the new pods get a proxy
 		ns := newNamespace(ctx)
