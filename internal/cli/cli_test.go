@@ -6,8 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"text/template"
+	"time"
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -254,6 +256,75 @@ func TestForbiddenReadsSayWhat(t *testing.T) {
 		t.Errorf("exit %d (stderr %q), want %d: the VMs needing action are still found", code, errOut, ExitTrouble)
 	}
 	golden(t, "check-vms-view.txt", out)
+}
+
+// status -A lists the NADs once: no read per NAD (400 namespaces would be
+// 400 reads), the same table as reading each; and where the user may not
+// list NADs, each is read as before.
+func TestStatusListsNADsOnce(t *testing.T) {
+	want, _, _ := run(t, newFake(cluster(t), interceptor.Funcs{}), "status", "-A", "-o", "wide")
+	present := &nadv1.NetworkAttachmentDefinition{ObjectMeta: metav1.ObjectMeta{Name: "istio-cni", Namespace: "default"}}
+	withNAD, _, _ := run(t, newFake(append(cluster(t), present), interceptor.Funcs{}), "status", "-A", "-o", "wide")
+	if withNAD == want || strings.Contains(withNAD, "(missing)") {
+		t.Fatalf("a NAD that exists is still shown missing:\n%s", withNAD)
+	}
+	for _, tc := range []struct {
+		name      string
+		objs      []client.Object
+		forbidden bool
+		want      string
+		gets      int
+	}{
+		{name: "missing, listed", objs: cluster(t), want: want, gets: 0},
+		{name: "present, listed", objs: append(cluster(t), present), want: withNAD, gets: 0},
+		{name: "missing, list forbidden", objs: cluster(t), forbidden: true, want: want, gets: 1},
+		{name: "present, list forbidden", objs: append(cluster(t), present), forbidden: true, want: withNAD, gets: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var gets atomic.Int32
+			c := newFake(tc.objs, interceptor.Funcs{
+				Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+					if _, ok := obj.(*nadv1.NetworkAttachmentDefinition); ok {
+						gets.Add(1)
+					}
+					return c.Get(ctx, key, obj, opts...)
+				},
+				List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+					if l, ok := list.(*metav1.PartialObjectMetadataList); ok && tc.forbidden && l.GroupVersionKind().Group == nadv1.SchemeGroupVersion.Group {
+						return apierrors.NewForbidden(schema.GroupResource{Group: "k8s.cni.cncf.io", Resource: "network-attachment-definitions"}, "", nil)
+					}
+					return c.List(ctx, list, opts...)
+				}})
+			out, errOut, _ := run(t, c, "status", "-A", "-o", "wide")
+			if out != tc.want || errOut != "" {
+				t.Errorf("stdout:\n%s\nstderr %q; want:\n%s", out, errOut, tc.want)
+			}
+			if int(gets.Load()) != tc.gets {
+				t.Errorf("%d NAD reads, want %d", gets.Load(), tc.gets)
+			}
+		})
+	}
+}
+
+// The lists run at once; when several are refused, the error names the
+// first in a fixed order, whichever answer came first.
+func TestStatusErrorOrderIsFixed(t *testing.T) {
+	for range 20 {
+		c := newFake(cluster(t), interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+			switch list.(type) {
+			case *kubevirtv1.VirtualMachineInstanceList:
+				time.Sleep(time.Millisecond)
+				return apierrors.NewForbidden(schema.GroupResource{Group: "kubevirt.io", Resource: "virtualmachineinstances"}, "", nil)
+			case *corev1.PodList:
+				return apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "", nil)
+			}
+			return c.List(ctx, list, opts...)
+		}})
+		_, errOut, code := run(t, c, "status")
+		if code != ExitError || !strings.Contains(errOut, "you may not list VirtualMachineInstances") {
+			t.Fatalf("exit %d, stderr %q; want the VMIs named (listed before pods)", code, errOut)
+		}
+	}
 }
 
 func TestUsage(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -101,17 +102,53 @@ func Collect(ctx context.Context, c client.Reader, q Query) ([]Row, error) {
 	} else {
 		where = "in all namespaces"
 	}
+	// The lists are independent: asked for at once, the API server answers
+	// them side by side. An error is reported in this order, whichever
+	// came first.
 	vms := &kubevirtv1.VirtualMachineList{}
-	if err := read("list VirtualMachines "+where, c.List(ctx, vms, opts...)); err != nil {
-		return nil, err
-	}
 	vmis := &kubevirtv1.VirtualMachineInstanceList{}
-	if err := read("list VirtualMachineInstances "+where, c.List(ctx, vmis, opts...)); err != nil {
-		return nil, err
-	}
 	pods := &corev1.PodList{}
-	if err := read("list Pods "+where, c.List(ctx, pods, append(opts, client.MatchingLabels{"kubevirt.io": "virt-launcher"})...)); err != nil {
-		return nil, err
+	svcs := &metav1.PartialObjectMetadataList{} // names only
+	svcs.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ServiceList"))
+	nsList := &metav1.PartialObjectMetadataList{} // labels only
+	nsList.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
+	nadList := &metav1.PartialObjectMetadataList{}
+	nadList.SetGroupVersionKind(nadv1.SchemeGroupVersion.WithKind("NetworkAttachmentDefinitionList"))
+	lists := []struct {
+		what string
+		run  func() error
+		// optional: an error only leaves it unused.
+		optional bool
+	}{
+		{what: "list VirtualMachines " + where, run: func() error { return c.List(ctx, vms, opts...) }},
+		{what: "list VirtualMachineInstances " + where, run: func() error { return c.List(ctx, vmis, opts...) }},
+		{what: "list Pods " + where, run: func() error {
+			return c.List(ctx, pods, append(slices.Clip(opts), client.MatchingLabels{"kubevirt.io": "virt-launcher"})...)
+		}},
+		{what: "list Services " + where, run: func() error { return c.List(ctx, svcs, opts...) }},
+		{what: "list namespaces", run: func() error {
+			if !q.AllNamespaces {
+				return nil // the one namespace is read when a row needs it
+			}
+			return c.List(ctx, nsList)
+		}},
+		// NADs in one list where the user may list them (else, or for a
+		// NAD in another namespace, one read each).
+		{what: "list NetworkAttachmentDefinitions " + where, optional: true, run: func() error { return c.List(ctx, nadList, opts...) }},
+	}
+	errs := make([]error, len(lists))
+	var wg sync.WaitGroup
+	for i := range lists {
+		wg.Go(func() { errs[i] = lists[i].run() })
+	}
+	wg.Wait()
+	for i, l := range lists {
+		if l.optional {
+			continue
+		}
+		if err := read(l.what, errs[i]); err != nil {
+			return nil, err
+		}
 	}
 	podsOf := map[string][]*corev1.Pod{}
 	for i := range pods.Items {
@@ -121,23 +158,16 @@ func Collect(ctx context.Context, c client.Reader, q Query) ([]Row, error) {
 		}
 	}
 	g := &gatherer{c: c, q: q, namespaces: map[string]map[string]string{}, services: map[string]bool{}, nads: map[string]string{}}
-	// Services and (with -A) namespaces in one list each: names and labels only.
-	svcs := &metav1.PartialObjectMetadataList{}
-	svcs.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ServiceList"))
-	if err := read("list Services "+where, c.List(ctx, svcs, opts...)); err != nil {
-		return nil, err
-	}
 	for i := range svcs.Items {
 		g.services[svcs.Items[i].Namespace+"/"+svcs.Items[i].Name] = true
 	}
-	if q.AllNamespaces {
-		nsList := &metav1.PartialObjectMetadataList{}
-		nsList.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
-		if err := read("list namespaces", c.List(ctx, nsList)); err != nil {
-			return nil, err
-		}
-		for i := range nsList.Items {
-			g.namespaces[nsList.Items[i].Name] = nsList.Items[i].Labels
+	for i := range nsList.Items {
+		g.namespaces[nsList.Items[i].Name] = nsList.Items[i].Labels
+	}
+	if errs[len(errs)-1] == nil {
+		g.nadsListed = true
+		for i := range nadList.Items {
+			g.nads[nadList.Items[i].Namespace+"/"+nadList.Items[i].Name] = ""
 		}
 	}
 
@@ -203,6 +233,8 @@ type gatherer struct {
 	namespaces map[string]map[string]string
 	services   map[string]bool   // namespace/name of every Service listed
 	nads       map[string]string // namespace/name → "", "missing" or "?"
+	// nadsListed: nads holds every NAD in the query's namespace (or all).
+	nadsListed bool
 }
 
 func (g *gatherer) row(ctx context.Context, ns, name, kind, app string, vmi *kubevirtv1.VirtualMachineInstance,
@@ -295,6 +327,10 @@ func (g *gatherer) nad(ctx context.Context, ref string) string {
 		return v
 	}
 	ns, name, _ := strings.Cut(ref, "/")
+	if g.nadsListed && (g.q.AllNamespaces || ns == g.q.Namespace) {
+		g.nads[ref] = "missing" // listed, and not there
+		return g.nads[ref]
+	}
 	err := g.c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &nadv1.NetworkAttachmentDefinition{})
 	switch {
 	case err == nil:

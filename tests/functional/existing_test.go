@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
+	"github.com/virtmesh/virtmesh/controllers"
 	"github.com/virtmesh/virtmesh/internal/mesh"
 	"github.com/virtmesh/virtmesh/internal/onboard"
 )
@@ -143,4 +144,28 @@ var _ = Describe("A VM that was running before its namespace joined the mesh", L
 			return code
 		}).WithContext(ctx).WithTimeout(2*time.Minute).Should(Equal("000"), "a plaintext client got an HTTP answer")
 	}, SpecTimeout(25*time.Minute))
+})
+
+// No live migration happens here: one node is enough.
+var _ = Describe("A VM that was running before its namespace joined the mesh, with no injector for it", Label("mesh", "existing"), func() {
+	It("[18] (c) with onboard, but no Istio injector for the namespace's revision, stays pinned and reports why: no migration starts", func(ctx SpecContext) {
+		ns := newNamespace(ctx, nil)
+		vm, pod := startVM(ctx, ns, legacyGuestVM("stranded"))
+		Expect(hasProxy(pod)).To(BeFalse())
+
+		By("labelling the namespace for an Istio revision that is not installed, with virtmesh.io/existing-vmis=onboard")
+		labelNamespace(ctx, ns, map[string]string{mesh.RevisionLabel: "virtmesh-e2e-no-such-revision",
+			mesh.ExistingVMIsLabel: string(mesh.ExistingOnboard)})
+		Eventually(vmState(ctx, ns, vm.Name)).WithContext(ctx).WithTimeout(time.Minute).Should(HaveField("State", mesh.Pinned))
+		Eventually(vmEventMessages).WithArguments(ctx, ns, vm.Name, controllers.ReasonCannotOnboard).WithContext(ctx).
+			WithTimeout(time.Minute).Should(ContainElement(ContainSubstring("no Istio injector would give its new pod a proxy")))
+		Consistently(func() (int, error) {
+			list, err := virtClient.VirtualMachineInstanceMigration(ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return 0, err
+			}
+			return len(list.Items), nil
+		}).WithContext(ctx).WithTimeout(30*time.Second).Should(BeZero(), "a migration would give the VM a pod without a proxy")
+		Expect(launcherPods(ctx, ns, vm.Name)).To(ConsistOf(HaveField("UID", pod.UID)))
+	}, SpecTimeout(15*time.Minute))
 })

@@ -49,6 +49,20 @@ func vmEvents(ctx context.Context, ns, vm string) ([]string, error) {
 	return out, nil
 }
 
+// vmEventMessages are the messages of the Events of reason on VM vm.
+func vmEventMessages(ctx context.Context, ns, vm, reason string) ([]string, error) {
+	events, err := k8s.CoreV1().Events(ns).List(ctx, metav1.ListOptions{
+		FieldSelector: "involvedObject.kind=VirtualMachine,involvedObject.name=" + vm + ",reason=" + reason})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range events.Items {
+		out = append(out, e.Message)
+	}
+	return out, nil
+}
+
 var _ = Describe("The mesh state of a VM", Label("mesh", "state"), func() {
 	It("[14] a meshed VM reports Meshed, with its proxy ready, its Service and its NAD", func(ctx SpecContext) {
 		ns := meshNamespace(ctx)

@@ -401,9 +401,20 @@ func timeCLI(ctx context.Context, cfg *rest.Config, s scale) (time.Duration, err
 	if code != cli.ExitOK {
 		return took, fmt.Errorf("kubectl virtmesh status -A: exit %d: %s", code, errOut.String())
 	}
-	rows := strings.Count(out.String(), "\n") - 1
-	if want := s.vms() + s.namespaces*s.vmiApps*s.vmisPerApp; rows != want {
-		return took, fmt.Errorf("kubectl virtmesh status -A printed %d rows, want %d", rows, want)
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if want := s.vms() + s.namespaces*s.vmiApps*s.vmisPerApp; len(lines)-1 != want {
+		return took, fmt.Errorf("kubectl virtmesh status -A printed %d rows, want %d", len(lines)-1, want)
+	}
+	// With launcher pods, every VM and VMI runs in one with a ready proxy
+	// and its namespace's NAD (which exists).
+	for _, l := range lines[1:] {
+		if !s.pods {
+			break
+		}
+		f := strings.Fields(l)
+		if len(f) < 7 || f[3] != string(mesh.Meshed) || f[6] != f[0]+"/istio-cni" {
+			return took, fmt.Errorf("kubectl virtmesh status -A: a row that is not Meshed with its namespace's NAD: %q", l)
+		}
 	}
 	return took, nil
 }
@@ -600,8 +611,10 @@ func startVMI(ctx context.Context, c client.Client, vmi *kubevirtv1.VirtualMachi
 		ObjectMeta: metav1.ObjectMeta{Name: "virt-launcher-" + vmi.Name + "-x7k2p", Namespace: vmi.Namespace,
 			Labels: map[string]string{"kubevirt.io": "virt-launcher", "kubevirt.io/created-by": string(vmi.UID), mesh.AppLabel: vmi.Labels[mesh.AppLabel],
 				mesh.InjectKey: "true", "security.istio.io/tlsMode": "istio"},
+			// As Istio's injector in multus mode renders it (the NAD is virtmesh's, per namespace here).
 			Annotations: map[string]string{mesh.InjectKey: "true", "kubectl.kubernetes.io/default-container": "compute",
-				"sidecar.istio.io/status": `{"initContainers":["istio-init"],"containers":["istio-proxy"],"volumes":["istio-envoy","istio-data","istio-podinfo","istio-token","istiod-ca-cert"],"revision":"default"}`},
+				"k8s.v1.cni.cncf.io/networks": "istio-cni",
+				"sidecar.istio.io/status":     `{"initContainers":["istio-init"],"containers":["istio-proxy"],"volumes":["istio-envoy","istio-data","istio-podinfo","istio-token","istiod-ca-cert"],"revision":"default"}`},
 			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(vmi, kubevirtv1.VirtualMachineInstanceGroupVersionKind)}},
 		Spec: corev1.PodSpec{NodeName: node, AutomountServiceAccountToken: ptr.To(false),
 			InitContainers: []corev1.Container{{Name: "istio-init", Image: "docker.io/istio/proxyv2:1.30.0", Args: []string{"istio-iptables", "-p", "15001"}}},
