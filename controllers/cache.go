@@ -117,10 +117,11 @@ func trimVMI(in any) (any, error) {
 	// The mesh state reads where it runs and on which pod, whether it is
 	// paused, and whether it can migrate.
 	out.Status.Phase, out.Status.NodeName, out.Status.ActivePods = vmi.Status.Phase, vmi.Status.NodeName, vmi.Status.ActivePods
-	// Onboarding reads whether a migration is running.
+	// Onboarding reads whether a migration is running, and which one moved
+	// the VM into which pod.
 	if m := vmi.Status.MigrationState; m != nil {
 		out.Status.MigrationState = &kubevirtv1.VirtualMachineInstanceMigrationState{StartTimestamp: m.StartTimestamp,
-			Completed: m.Completed, Failed: m.Failed, MigrationUID: m.MigrationUID}
+			Completed: m.Completed, Failed: m.Failed, MigrationUID: m.MigrationUID, TargetPod: m.TargetPod}
 	}
 	for _, c := range vmi.Status.Conditions {
 		if c.Type == kubevirtv1.VirtualMachineInstanceIsMigratable || c.Type == kubevirtv1.VirtualMachineInstancePaused {

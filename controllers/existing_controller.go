@@ -61,7 +61,8 @@ const onboardingPoll = 15 * time.Second
 var onboardingTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "virtmesh_onboarding_total",
 	Help: "Onboardings of VMIs that were running before their namespace joined the mesh, by result: started (a migration was " +
-		"created), succeeded, noproxy (the migration succeeded but the new pod has no istio-proxy), failed (the migration failed or " +
+		"created), succeeded (KubeVirt's status names virtmesh's migration as the one that moved the VM into its meshed pod), " +
+		"noproxy (the same, but the new pod has no istio-proxy), failed (the migration failed or " +
 		"was refused; retried after a backoff), abandoned (pinned out of the mesh again " +
 		"after the last attempt, or when onboarding was no longer allowed).",
 }, []string{"result"})
@@ -359,15 +360,47 @@ func (r *ExistingReconciler) inFlight(ctx context.Context, vmi *kubevirtv1.Virtu
 	return "", nil
 }
 
-// podOlderThan reports whether vmi's active launcher pod was created before
-// t (both with the API server's second precision).
-func (r *ExistingReconciler) podOlderThan(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, t time.Time) (bool, error) {
+// How a VM came to run in its active launcher pod, as KubeVirt's status
+// on the VMI tells (arrival).
+const (
+	// arrivalStarted: it started there; no migration moved it.
+	arrivalStarted = iota
+	// arrivalOurs: the onboarding's migration moved it there.
+	arrivalOurs
+	// arrivalOther: another migration did (a node drain's).
+	arrivalOther
+	// arrivalUnsettled: a migration is handing the VM over; look again.
+	arrivalUnsettled
+)
+
+// arrival tells how vmi came to run in its active launcher pod: by o's
+// migration (virtmesh's, for this VMI, the one KubeVirt recorded as having
+// moved it there), by another, or by none.
+func (r *ExistingReconciler) arrival(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, o mesh.OnboardingStatus) (int, error) {
 	ptrs, err := launcherPodsOf(ctx, r.Pods, vmi)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	pod := mesh.ActivePod(vmi, ptrs)
-	return pod != nil && pod.CreationTimestamp.Time.Before(t.Truncate(time.Second)), nil
+	ms := vmi.Status.MigrationState
+	switch {
+	case pod == nil || ms == nil || ms.TargetPod != pod.Name:
+		return arrivalStarted, nil
+	case ms.Failed:
+		return arrivalStarted, nil // it stayed in the source
+	case !ms.Completed:
+		return arrivalUnsettled, nil
+	}
+	m := &kubevirtv1.VirtualMachineInstanceMigration{}
+	switch err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: vmi.Namespace, Name: o.Migration}, m); {
+	case apierrors.IsNotFound(err):
+		return arrivalOther, nil
+	case err != nil:
+		return 0, err
+	case m.UID == ms.MigrationUID && m.Labels[onboard.MigrationLabel] == string(vmi.UID) && m.Spec.VMIName == vmi.Name:
+		return arrivalOurs, nil
+	}
+	return arrivalOther, nil
 }
 
 // migrate creates the migration of an onboarding attempt, named as the VMI's
@@ -420,25 +453,38 @@ func (r *ExistingReconciler) follow(ctx context.Context, vmi *kubevirtv1.Virtual
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	switch st.State {
-	case mesh.Meshed, mesh.Starting:
-		older, err := r.podOlderThan(ctx, vmi, o.Started.Time)
+	if st.State == mesh.Meshed || st.State == mesh.Starting || st.State == mesh.NoProxy {
+		// Counted as an onboarding's result only on what KubeVirt says,
+		// never on the annotation (anyone who may edit the VMI may write
+		// it): the VMI's status names the migration that moved the VM into
+		// its pod.
+		by, err := r.arrival(ctx, vmi, o)
 		if err != nil {
 			return reconcile.Result{}, err
 		}
-		if older {
-			// The VM runs in a pod created before this onboarding began: it
-			// was in the mesh already, and nothing was onboarded (an
-			// annotation virtmesh did not write, or copied from another VMI).
+		switch by {
+		case arrivalUnsettled:
+			return reconcile.Result{RequeueAfter: onboardingProxyGrace / 6}, nil
+		case arrivalStarted:
+			// No migration moved it into its pod, created with the mesh
+			// metadata: the annotation came after (not virtmesh's, or
+			// copied from another VMI).
 			return r.end(ctx, vmi, "", corev1.EventTypeWarning, ReasonCannotOnboard, fmt.Sprintf("virtmesh: VMI %s: annotation %s "+
-				"records an onboarding that started after the VM's launcher pod was created with an istio-proxy: the VMI was in "+
-				"the mesh already; virtmesh removed the annotation and counts no onboarding", vmi.Name, mesh.OnboardingAnnotation))
+				"records an onboarding, but no completed live migration moved the VM into the launcher pod it runs in, which was "+
+				"created with the mesh metadata (%s): it was in the mesh already. virtmesh removed the annotation and counts no onboarding", vmi.Name,
+				mesh.OnboardingAnnotation, st.State))
 		}
-		return r.finish(ctx, vmi, "its launcher pod now has an istio-proxy KubeVirt serves")
-	case mesh.NoProxy:
-		// The VM moved into a pod created with the mesh metadata, and no
-		// injector gave it a proxy: another migration cannot help.
-		return r.finishNoProxy(ctx, vmi, st)
+		if st.State == mesh.NoProxy {
+			// The VM moved into a pod created with the mesh metadata, and
+			// no injector gave it a proxy: another migration cannot help.
+			return r.finishNoProxy(ctx, vmi, st, by == arrivalOurs)
+		}
+		if by == arrivalOther {
+			return r.end(ctx, vmi, "", corev1.EventTypeNormal, ReasonOnboarded, fmt.Sprintf("virtmesh: VMI %s is in the mesh: "+
+				"a live migration other than virtmesh's %s (a node drain's, say) moved it into a launcher pod created with the mesh "+
+				"metadata; virtmesh ended its onboarding, counted under no result (kubectl virtmesh status shows its state)", vmi.Name, name))
+		}
+		return r.finish(ctx, vmi, "its live migration "+name+" moved it into a launcher pod with an istio-proxy KubeVirt serves")
 	}
 	now := r.Now()
 	if o.RetryAfter != nil {
@@ -577,8 +623,12 @@ func (r *ExistingReconciler) finish(ctx context.Context, vmi *kubevirtv1.Virtual
 // finishNoProxy ends an onboarding whose migration moved the VM into a pod
 // created with the mesh metadata but without a proxy, and says so with the
 // state's reason and next step.
-func (r *ExistingReconciler) finishNoProxy(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, st mesh.Status) (reconcile.Result, error) {
-	return r.end(ctx, vmi, "noproxy", corev1.EventTypeWarning, ReasonOnboardedNoProxy,
+func (r *ExistingReconciler) finishNoProxy(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, st mesh.Status, counted bool) (reconcile.Result, error) {
+	result := "noproxy"
+	if !counted {
+		result = "" // another migration than virtmesh's moved it
+	}
+	return r.end(ctx, vmi, result, corev1.EventTypeWarning, ReasonOnboardedNoProxy,
 		fmt.Sprintf("virtmesh: a live migration moved VMI %s into a new launcher pod, but that pod has no istio-proxy: %s. KubeVirt keeps "+
 			"inbound connections for the proxy, so the VM is not reachable through the mesh. Next: %s", vmi.Name, st.Reason, st.NextStep))
 }

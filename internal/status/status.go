@@ -119,6 +119,7 @@ func Collect(ctx context.Context, c client.Reader, q Query) ([]Row, error) {
 		run  func() error
 		// optional: an error only leaves it unused.
 		optional bool
+		nads     bool // the NAD list
 	}{
 		{what: "list VirtualMachines " + where, run: func() error { return c.List(ctx, vms, opts...) }},
 		{what: "list VirtualMachineInstances " + where, run: func() error { return c.List(ctx, vmis, opts...) }},
@@ -134,7 +135,7 @@ func Collect(ctx context.Context, c client.Reader, q Query) ([]Row, error) {
 		}},
 		// NADs in one list where the user may list them (else, or for a
 		// NAD in another namespace, one read each).
-		{what: "list NetworkAttachmentDefinitions " + where, optional: true, run: func() error { return c.List(ctx, nadList, opts...) }},
+		{what: "list NetworkAttachmentDefinitions " + where, optional: true, nads: true, run: func() error { return c.List(ctx, nadList, opts...) }},
 	}
 	errs := make([]error, len(lists))
 	var wg sync.WaitGroup
@@ -164,10 +165,12 @@ func Collect(ctx context.Context, c client.Reader, q Query) ([]Row, error) {
 	for i := range nsList.Items {
 		g.namespaces[nsList.Items[i].Name] = nsList.Items[i].Labels
 	}
-	if errs[len(errs)-1] == nil {
-		g.nadsListed = true
-		for i := range nadList.Items {
-			g.nads[nadList.Items[i].Namespace+"/"+nadList.Items[i].Name] = ""
+	for i, l := range lists {
+		if l.optional && l.nads && errs[i] == nil {
+			g.nadsListed = true
+			for i := range nadList.Items {
+				g.nads[nadList.Items[i].Namespace+"/"+nadList.Items[i].Name] = ""
+			}
 		}
 	}
 

@@ -122,18 +122,31 @@ func startTarget(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, no
 	return launcherPodOn(ctx, vmi, node, proxy)
 }
 
-// takeOver plays virt-controller at the end of a migration: the VM runs in
-// target now, the source pod finishes.
+// takeOver plays virt-controller and virt-handler at the end of a migration
+// that is not virtmesh's (a node drain's): the VM runs in target now, the
+// source pod finishes.
 func takeOver(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, target *corev1.Pod) {
+	GinkgoHelper()
+	handOver(ctx, vmi, target, types.UID("drain-"+target.Name))
+	othersDone(ctx, vmi, target)
+}
+
+// handOver plays KubeVirt completing migration migrationUID into target, in
+// one update of the VMI's status as virt-handler makes it: the VM runs on
+// target's node, and the migration state names the migration and target.
+func handOver(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, target *corev1.Pod, migrationUID types.UID) {
 	GinkgoHelper()
 	Eventually(func() error {
 		if err := adminClient.Get(ctx, client.ObjectKeyFromObject(vmi), vmi); err != nil {
 			return err
 		}
-		vmi.Status.NodeName, vmi.Status.ActivePods = target.Spec.NodeName, map[types.UID]string{target.UID: target.Spec.NodeName}
+		vmi.Status.MigrationState = &kubevirtv1.VirtualMachineInstanceMigrationState{MigrationUID: migrationUID,
+			SourceNode: vmi.Status.NodeName, TargetNode: target.Spec.NodeName, TargetPod: target.Name,
+			Completed: true, EndTimestamp: ptr.To(metav1.Now())}
+		vmi.Status.Phase, vmi.Status.NodeName = kubevirtv1.Running, target.Spec.NodeName
+		vmi.Status.ActivePods = map[types.UID]string{target.UID: target.Spec.NodeName}
 		return adminClient.Update(ctx, vmi)
 	}).Should(Succeed())
-	othersDone(ctx, vmi, target)
 }
 
 // endMigration plays virt-controller: the migration ends in phase; on
@@ -143,7 +156,9 @@ func endMigration(ctx context.Context, m *kubevirtv1.VirtualMachineInstanceMigra
 	if phase == kubevirtv1.MigrationSucceeded {
 		vmi := &kubevirtv1.VirtualMachineInstance{}
 		Expect(adminClient.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: m.Spec.VMIName}, vmi)).To(Succeed())
-		othersDone(ctx, vmi, startOn(ctx, vmi, "node02", proxyIsReady))
+		target := launcherPodOn(ctx, vmi, "node02", proxyIsReady)
+		handOver(ctx, vmi, target, m.UID)
+		othersDone(ctx, vmi, target)
 	}
 	Eventually(func() error {
 		if err := adminClient.Get(ctx, client.ObjectKeyFromObject(m), m); err != nil {
@@ -163,7 +178,9 @@ func endMigrationWithoutProxy(ctx context.Context, m *kubevirtv1.VirtualMachineI
 	GinkgoHelper()
 	vmi := &kubevirtv1.VirtualMachineInstance{}
 	Expect(adminClient.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: m.Spec.VMIName}, vmi)).To(Succeed())
-	othersDone(ctx, vmi, startOn(ctx, vmi, "node02", withoutProxy))
+	target := launcherPodOn(ctx, vmi, "node02", withoutProxy)
+	handOver(ctx, vmi, target, m.UID)
+	othersDone(ctx, vmi, target)
 	Eventually(func() error {
 		if err := adminClient.Get(ctx, client.ObjectKeyFromObject(m), m); err != nil {
 			return err
@@ -523,28 +540,49 @@ var _ = Describe("VMs running before their namespace joined the mesh", func() {
 			WithTimeout(converge).Should(ContainElement(ContainSubstring("which virtmesh would not have created for this VMI")))
 	})
 
-	It("an onboarding annotation written on a VM already in the mesh is removed and reported, not counted as an onboarding", func(ctx SpecContext) {
+	It("an onboarding annotation written on a VM already in the mesh is removed and reported, never counted, whatever it says", func(ctx SpecContext) {
 		ns := newLabelledNamespace(ctx, enabledNS)
 		vmi := vmWithVMI(ctx, ns, "web", testkit.VMISpec(8080))
 		startOn(ctx, vmi, "node01", proxyIsReady)
 		Eventually(statusOf(ctx, ns, "web")).WithTimeout(converge).Should(inState(mesh.Meshed))
-		succeeded, err := onboardingCount("succeeded")
-		Expect(err).NotTo(HaveOccurred())
-
-		By("a tenant writes an onboarding annotation virtmesh could have written, started after the VM's pod was created")
-		Eventually(func() error {
-			if err := adminClient.Get(ctx, client.ObjectKeyFromObject(vmi), vmi); err != nil {
-				return err
+		forge := func(started time.Time) {
+			GinkgoHelper()
+			Eventually(func() error {
+				if err := adminClient.Get(ctx, client.ObjectKeyFromObject(vmi), vmi); err != nil {
+					return err
+				}
+				vmi.Annotations[mesh.OnboardingAnnotation] = onboard.Attempt(vmi, 1, mesh.OnboardedByCLI, started).Encode()
+				return adminClient.Update(ctx, vmi)
+			}).Should(Succeed())
+			Eventually(vmiNamed(ctx, ns, "web")).WithTimeout(converge).Should(HaveField("Annotations", And(
+				Not(HaveKey(mesh.OnboardingAnnotation)), HaveKeyWithValue(mesh.InjectKey, "true"))))
+		}
+		counted := func() []float64 {
+			GinkgoHelper()
+			var out []float64
+			for _, result := range []string{"succeeded", "noproxy"} {
+				n, err := onboardingCount(result)
+				Expect(err).NotTo(HaveOccurred())
+				out = append(out, n)
 			}
-			vmi.Annotations[mesh.OnboardingAnnotation] = onboard.Attempt(vmi, 1, mesh.OnboardedByCLI, time.Now().Add(2*time.Second)).Encode()
-			return adminClient.Update(ctx, vmi)
-		}).Should(Succeed())
-		Eventually(vmiNamed(ctx, ns, "web")).WithTimeout(converge).Should(HaveField("Annotations", And(
-			Not(HaveKey(mesh.OnboardingAnnotation)), HaveKeyWithValue(mesh.InjectKey, "true"))))
+			return out
+		}
+		before := counted()
+
+		By("a tenant writes an onboarding annotation virtmesh could have written, dated before the VM's pod was created")
+		forge(time.Now().Add(-time.Hour))
 		Eventually(eventMessages).WithArguments(ctx, ns, "VirtualMachine", "web", controllers.ReasonCannotOnboard).
-			WithTimeout(converge).Should(ContainElement(ContainSubstring("the VMI was in the mesh already")))
+			WithTimeout(converge).Should(ContainElement(ContainSubstring("it was in the mesh already")))
 		Expect(eventReasons(ctx, ns, "VirtualMachine", "web")).NotTo(ContainElement(controllers.ReasonOnboarded))
-		Expect(onboardingCount("succeeded")).To(Equal(succeeded))
+		Expect(counted()).To(Equal(before))
+
+		By("a node drain's migration moves the VM; then the tenant writes the annotation again")
+		takeOver(ctx, vmi, startTarget(ctx, vmi, "node02", proxyIsReady))
+		Eventually(statusOf(ctx, ns, "web")).WithTimeout(converge).Should(And(inState(mesh.Meshed), HaveField("Node", "node02")))
+		forge(time.Now())
+		Eventually(eventMessages).WithArguments(ctx, ns, "VirtualMachine", "web", controllers.ReasonOnboarded).
+			WithTimeout(converge).Should(ContainElement(ContainSubstring("other than virtmesh's")))
+		Expect(counted()).To(Equal(before))
 		Expect(statusOf(ctx, ns, "web")()).To(inState(mesh.Meshed))
 	})
 

@@ -412,7 +412,7 @@ func timeCLI(ctx context.Context, cfg *rest.Config, s scale) (time.Duration, err
 			break
 		}
 		f := strings.Fields(l)
-		if len(f) < 7 || f[3] != string(mesh.Meshed) || f[6] != f[0]+"/istio-cni" {
+		if len(f) < 7 || f[3] != string(mesh.Meshed) || f[6] != f[0]+"/istio-cni" || strings.Contains(l, " (missing)") || strings.Contains(l, " (?)") {
 			return took, fmt.Errorf("kubectl virtmesh status -A: a row that is not Meshed with its namespace's NAD: %q", l)
 		}
 	}
