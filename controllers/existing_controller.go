@@ -61,8 +61,8 @@ const onboardingPoll = 15 * time.Second
 var onboardingTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "virtmesh_onboarding_total",
 	Help: "Onboardings of VMIs that were running before their namespace joined the mesh, by result: started (a migration was " +
-		"created), succeeded (KubeVirt's status names virtmesh's migration as the one that moved the VM into its meshed pod), " +
-		"noproxy (the same, but the new pod has no istio-proxy), failed (the migration failed or " +
+		"created), succeeded (virtmesh's migration, as KubeVirt's status shows it, moved the VM into its meshed pod in the last 10 minutes; " +
+		"once per migration), noproxy (the same, but the new pod has no istio-proxy), failed (the migration failed or " +
 		"was refused; retried after a backoff), abandoned (pinned out of the mesh again " +
 		"after the last attempt, or when onboarding was no longer allowed).",
 }, []string{"result"})
@@ -94,6 +94,9 @@ type ExistingReconciler struct {
 	waiting map[types.NamespacedName]bool
 	wake    chan event.GenericEvent
 	told    sync.Map // VMI (or namespace) → the last warning sent, so a retry does not repeat it
+	// counted holds the onboarding migrations whose result this process
+	// counted, and when: an annotation written again counts nothing more.
+	counted map[types.UID]time.Time
 }
 
 // NewExistingReconciler builds the reconciler on the manager's clients.
@@ -360,47 +363,102 @@ func (r *ExistingReconciler) inFlight(ctx context.Context, vmi *kubevirtv1.Virtu
 	return "", nil
 }
 
-// How a VM came to run in its active launcher pod, as KubeVirt's status
-// on the VMI tells (arrival).
+// How a VM came to run in its active launcher pod (arrival).
 const (
-	// arrivalStarted: it started there; no migration moved it.
+	// arrivalStarted: no migration moved it there (it started there, or
+	// the last migration failed).
 	arrivalStarted = iota
-	// arrivalOurs: the onboarding's migration moved it there.
+	// arrivalOurs: the onboarding's migration did, lately, and its result
+	// is not counted yet.
 	arrivalOurs
-	// arrivalOther: another migration did (a node drain's).
+	// arrivalOther: a migration did, but KubeVirt does not show the
+	// onboarding's doing it lately (a node drain's did), or it was
+	// counted already.
 	arrivalOther
-	// arrivalUnsettled: a migration is handing the VM over; look again.
+	// arrivalUnsettled: a migration is handing the VM over, or KubeVirt
+	// has yet to record the end of the onboarding's: look again.
 	arrivalUnsettled
 )
 
-// arrival tells how vmi came to run in its active launcher pod: by o's
-// migration (virtmesh's, for this VMI, the one KubeVirt recorded as having
-// moved it there), by another, or by none.
-func (r *ExistingReconciler) arrival(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, o mesh.OnboardingStatus) (int, error) {
-	ptrs, err := launcherPodsOf(ctx, r.Pods, vmi)
-	if err != nil {
-		return 0, err
-	}
-	pod := mesh.ActivePod(vmi, ptrs)
+// countWindow is how long after virtmesh's migration ended its onboarding's
+// result is counted.
+const countWindow = 10 * time.Minute
+
+// arrival tells how vmi came to run in its active launcher pod, from what
+// only KubeVirt writes: the VMI's migration state and the migration's
+// status. The onboarding's migration counts (arrivalOurs, with the
+// migration) when it is virtmesh's, for this VMI, ended in success within
+// countWindow, and was not counted before. The annotation, which whoever may
+// edit the VMI may write, only names which migration to look at.
+func (r *ExistingReconciler) arrival(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance,
+	o mesh.OnboardingStatus) (int, *kubevirtv1.VirtualMachineInstanceMigration, error) {
 	ms := vmi.Status.MigrationState
-	switch {
-	case pod == nil || ms == nil || ms.TargetPod != pod.Name:
-		return arrivalStarted, nil
-	case ms.Failed:
-		return arrivalStarted, nil // it stayed in the source
-	case !ms.Completed:
-		return arrivalUnsettled, nil
+	if ms != nil && ms.MigrationUID != "" && !ms.Completed && !ms.Failed {
+		return arrivalUnsettled, nil, nil // KubeVirt hands the VM over now
 	}
 	m := &kubevirtv1.VirtualMachineInstanceMigration{}
 	switch err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: vmi.Namespace, Name: o.Migration}, m); {
 	case apierrors.IsNotFound(err):
-		return arrivalOther, nil
+		m = nil
 	case err != nil:
-		return 0, err
-	case m.UID == ms.MigrationUID && m.Labels[onboard.MigrationLabel] == string(vmi.UID) && m.Spec.VMIName == vmi.Name:
-		return arrivalOurs, nil
+		return 0, nil, err
+	case m.Labels[onboard.MigrationLabel] != string(vmi.UID) || m.Spec.VMIName != vmi.Name:
+		m = nil // not virtmesh's
+	case m.Status.Phase == kubevirtv1.MigrationSucceeded:
+		if end, ok := migrationEnded(m); ok && r.Now().Sub(end) < countWindow && !r.wasCounted(m.UID) {
+			return arrivalOurs, m, nil
+		}
+	case !m.IsFinal() && ms != nil && ms.MigrationUID == m.UID:
+		return arrivalUnsettled, nil, nil // the VMI shows it done; the migration's phase follows
 	}
-	return arrivalOther, nil
+	ptrs, err := launcherPodsOf(ctx, r.Pods, vmi)
+	if err != nil {
+		return 0, nil, err
+	}
+	if pod := mesh.ActivePod(vmi, ptrs); pod != nil && ms != nil && ms.Completed && !ms.Failed && ms.TargetPod == pod.Name {
+		return arrivalOther, nil, nil
+	}
+	if m != nil && m.Status.Phase == kubevirtv1.MigrationSucceeded {
+		return arrivalOther, nil, nil // it did, and a later migration moved the VM again
+	}
+	return arrivalStarted, nil, nil
+}
+
+// migrationEnded is when KubeVirt recorded m's end.
+func migrationEnded(m *kubevirtv1.VirtualMachineInstanceMigration) (time.Time, bool) {
+	if s := m.Status.MigrationState; s != nil && s.EndTimestamp != nil {
+		return s.EndTimestamp.Time, true
+	}
+	for _, t := range m.Status.PhaseTransitionTimestamps {
+		if t.Phase == m.Status.Phase {
+			return t.PhaseTransitionTimestamp.Time, true
+		}
+	}
+	return time.Time{}, false
+}
+
+func (r *ExistingReconciler) wasCounted(uid types.UID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.counted[uid]
+	return ok
+}
+
+// markCounted records that the result of m's onboarding was counted,
+// forgetting those past countWindow.
+func (r *ExistingReconciler) markCounted(m *kubevirtv1.VirtualMachineInstanceMigration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.Now()
+	for uid, at := range r.counted {
+		if now.Sub(at) > countWindow {
+			delete(r.counted, uid)
+		}
+	}
+	if r.counted == nil {
+		r.counted = map[types.UID]time.Time{}
+	}
+	r.counted[m.UID] = now
 }
 
 // migrate creates the migration of an onboarding attempt, named as the VMI's
@@ -456,35 +514,38 @@ func (r *ExistingReconciler) follow(ctx context.Context, vmi *kubevirtv1.Virtual
 	if st.State == mesh.Meshed || st.State == mesh.Starting || st.State == mesh.NoProxy {
 		// Counted as an onboarding's result only on what KubeVirt says,
 		// never on the annotation (anyone who may edit the VMI may write
-		// it): the VMI's status names the migration that moved the VM into
-		// its pod.
-		by, err := r.arrival(ctx, vmi, o)
+		// it): see arrival.
+		by, m, err := r.arrival(ctx, vmi, o)
 		if err != nil {
 			return reconcile.Result{}, err
 		}
-		switch by {
-		case arrivalUnsettled:
+		switch {
+		case by == arrivalUnsettled:
 			return reconcile.Result{RequeueAfter: onboardingProxyGrace / 6}, nil
-		case arrivalStarted:
+		case by == arrivalStarted && st.State == mesh.NoProxy:
+			return r.end(ctx, vmi, corev1.EventTypeWarning, ReasonCannotOnboard, fmt.Sprintf("virtmesh: VMI %s: annotation %s "+
+				"records an onboarding, but no live migration moved the VM into the launcher pod it runs in, which was created with "+
+				"the mesh metadata and has no istio-proxy: virtmesh removed the annotation and counts no onboarding. Next: %s",
+				vmi.Name, mesh.OnboardingAnnotation, st.NextStep))
+		case by == arrivalStarted:
 			// No migration moved it into its pod, created with the mesh
 			// metadata: the annotation came after (not virtmesh's, or
 			// copied from another VMI).
-			return r.end(ctx, vmi, "", corev1.EventTypeWarning, ReasonCannotOnboard, fmt.Sprintf("virtmesh: VMI %s: annotation %s "+
-				"records an onboarding, but no completed live migration moved the VM into the launcher pod it runs in, which was "+
-				"created with the mesh metadata (%s): it was in the mesh already. virtmesh removed the annotation and counts no onboarding", vmi.Name,
-				mesh.OnboardingAnnotation, st.State))
-		}
-		if st.State == mesh.NoProxy {
+			return r.end(ctx, vmi, corev1.EventTypeWarning, ReasonCannotOnboard, fmt.Sprintf("virtmesh: VMI %s: annotation %s "+
+				"records an onboarding, but no live migration moved the VM into the launcher pod it runs in, which was "+
+				"created with the mesh metadata (%s): it was in the mesh already. virtmesh removed the annotation and counts no onboarding",
+				vmi.Name, mesh.OnboardingAnnotation, st.State))
+		case st.State == mesh.NoProxy:
 			// The VM moved into a pod created with the mesh metadata, and
 			// no injector gave it a proxy: another migration cannot help.
-			return r.finishNoProxy(ctx, vmi, st, by == arrivalOurs)
+			return r.finishNoProxy(ctx, vmi, st, m)
+		case by == arrivalOther:
+			return r.end(ctx, vmi, corev1.EventTypeNormal, ReasonOnboarded, fmt.Sprintf("virtmesh: VMI %s is in the mesh: a live "+
+				"migration moved it into a launcher pod created with the mesh metadata. virtmesh ended its onboarding without counting "+
+				"it: KubeVirt does not show virtmesh's migration %s as the one that did, lately (a node drain's, say, did) "+
+				"(kubectl virtmesh status shows its state)", vmi.Name, name))
 		}
-		if by == arrivalOther {
-			return r.end(ctx, vmi, "", corev1.EventTypeNormal, ReasonOnboarded, fmt.Sprintf("virtmesh: VMI %s is in the mesh: "+
-				"a live migration other than virtmesh's %s (a node drain's, say) moved it into a launcher pod created with the mesh "+
-				"metadata; virtmesh ended its onboarding, counted under no result (kubectl virtmesh status shows its state)", vmi.Name, name))
-		}
-		return r.finish(ctx, vmi, "its live migration "+name+" moved it into a launcher pod with an istio-proxy KubeVirt serves")
+		return r.finish(ctx, vmi, m, "its live migration "+name+" moved it into a launcher pod with an istio-proxy KubeVirt serves")
 	}
 	now := r.Now()
 	if o.RetryAfter != nil {
@@ -614,35 +675,43 @@ func (r *ExistingReconciler) readyOrWait(ctx context.Context, vmi *kubevirtv1.Vi
 	return reconcile.Result{RequeueAfter: max(r.RetryDelay, onboardingPoll)}, true, nil
 }
 
-// finish ends an onboarding whose migration brought vmi into the mesh.
-func (r *ExistingReconciler) finish(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, how string) (reconcile.Result, error) {
-	return r.end(ctx, vmi, "succeeded", corev1.EventTypeNormal, ReasonOnboarded,
+// finish ends an onboarding whose migration m (arrivalOurs) brought vmi
+// into the mesh, and counts it.
+func (r *ExistingReconciler) finish(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, m *kubevirtv1.VirtualMachineInstanceMigration,
+	how string) (reconcile.Result, error) {
+	return r.endCounting(ctx, vmi, "succeeded", m, corev1.EventTypeNormal, ReasonOnboarded,
 		fmt.Sprintf("virtmesh: VMI %s is in the mesh: %s (kubectl virtmesh status shows its state)", vmi.Name, how))
 }
 
 // finishNoProxy ends an onboarding whose migration moved the VM into a pod
 // created with the mesh metadata but without a proxy, and says so with the
-// state's reason and next step.
-func (r *ExistingReconciler) finishNoProxy(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, st mesh.Status, counted bool) (reconcile.Result, error) {
-	result := "noproxy"
-	if !counted {
-		result = "" // another migration than virtmesh's moved it
-	}
-	return r.end(ctx, vmi, result, corev1.EventTypeWarning, ReasonOnboardedNoProxy,
+// state's reason and next step. It is counted when m, the onboarding's
+// migration, did it (arrivalOurs); nil: another migration did.
+func (r *ExistingReconciler) finishNoProxy(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, st mesh.Status,
+	m *kubevirtv1.VirtualMachineInstanceMigration) (reconcile.Result, error) {
+	return r.endCounting(ctx, vmi, "noproxy", m, corev1.EventTypeWarning, ReasonOnboardedNoProxy,
 		fmt.Sprintf("virtmesh: a live migration moved VMI %s into a new launcher pod, but that pod has no istio-proxy: %s. KubeVirt keeps "+
 			"inbound connections for the proxy, so the VM is not reachable through the mesh. Next: %s", vmi.Name, st.Reason, st.NextStep))
 }
 
-// end removes the onboarding's annotations from vmi, then counts result
-// (none when "") and sends the Event.
-func (r *ExistingReconciler) end(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, result, typ, reason, msg string) (reconcile.Result, error) {
+// end removes the onboarding's annotations from vmi and sends the Event,
+// counting no result.
+func (r *ExistingReconciler) end(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, typ, reason, msg string) (reconcile.Result, error) {
+	return r.endCounting(ctx, vmi, "", nil, typ, reason, msg)
+}
+
+// endCounting is end, and counts result when m, the onboarding's migration
+// (arrivalOurs), brought it about: m is then remembered as counted.
+func (r *ExistingReconciler) endCounting(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, result string,
+	m *kubevirtv1.VirtualMachineInstanceMigration, typ, reason, msg string) (reconcile.Result, error) {
 	r.release(client.ObjectKeyFromObject(vmi))
 	orig := vmi.DeepCopy()
 	onboard.Finish(vmi)
 	if err := r.Client.Patch(ctx, vmi, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 		return requeueOnConflict(fmt.Errorf("ending the onboarding of VMI %s/%s: %w", vmi.Namespace, vmi.Name, err))
 	}
-	if result != "" {
+	if m != nil {
+		r.markCounted(m)
 		onboardingTotal.WithLabelValues(result).Inc()
 	}
 	r.Recorder.Event(stateEventRef(vmi), typ, reason, msg)

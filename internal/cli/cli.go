@@ -223,7 +223,7 @@ func restConfig(env Env, kubeconfig, kubeContext string) (*rest.Config, string, 
 		if ns == "" {
 			ns = "default"
 		}
-		return rest.CopyConfig(env.RESTConfig), ns, nil
+		return withLimits(rest.CopyConfig(env.RESTConfig)), ns, nil
 	}
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = kubeconfig
@@ -237,9 +237,16 @@ func restConfig(env Env, kubeconfig, kubeContext string) (*rest.Config, string, 
 		return nil, "", fmt.Errorf("reading the context's namespace: %w", err)
 	}
 	cfg.UserAgent = "kubectl-virtmesh/" + strings.TrimPrefix(version.String(), "virtmesh ")
-	// client-go's default (5 requests per second) would spend a minute
-	// reading 300 NADs one by one for a user who may not list them; these
-	// are the limits kubectl gives its discovery client.
-	cfg.QPS, cfg.Burst = 50, 300
-	return cfg, ns, nil
+	return withLimits(cfg), ns, nil
+}
+
+// withLimits sets the client's rate limits where cfg sets none: client-go's
+// default (5 requests per second) would spend a minute reading 300 NADs one
+// by one for a user who may not list them. These are the limits kubectl
+// gives its discovery client.
+func withLimits(cfg *rest.Config) *rest.Config {
+	if cfg.QPS == 0 && cfg.RateLimiter == nil {
+		cfg.QPS, cfg.Burst = 50, 300
+	}
+	return cfg
 }

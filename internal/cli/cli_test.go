@@ -327,6 +327,21 @@ func TestStatusErrorOrderIsFixed(t *testing.T) {
 	}
 }
 
+// The client reads at 50 requests per second (bursts of 300), not
+// client-go's 5, unless the configuration says otherwise.
+func TestRateLimits(t *testing.T) {
+	for _, tc := range []struct {
+		qps       float32
+		wantQPS   float32
+		wantBurst int
+	}{{0, 50, 300}, {-1, -1, 0}, {20, 20, 0}} {
+		cfg, _, err := restConfig(Env{RESTConfig: &rest.Config{Host: "https://example.invalid", QPS: tc.qps}}, "", "")
+		if err != nil || cfg.QPS != tc.wantQPS || cfg.Burst != tc.wantBurst {
+			t.Errorf("QPS %v: got QPS %v burst %d (%v), want %v and %d", tc.qps, cfg.QPS, cfg.Burst, err, tc.wantQPS, tc.wantBurst)
+		}
+	}
+}
+
 func TestUsage(t *testing.T) {
 	c := newFake(nil, interceptor.Funcs{})
 	for _, args := range [][]string{
