@@ -61,8 +61,9 @@ const onboardingPoll = 15 * time.Second
 var onboardingTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "virtmesh_onboarding_total",
 	Help: "Onboardings of VMIs that were running before their namespace joined the mesh, by result: started (a migration was " +
-		"created), succeeded (virtmesh's migration, as KubeVirt's status shows it, moved the VM into its meshed pod in the last 10 minutes; " +
-		"once per migration), noproxy (the same, but the new pod has no istio-proxy), failed (the migration failed or " +
+		"created), succeeded (virtmesh's migration of the VM ended in success in the last 10 minutes, as KubeVirt's status shows it, and " +
+		"the VM is in a pod with an istio-proxy; once per migration and virtmesh process), noproxy (the same, but the pod has no " +
+		"istio-proxy), failed (the migration failed or " +
 		"was refused; retried after a backoff), abandoned (pinned out of the mesh again " +
 		"after the last attempt, or when onboarding was no longer allowed).",
 }, []string{"result"})
@@ -95,7 +96,8 @@ type ExistingReconciler struct {
 	wake    chan event.GenericEvent
 	told    sync.Map // VMI (or namespace) → the last warning sent, so a retry does not repeat it
 	// counted holds the onboarding migrations whose result this process
-	// counted, and when: an annotation written again counts nothing more.
+	// counted, with when KubeVirt ended them: an annotation written again
+	// counts nothing more.
 	counted map[types.UID]time.Time
 }
 
@@ -378,7 +380,23 @@ const (
 	// arrivalUnsettled: a migration is handing the VM over, or KubeVirt
 	// has yet to record the end of the onboarding's: look again.
 	arrivalUnsettled
+	// arrivalStuck: unsettled for longer than countWindow: virtmesh stops
+	// waiting (and holding a slot) and ends the onboarding uncounted.
+	arrivalStuck
 )
+
+// waitedTooLong: KubeVirt has shown the VMI's migration unfinished for
+// longer than countWindow (since its end, its start, or the attempt's).
+func (r *ExistingReconciler) waitedTooLong(ms *kubevirtv1.VirtualMachineInstanceMigrationState, o mesh.OnboardingStatus) bool {
+	since := o.Started.Time
+	switch {
+	case ms.EndTimestamp != nil:
+		since = ms.EndTimestamp.Time
+	case ms.StartTimestamp != nil:
+		since = ms.StartTimestamp.Time
+	}
+	return r.Now().Sub(since) > countWindow
+}
 
 // countWindow is how long after virtmesh's migration ended its onboarding's
 // result is counted.
@@ -394,6 +412,9 @@ func (r *ExistingReconciler) arrival(ctx context.Context, vmi *kubevirtv1.Virtua
 	o mesh.OnboardingStatus) (int, *kubevirtv1.VirtualMachineInstanceMigration, error) {
 	ms := vmi.Status.MigrationState
 	if ms != nil && ms.MigrationUID != "" && !ms.Completed && !ms.Failed {
+		if r.waitedTooLong(ms, o) {
+			return arrivalStuck, nil, nil
+		}
 		return arrivalUnsettled, nil, nil // KubeVirt hands the VM over now
 	}
 	m := &kubevirtv1.VirtualMachineInstanceMigration{}
@@ -409,7 +430,12 @@ func (r *ExistingReconciler) arrival(ctx context.Context, vmi *kubevirtv1.Virtua
 			return arrivalOurs, m, nil
 		}
 	case !m.IsFinal() && ms != nil && ms.MigrationUID == m.UID:
-		return arrivalUnsettled, nil, nil // the VMI shows it done; the migration's phase follows
+		// The VMI shows it done; the migration's phase follows (KubeVirt
+		// holds it back while a hotplug after the move is pending).
+		if r.waitedTooLong(ms, o) {
+			return arrivalStuck, nil, nil
+		}
+		return arrivalUnsettled, nil, nil
 	}
 	ptrs, err := launcherPodsOf(ctx, r.Pods, vmi)
 	if err != nil {
@@ -450,15 +476,20 @@ func (r *ExistingReconciler) markCounted(m *kubevirtv1.VirtualMachineInstanceMig
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.Now()
-	for uid, at := range r.counted {
-		if now.Sub(at) > countWindow {
+	// Kept as long as arrival would count it: by KubeVirt's end time.
+	for uid, end := range r.counted {
+		if now.Sub(end) >= countWindow {
 			delete(r.counted, uid)
 		}
 	}
 	if r.counted == nil {
 		r.counted = map[types.UID]time.Time{}
 	}
-	r.counted[m.UID] = now
+	end, ok := migrationEnded(m)
+	if !ok {
+		end = now
+	}
+	r.counted[m.UID] = end // even ahead of virtmesh's clock: arrival counts it until then
 }
 
 // migrate creates the migration of an onboarding attempt, named as the VMI's
@@ -522,6 +553,10 @@ func (r *ExistingReconciler) follow(ctx context.Context, vmi *kubevirtv1.Virtual
 		switch {
 		case by == arrivalUnsettled:
 			return reconcile.Result{RequeueAfter: onboardingProxyGrace / 6}, nil
+		case by == arrivalStuck:
+			return r.end(ctx, vmi, corev1.EventTypeWarning, ReasonCannotOnboard, fmt.Sprintf("virtmesh: VMI %s: KubeVirt has shown a "+
+				"live migration of it unfinished for more than %s (its migration state, or the phase of migration %s); virtmesh "+
+				"ended the onboarding without counting it. Its state is %s: %s", vmi.Name, countWindow, name, st.State, st.Reason))
 		case by == arrivalStarted && st.State == mesh.NoProxy:
 			return r.end(ctx, vmi, corev1.EventTypeWarning, ReasonCannotOnboard, fmt.Sprintf("virtmesh: VMI %s: annotation %s "+
 				"records an onboarding, but no live migration moved the VM into the launcher pod it runs in, which was created with "+
@@ -542,8 +577,9 @@ func (r *ExistingReconciler) follow(ctx context.Context, vmi *kubevirtv1.Virtual
 		case by == arrivalOther:
 			return r.end(ctx, vmi, corev1.EventTypeNormal, ReasonOnboarded, fmt.Sprintf("virtmesh: VMI %s is in the mesh: a live "+
 				"migration moved it into a launcher pod created with the mesh metadata. virtmesh ended its onboarding without counting "+
-				"it: KubeVirt does not show virtmesh's migration %s as the one that did, lately (a node drain's, say, did) "+
-				"(kubectl virtmesh status shows its state)", vmi.Name, name))
+				"it: KubeVirt does not show virtmesh's migration %s ending in success within the last %s, or virtmesh counted it "+
+				"already (another migration, a node drain's say, may have moved it) (kubectl virtmesh status shows its state)",
+				vmi.Name, name, countWindow))
 		}
 		return r.finish(ctx, vmi, m, "its live migration "+name+" moved it into a launcher pod with an istio-proxy KubeVirt serves")
 	}

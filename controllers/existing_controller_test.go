@@ -1,12 +1,16 @@
 package controllers
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	kubevirtv1 "kubevirt.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/virtmesh/virtmesh/internal/mesh"
 	"github.com/virtmesh/virtmesh/internal/onboard"
@@ -49,5 +53,85 @@ func TestHoldsSlot(t *testing.T) {
 		if got := holdsSlot(tc.vmi, now); got != tc.want {
 			t.Errorf("%s: holdsSlot = %v, want %v", name, got, tc.want)
 		}
+	}
+}
+
+// arrival counts an onboarding only on what KubeVirt writes: virtmesh's
+// migration ended in success within countWindow, once; it waits while the
+// VM is handed over, but not for ever.
+func TestArrival(t *testing.T) {
+	now := time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) *metav1.Time { return &metav1.Time{Time: now.Add(d)} }
+	base := &kubevirtv1.VirtualMachineInstance{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "vms", UID: "vmi-1"},
+		Status: kubevirtv1.VirtualMachineInstanceStatus{Phase: kubevirtv1.Running, NodeName: "node02"}}
+	o := onboard.Attempt(base, 1, mesh.OnboardedByController, now.Add(-5*time.Minute))
+	target := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "virt-launcher-db-b", Namespace: "vms", UID: "pod-b",
+		Labels: map[string]string{LauncherLabel: LauncherLabelValue, CreatedByLabel: "vmi-1"}}, Spec: corev1.PodSpec{NodeName: "node02"},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning}}
+	migration := func(phase kubevirtv1.VirtualMachineInstanceMigrationPhase, end *metav1.Time) *kubevirtv1.VirtualMachineInstanceMigration {
+		m := onboard.Migration(base, o.Migration)
+		m.UID = "mig-1"
+		m.Status.Phase = phase
+		if end != nil {
+			m.Status.MigrationState = &kubevirtv1.VirtualMachineInstanceMigrationState{MigrationUID: m.UID, Completed: true, EndTimestamp: end}
+		}
+		return m
+	}
+	state := func(uid string, completed bool, start, end *metav1.Time) *kubevirtv1.VirtualMachineInstanceMigrationState {
+		return &kubevirtv1.VirtualMachineInstanceMigrationState{MigrationUID: types.UID(uid), TargetPod: target.Name,
+			Completed: completed, StartTimestamp: start, EndTimestamp: end}
+	}
+	for _, tc := range []struct {
+		name  string
+		ms    *kubevirtv1.VirtualMachineInstanceMigrationState
+		mig   *kubevirtv1.VirtualMachineInstanceMigration
+		want  int
+		again int // after the result was counted
+	}{
+		{"ours, ended a minute ago", state("mig-1", true, at(-2*time.Minute), at(-time.Minute)),
+			migration(kubevirtv1.MigrationSucceeded, at(-time.Minute)), arrivalOurs, arrivalOther},
+		{"ours, ended 11 minutes ago", state("mig-1", true, at(-12*time.Minute), at(-11*time.Minute)),
+			migration(kubevirtv1.MigrationSucceeded, at(-11*time.Minute)), arrivalOther, arrivalOther},
+		{"ours, ended on a clock 3 minutes ahead", state("mig-1", true, at(time.Minute), at(3*time.Minute)),
+			migration(kubevirtv1.MigrationSucceeded, at(3*time.Minute)), arrivalOurs, arrivalOther},
+		{"a drain moved it; no migration of virtmesh's", state("drain-1", true, at(-2*time.Minute), at(-time.Minute)),
+			nil, arrivalOther, arrivalOther},
+		{"never migrated", nil, nil, arrivalStarted, arrivalStarted},
+		{"handing over", state("mig-1", false, at(-time.Minute), nil),
+			migration(kubevirtv1.MigrationRunning, nil), arrivalUnsettled, arrivalUnsettled},
+		{"handing over for 11 minutes", state("mig-1", false, at(-11*time.Minute), nil),
+			migration(kubevirtv1.MigrationRunning, nil), arrivalStuck, arrivalStuck},
+		{"the VMI shows it done, the migration's phase not yet", state("mig-1", true, at(-2*time.Minute), at(-time.Minute)),
+			migration(kubevirtv1.MigrationRunning, nil), arrivalUnsettled, arrivalUnsettled},
+		{"the migration's phase held back for 11 minutes", state("mig-1", true, at(-12*time.Minute), at(-11*time.Minute)),
+			migration(kubevirtv1.MigrationRunning, nil), arrivalStuck, arrivalStuck},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			vmi := base.DeepCopy()
+			vmi.Status.MigrationState = tc.ms
+			vmi.Status.ActivePods = map[types.UID]string{target.UID: "node02"}
+			objs := []client.Object{target.DeepCopy()}
+			if tc.mig != nil {
+				objs = append(objs, tc.mig.DeepCopy())
+			}
+			c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(objs...).Build()
+			clock := now
+			r := &ExistingReconciler{APIReader: c, Pods: c, Now: func() time.Time { return clock }}
+			by, m, err := r.arrival(context.Background(), vmi, o)
+			if err != nil || by != tc.want || (by == arrivalOurs) != (m != nil) {
+				t.Fatalf("arrival: %d, %v, %v; want %d", by, m, err, tc.want)
+			}
+			if m != nil {
+				r.markCounted(m)
+			}
+			for _, later := range []time.Duration{0, 9 * time.Minute, 12 * time.Minute} {
+				clock = now.Add(later)
+				if tc.want == arrivalOurs {
+					if by, _, _ := r.arrival(context.Background(), vmi, o); by != tc.again {
+						t.Errorf("%s later: %d, want %d", later, by, tc.again)
+					}
+				}
+			}
+		})
 	}
 }

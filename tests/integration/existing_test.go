@@ -134,9 +134,12 @@ func takeOver(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, targe
 // handOver plays KubeVirt moving the VM into target by migration
 // migrationUID, in the steps KubeVirt v1.9 takes, each a separate update of
 // the VMI's status: virt-controller's handoff (the migration state names the
-// migration and target; the source pod stays active), the target's ack (the
-// VM runs on target's node now, not yet completed), and virt-controller's
-// finalization (completed).
+// migration and target; the source pod stays active; the start time stands
+// for what the source virt-handler records), the target virt-handler's ack
+// (the VM runs on target's node now, not yet completed), and its
+// finalization (completed). KubeVirt lists the source among the active pods
+// until it is deleted; here it leaves at the finalization, and othersDone
+// ends it.
 func handOver(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, target *corev1.Pod, migrationUID types.UID) {
 	GinkgoHelper()
 	update := func(change func()) {
