@@ -656,13 +656,8 @@ const onboardingProxyGrace = 30 * time.Second
 // migrationEnd is when m ended, as KubeVirt recorded it (else when the
 // attempt started).
 func migrationEnd(m *kubevirtv1.VirtualMachineInstanceMigration, o mesh.OnboardingStatus) time.Time {
-	if s := m.Status.MigrationState; s != nil && s.EndTimestamp != nil {
-		return s.EndTimestamp.Time
-	}
-	for _, t := range m.Status.PhaseTransitionTimestamps {
-		if t.Phase == m.Status.Phase {
-			return t.PhaseTransitionTimestamp.Time
-		}
+	if end, ok := migrationEnded(m); ok {
+		return end
 	}
 	return o.Started.Time
 }

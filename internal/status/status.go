@@ -117,9 +117,6 @@ func Collect(ctx context.Context, c client.Reader, q Query) ([]Row, error) {
 	lists := []struct {
 		what string
 		run  func() error
-		// optional: an error only leaves it unused.
-		optional bool
-		nads     bool // the NAD list
 	}{
 		{what: "list VirtualMachines " + where, run: func() error { return c.List(ctx, vms, opts...) }},
 		{what: "list VirtualMachineInstances " + where, run: func() error { return c.List(ctx, vmis, opts...) }},
@@ -133,20 +130,18 @@ func Collect(ctx context.Context, c client.Reader, q Query) ([]Row, error) {
 			}
 			return c.List(ctx, nsList)
 		}},
-		// NADs in one list where the user may list them (else, or for a
-		// NAD in another namespace, one read each).
-		{what: "list NetworkAttachmentDefinitions " + where, optional: true, nads: true, run: func() error { return c.List(ctx, nadList, opts...) }},
 	}
 	errs := make([]error, len(lists))
+	var nadErr error
 	var wg sync.WaitGroup
 	for i := range lists {
 		wg.Go(func() { errs[i] = lists[i].run() })
 	}
+	// NADs in one list where the user may list them (else, or for a NAD in
+	// another namespace, one read each): an error only leaves it unused.
+	wg.Go(func() { nadErr = c.List(ctx, nadList, opts...) })
 	wg.Wait()
 	for i, l := range lists {
-		if l.optional {
-			continue
-		}
 		if err := read(l.what, errs[i]); err != nil {
 			return nil, err
 		}
@@ -165,12 +160,10 @@ func Collect(ctx context.Context, c client.Reader, q Query) ([]Row, error) {
 	for i := range nsList.Items {
 		g.namespaces[nsList.Items[i].Name] = nsList.Items[i].Labels
 	}
-	for i, l := range lists {
-		if l.optional && l.nads && errs[i] == nil {
-			g.nadsListed = true
-			for i := range nadList.Items {
-				g.nads[nadList.Items[i].Namespace+"/"+nadList.Items[i].Name] = ""
-			}
+	if nadErr == nil {
+		g.nadsListed = true
+		for i := range nadList.Items {
+			g.nads[nadList.Items[i].Namespace+"/"+nadList.Items[i].Name] = ""
 		}
 	}
 

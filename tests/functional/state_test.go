@@ -9,6 +9,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	kubevirtv1 "kubevirt.io/api/core/v1"
@@ -36,31 +37,38 @@ func vmState(ctx context.Context, ns, vm string) func() (status.Row, error) {
 	}
 }
 
-// vmEvents are the reasons of the Events on VM vm.
-func vmEvents(ctx context.Context, ns, vm string) ([]string, error) {
-	events, err := k8s.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.kind=VirtualMachine,involvedObject.name=" + vm})
+// vmEventsMatching are the Events on VM vm that selector (more field
+// selector terms, or "") matches.
+func vmEventsMatching(ctx context.Context, ns, vm, selector string) ([]corev1.Event, error) {
+	fields := "involvedObject.kind=VirtualMachine,involvedObject.name=" + vm
+	if selector != "" {
+		fields += "," + selector
+	}
+	events, err := k8s.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: fields})
 	if err != nil {
 		return nil, err
 	}
+	return events.Items, nil
+}
+
+// vmEvents are the reasons of the Events on VM vm.
+func vmEvents(ctx context.Context, ns, vm string) ([]string, error) {
+	events, err := vmEventsMatching(ctx, ns, vm, "")
 	var out []string
-	for _, e := range events.Items {
+	for _, e := range events {
 		out = append(out, e.Reason)
 	}
-	return out, nil
+	return out, err
 }
 
 // vmEventMessages are the messages of the Events of reason on VM vm.
 func vmEventMessages(ctx context.Context, ns, vm, reason string) ([]string, error) {
-	events, err := k8s.CoreV1().Events(ns).List(ctx, metav1.ListOptions{
-		FieldSelector: "involvedObject.kind=VirtualMachine,involvedObject.name=" + vm + ",reason=" + reason})
-	if err != nil {
-		return nil, err
-	}
+	events, err := vmEventsMatching(ctx, ns, vm, "reason="+reason)
 	var out []string
-	for _, e := range events.Items {
+	for _, e := range events {
 		out = append(out, e.Message)
 	}
-	return out, nil
+	return out, err
 }
 
 var _ = Describe("The mesh state of a VM", Label("mesh", "state"), func() {
