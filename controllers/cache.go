@@ -70,7 +70,7 @@ func CacheByObject(cfg Config) map[client.Object]cache.ByObject {
 func DefaultTransform() toolscache.TransformFunc { return keepOwnManagedFields }
 
 // keptAnnotations are the only annotations membership and Services read.
-var keptAnnotations = []string{mesh.InjectKey, mesh.ServiceAnnotation, mesh.PortProtocolsAnnotation,
+var keptAnnotations = [...]string{mesh.InjectKey, mesh.ServiceAnnotation, mesh.PortProtocolsAnnotation,
 	mesh.PinnedAnnotation, mesh.OnboardingAnnotation}
 
 func trimMeta(in *metav1.ObjectMeta) metav1.ObjectMeta {
@@ -124,11 +124,17 @@ func trimVMI(in any) (any, error) {
 			Completed: m.Completed, Failed: m.Failed, MigrationUID: m.MigrationUID, TargetPod: m.TargetPod}
 	}
 	for _, c := range vmi.Status.Conditions {
-		if c.Type == kubevirtv1.VirtualMachineInstanceIsMigratable || c.Type == kubevirtv1.VirtualMachineInstancePaused {
+		if keptCondition(c.Type) {
 			out.Status.Conditions = append(out.Status.Conditions, kubevirtv1.VirtualMachineInstanceCondition{Type: c.Type, Status: c.Status, Reason: c.Reason})
 		}
 	}
 	return out, nil
+}
+
+// keptCondition reports whether the cache keeps a VMI condition of type t:
+// the mesh state reads whether the VMI is paused and whether it can migrate.
+func keptCondition(t kubevirtv1.VirtualMachineInstanceConditionType) bool {
+	return t == kubevirtv1.VirtualMachineInstanceIsMigratable || t == kubevirtv1.VirtualMachineInstancePaused
 }
 
 // The label KubeVirt gives every launcher pod, and the one naming its VMI's UID.

@@ -226,6 +226,8 @@ func unpackAny(obj any) any {
 	switch o := obj.(type) {
 	case *launcherPod:
 		return unpackPod(o)
+	case *packedVMI:
+		return unpackVMI(o)
 	case toolscache.DeletedFinalStateUnknown:
 		o.Obj = unpackAny(o.Obj)
 		return o

@@ -99,6 +99,7 @@ func eachCachedWorkload(ctx context.Context, c cache.Cache, reader client.Reader
 		return eachWorkload(ctx, reader, fn)
 	}
 	var stores []toolscache.Store
+	var packed *packingInformer
 	for _, obj := range []client.Object{&kubevirtv1.VirtualMachine{}, &kubevirtv1.VirtualMachineInstance{}} {
 		inf, err := c.GetInformer(ctx, obj, cache.BlockUntilSynced(false))
 		if err != nil {
@@ -110,6 +111,10 @@ func eachCachedWorkload(ctx context.Context, c cache.Cache, reader client.Reader
 		}
 		if !inf.HasSynced() {
 			return errors.New("the cache has not synced yet")
+		}
+		if p, ok := inf.(*packingInformer); ok {
+			packed = p // walked below without unpacking each VMI anew
+			continue
 		}
 		stores = append(stores, s.GetStore())
 	}
@@ -123,6 +128,9 @@ func eachCachedWorkload(ctx context.Context, c cache.Cache, reader client.Reader
 				return nil
 			}
 		}
+	}
+	if packed != nil {
+		packed.eachVMI(func(vmi *kubevirtv1.VirtualMachineInstance) bool { return fn(vmiWorkload(vmi)) })
 	}
 	return nil
 }

@@ -50,6 +50,7 @@ func NewManager(cfg *rest.Config, o *Options) (ctrl.Manager, error) {
 	if o.EnableControllers {
 		cacheOpts.ByObject = controllers.CacheByObject(o.Controllers)
 		cacheOpts.DefaultTransform = controllers.DefaultTransform()
+		cacheOpts.NewInformer = controllers.NewInformer
 	}
 	if o.EnableWebhook && o.CertRotation {
 		cacheOpts.ByObject[&corev1.Secret{}] = certSecretCache(o.certSecretKey())
