@@ -170,14 +170,14 @@ func unpackAll(items []any) []any {
 // fixed fields, the interfaces other than the pod's by name, the active
 // pods and conditions as short slices.
 type packedVMI struct {
-	apiVersion, kind                                     string
+	apiVersion, kind                                    string
 	name, generateName, namespace, uid, resourceVersion string
-	generation                                           int64
-	deleted                                              *metav1.Time
-	labels                                               map[string]string
-	owners                                               []metav1.OwnerReference
-	annotations                                          [len(keptAnnotations)]string
-	annotated                                            uint8 // bit n: keptAnnotations[n] is set
+	generation                                          int64
+	deleted                                             *metav1.Time
+	labels                                              map[string]string
+	owners                                              []metav1.OwnerReference
+	annotations                                         [len(keptAnnotations)]string
+	annotated                                           uint8 // bit n: keptAnnotations[n] is set
 
 	networks   []kubevirtv1.Network
 	autoattach triBool
