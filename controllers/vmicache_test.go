@@ -192,8 +192,10 @@ func TestVMIInformerStoresPackedHandsOutVMIs(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go inf.RunWithContext(ctx)
-	if !toolscache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
-		t.Fatal("not synced")
+	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+	defer scancel()
+	if !toolscache.WaitForCacheSync(sctx.Done(), inf.HasSynced) {
+		t.Fatalf("not synced: %d stored, last rv %q", len(inf.(*packingInformer).indexer.Indexer.List()), inf.LastSyncResourceVersion())
 	}
 	want, _ := trimVMI(a.DeepCopy())
 	raw := inf.(*packingInformer).indexer.Indexer
@@ -224,10 +226,19 @@ func TestVMIInformerStoresPackedHandsOutVMIs(t *testing.T) {
 			}
 		}
 	}
+	next := func() any {
+		select {
+		case o := <-events:
+			return o
+		case <-time.After(10 * time.Second):
+			t.Fatal("no event within 10 s")
+			return nil
+		}
+	}
 	// The same event reaches both handlers as one shared VMI.
 	var first []any
 	for range 4 {
-		first = append(first, <-events)
+		first = append(first, next())
 	}
 	for _, o := range first {
 		if _, ok := o.(*kubevirtv1.VirtualMachineInstance); !ok {
@@ -237,16 +248,16 @@ func TestVMIInformerStoresPackedHandsOutVMIs(t *testing.T) {
 	c := a.DeepCopy()
 	c.ResourceVersion, c.Labels[mesh.AppLabel] = "2", "api"
 	fw.Modify(c)
-	u1, u2 := <-events, <-events
+	u1, u2 := next(), next()
 	if u1.(*kubevirtv1.VirtualMachineInstance).Labels[mesh.AppLabel] != "api" || u1 != u2 {
 		t.Errorf("update: %p %p %+v", u1, u2, u1)
 	}
 	runtime.KeepAlive(u1)
 	fw.Delete(c)
-	if d := <-events; d.(*kubevirtv1.VirtualMachineInstance).Name != "vm-00001" {
+	if d := next(); d.(*kubevirtv1.VirtualMachineInstance).Name != "vm-00001" {
 		t.Errorf("delete: %+v", d)
 	}
-	<-events
+	next()
 	// The metrics' walk sees every VMI, unpacked into one object.
 	var names []string
 	inf.(*packingInformer).eachVMI(func(v *kubevirtv1.VirtualMachineInstance) bool {
