@@ -24,16 +24,18 @@ import (
 // is about 40 MB of live heap (docs/benchmarks.md). Everything that reads
 // the informer (the manager's client, controllers' event handlers and
 // predicates, field indexes) sees VirtualMachineInstances again, exactly as
-// trimVMI leaves them, built on each read. Every other type is held as the
-// manager would hold it.
+// trimVMI leaves them, rebuilt when read (or the one rebuilt last, while
+// still in use: unpackVMI). Every other type is held as the manager would
+// hold it.
 func NewInformer(lw toolscache.ListerWatcher, obj runtime.Object, resync time.Duration, indexers toolscache.Indexers) toolscache.SharedIndexInformer {
 	if _, ok := obj.(*kubevirtv1.VirtualMachineInstance); !ok {
 		return toolscache.NewSharedIndexInformer(lw, obj, resync, indexers)
 	}
+	wrapped := make(toolscache.Indexers, len(indexers))
 	for name, f := range indexers {
-		indexers[name] = unpackingIndexFunc(f)
+		wrapped[name] = unpackingIndexFunc(f)
 	}
-	inf := toolscache.NewSharedIndexInformer(lw, obj, resync, indexers)
+	inf := toolscache.NewSharedIndexInformer(lw, obj, resync, wrapped)
 	p := &packingInformer{SharedIndexInformer: inf}
 	p.indexer = packingIndexer{inf.GetIndexer()}
 	// Packed even if no transform is ever set (the manager sets trimVMI).
@@ -100,6 +102,15 @@ func (p *packingInformer) eachVMI(fn func(*kubevirtv1.VirtualMachineInstance) bo
 			}
 		}
 	}
+}
+
+// AddIndexers indexes VMIs by functions that are given VirtualMachineInstances.
+func (i packingIndexer) AddIndexers(indexers toolscache.Indexers) error {
+	wrapped := make(toolscache.Indexers, len(indexers))
+	for name, f := range indexers {
+		wrapped[name] = unpackingIndexFunc(f)
+	}
+	return i.Indexer.AddIndexers(wrapped)
 }
 
 func unpackingIndexFunc(f toolscache.IndexFunc) toolscache.IndexFunc {
@@ -195,15 +206,21 @@ type packedVMI struct {
 
 	// The VMI last unpacked from it, while anyone still holds it: the
 	// informer hands every controller's handler the same event, and a
-	// resync hands each of them every VMI, unchanged. Unpacked once, it is
-	// shared by all, as the manager's cache shares the one object it holds
-	// (and, like it, must not be changed by those it is handed to).
+	// resync hands each of them every VMI, unchanged. Those that read it
+	// before the collector drops it share one object, as the manager's cache
+	// shared the one object it held (and, like it, it must not be changed by
+	// those it is handed to). Best effort: handlers that unpack at the same
+	// moment, or after a collection, get objects of their own.
 	last *lastUnpacked
 }
 
 type lastUnpacked struct {
 	atomic.Pointer[weak.Pointer[kubevirtv1.VirtualMachineInstance]]
 }
+
+// annotated has a bit for each kept annotation: this fails to compile if
+// there are more than 8.
+var _ [8 - len(keptAnnotations)]struct{}
 
 type activePod struct {
 	uid  types.UID
@@ -225,7 +242,9 @@ type packedCondition struct {
 
 // GetObjectKind and DeepCopyObject make it a runtime.Object, as client-go's
 // debugging checks (KUBE_WATCHLIST_INCONSISTENCY_DETECTOR) expect of what an
-// informer stores. Nothing in it is changed once packed; the copy shares it.
+// informer stores. Nothing in it is changed once packed, so the copy is
+// shallow: it shares every map, slice and pointer (a mutation detector
+// comparing copies would not see a change made through them).
 func (p *packedVMI) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
 
 func (p *packedVMI) DeepCopyObject() runtime.Object {
@@ -291,8 +310,10 @@ func packVMI(vmi *kubevirtv1.VirtualMachineInstance) *packedVMI {
 }
 
 // unpackVMI is the VMI trimVMI made, again. It shares the packed VMI's
-// labels, owner references, networks and ports, as a read of the manager's
-// cache shares the cached object's (the cache's client copies it).
+// labels, owner references, networks, the pod interface's ports, binding
+// and binding plugin, and the deletion and migration start times, as a read
+// of the manager's cache shared the cached object's (the cache's client
+// copies it; handlers and lists without a copy must not change it).
 func unpackVMI(p *packedVMI) *kubevirtv1.VirtualMachineInstance {
 	if p.last != nil {
 		if w := p.last.Load(); w != nil {
