@@ -31,11 +31,7 @@ func NewInformer(lw toolscache.ListerWatcher, obj runtime.Object, resync time.Du
 	if _, ok := obj.(*kubevirtv1.VirtualMachineInstance); !ok {
 		return toolscache.NewSharedIndexInformer(lw, obj, resync, indexers)
 	}
-	wrapped := make(toolscache.Indexers, len(indexers))
-	for name, f := range indexers {
-		wrapped[name] = unpackingIndexFunc(f)
-	}
-	inf := toolscache.NewSharedIndexInformer(lw, obj, resync, wrapped)
+	inf := toolscache.NewSharedIndexInformer(lw, obj, resync, unpackingIndexers(indexers))
 	p := &packingInformer{SharedIndexInformer: inf}
 	p.indexer = packingIndexer{inf.GetIndexer()}
 	// Packed even if no transform is ever set (the manager sets trimVMI).
@@ -78,11 +74,7 @@ func (p *packingInformer) AddEventHandlerWithOptions(h toolscache.ResourceEventH
 
 // AddIndexers indexes VMIs by functions that are given VirtualMachineInstances.
 func (p *packingInformer) AddIndexers(indexers toolscache.Indexers) error {
-	wrapped := make(toolscache.Indexers, len(indexers))
-	for name, f := range indexers {
-		wrapped[name] = unpackingIndexFunc(f)
-	}
-	return p.SharedIndexInformer.AddIndexers(wrapped)
+	return p.SharedIndexInformer.AddIndexers(unpackingIndexers(indexers))
 }
 
 func (p *packingInformer) GetStore() toolscache.Store     { return p.indexer }
@@ -106,15 +98,17 @@ func (p *packingInformer) eachVMI(fn func(*kubevirtv1.VirtualMachineInstance) bo
 
 // AddIndexers indexes VMIs by functions that are given VirtualMachineInstances.
 func (i packingIndexer) AddIndexers(indexers toolscache.Indexers) error {
-	wrapped := make(toolscache.Indexers, len(indexers))
-	for name, f := range indexers {
-		wrapped[name] = unpackingIndexFunc(f)
-	}
-	return i.Indexer.AddIndexers(wrapped)
+	return i.Indexer.AddIndexers(unpackingIndexers(indexers))
 }
 
-func unpackingIndexFunc(f toolscache.IndexFunc) toolscache.IndexFunc {
-	return func(obj any) ([]string, error) { return f(unpackAny(obj)) }
+// unpackingIndexers are indexers, each given unpacked objects (a new map:
+// the caller's is left as given).
+func unpackingIndexers(indexers toolscache.Indexers) toolscache.Indexers {
+	wrapped := make(toolscache.Indexers, len(indexers))
+	for name, f := range indexers {
+		wrapped[name] = func(obj any) ([]string, error) { return f(unpackAny(obj)) }
+	}
+	return wrapped
 }
 
 // packingIndexer is the informer's indexer, read as VirtualMachineInstances.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"reflect"
-	"runtime"
 	"testing"
 	"time"
 
@@ -287,32 +286,20 @@ func TestVMIInformerStoresPackedHandsOutVMIs(t *testing.T) {
 // B/VMI is what the cache holds per VMI: whole, as the manager's cache would
 // hold it trimmed, and packed (as it does).
 func BenchmarkVMICacheMemory(b *testing.B) {
-	const n = 2000
 	for _, how := range []string{"whole", "trimmed", "packed"} {
 		b.Run(how, func(b *testing.B) {
-			var perVMI float64
-			for range b.N {
-				runtime.GC()
-				var before, after runtime.MemStats
-				runtime.ReadMemStats(&before)
-				kept := make([]any, n)
-				for i := range kept {
-					vmi := runningVMI(i) // as decoded: its own strings and maps
-					switch how {
-					case "trimmed":
-						kept[i], _ = trimVMI(vmi)
-					case "packed":
-						kept[i], _ = packVMIAny(vmi)
-					default:
-						kept[i] = vmi
-					}
+			heldPerObject(b, "B/VMI", func(i int) any {
+				vmi := runningVMI(i) // as decoded: its own strings and maps
+				switch how {
+				case "trimmed":
+					out, _ := trimVMI(vmi)
+					return out
+				case "packed":
+					out, _ := packVMIAny(vmi)
+					return out
 				}
-				runtime.GC()
-				runtime.ReadMemStats(&after)
-				perVMI = float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / n
-				runtime.KeepAlive(kept)
-			}
-			b.ReportMetric(perVMI, "B/VMI")
+				return vmi
+			})
 		})
 	}
 }
