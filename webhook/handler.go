@@ -2,11 +2,9 @@ package webhook
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 
-	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -76,7 +74,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 			return admission.Errored(http.StatusInternalServerError, err)
 		}
 	}
-	original := vmi.DeepCopy()
+	was := snapshot(vmi)
 	res := MutateVMI(vmi, env, h.Mesh, h.Config)
 	if !res.Denied && mesh.KubeVirtIstioOn(vmi) {
 		// Meshed, by virtmesh or by its owner's own labels.
@@ -89,11 +87,11 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		// Out of the mesh, not meshable, or already mutated: nothing to patch.
 		return admission.Allowed("").WithWarnings(res.Warnings...)
 	}
-	resp, err := patchResponse(original, vmi)
+	ops, err := was.patch(vmi)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
-	return resp.WithWarnings(res.Warnings...)
+	return admission.Patched("", ops...).WithWarnings(res.Warnings...)
 }
 
 // networksBug warns the owner of a meshed VMI whose networks annotation
@@ -153,23 +151,4 @@ func (h *Handler) ownerVM(ctx context.Context, vmi *kubevirtv1.VirtualMachineIns
 		return nil, nil // another VM of the same name
 	}
 	return vm, nil
-}
-
-// patchResponse diffs the VMI as decoded against the VMI as mutated. Both go
-// through the same Go types, so a field those types do not know appears in
-// neither and the patch never touches it in the object the API server holds.
-func patchResponse(original, mutated *kubevirtv1.VirtualMachineInstance) (admission.Response, error) {
-	before, err := json.Marshal(original)
-	if err != nil {
-		return admission.Response{}, fmt.Errorf("encoding VirtualMachineInstance: %w", err)
-	}
-	after, err := json.Marshal(mutated)
-	if err != nil {
-		return admission.Response{}, fmt.Errorf("encoding mutated VirtualMachineInstance: %w", err)
-	}
-	ops, err := jsonpatch.CreatePatch(before, after)
-	if err != nil {
-		return admission.Response{}, fmt.Errorf("computing patch: %w", err)
-	}
-	return admission.Patched("", ops...), nil
 }

@@ -53,7 +53,7 @@ func Register(srv ctrlwebhook.Server, meshCfg mesh.Config, cfg Config, in Inputs
 		return err
 	}
 	h := &Handler{Mesh: meshCfg, Config: cfg, NamespaceLabels: in.NamespaceLabels, VirtualMachines: in.VirtualMachines, Injectors: in.Injectors}
-	var served http.Handler = &admission.Webhook{Handler: h}
+	served := limitRequests(&admission.Webhook{Handler: h}, cfg.MaxRequestBytes, cfg.MaxInFlightBytes)
 	if in.Draining != nil {
 		served = closeWhileDraining(served, in.Draining)
 	}

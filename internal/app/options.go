@@ -145,6 +145,10 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 		})
 	fs.Func("bridge-policy", `What to do with a bridge binding on the pod network: "masquerade" (switch it, default) or "deny".`,
 		func(v string) error { o.Webhook.BridgePolicy = vmwebhook.BridgePolicy(v); return nil })
+	fs.Int64Var(&o.Webhook.MaxRequestBytes, "webhook-max-request-bytes", o.Webhook.MaxRequestBytes,
+		"Largest admission review the webhook reads (the API server sends objects of at most 3 MiB); larger ones are refused unread.")
+	fs.Int64Var(&o.Webhook.MaxInFlightBytes, "webhook-max-in-flight-bytes", o.Webhook.MaxInFlightBytes,
+		"Bytes of admission reviews the webhook handles at once (each costs up to about 15 times its size while decoded); more wait.")
 	fs.Func("ambient-policy", `What to do with VMIs in ambient namespaces: "sidecar" (give them a sidecar, default) or "ignore".`,
 		func(v string) error { o.Mesh.AmbientPolicy = mesh.AmbientPolicy(v); return nil })
 }
