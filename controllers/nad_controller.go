@@ -80,9 +80,10 @@ func (r *NADReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Config.Workers})
 	if r.Config.NADMode == NADAuto {
 		// A shared NAD (in namespace default, say) concerns every namespace.
-		// Only its coming and going matters, not edits or resyncs: a tenant
-		// editing a NAD in a loop must not sweep every namespace.
-		b = b.Watches(&nadv1.NetworkAttachmentDefinition{}, all, builder.WithPredicates(nadCameOrWent())).
+		// Only its coming and going matters, not edits or resyncs, and only
+		// for a NAD an installed injector references: a tenant creating,
+		// deleting or editing NADs in a loop must not sweep every namespace.
+		b = b.Watches(&nadv1.NetworkAttachmentDefinition{}, all, builder.WithPredicates(r.sharedNADCameOrWent())).
 			Watches(&admissionregistrationv1.MutatingWebhookConfiguration{}, all)
 		if len(r.Config.readableIstioNamespaces()) > 0 {
 			b = b.Watches(&corev1.ConfigMap{}, all, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
@@ -126,11 +127,22 @@ func (f forgetOnDelete) Delete(ctx context.Context, e event.DeleteEvent, q workq
 	f.EventHandler.Delete(ctx, e, q)
 }
 
-// nadCameOrWent passes the creation and deletion of NADs virtmesh did not make.
-func nadCameOrWent() predicate.Predicate {
+// sharedNADCameOrWent passes the creation and deletion of NADs virtmesh did
+// not make that an installed injector references as its shared NAD (all of
+// them if the injectors cannot be read from the cache).
+func (r *NADReconciler) sharedNADCameOrWent() predicate.Predicate {
+	shared := func(o client.Object) bool {
+		if Virtmeshs(o) {
+			return false
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		targets, err := r.sharedTargets(ctx)
+		return err != nil || targets[client.ObjectKeyFromObject(o)]
+	}
 	return predicate.Funcs{
-		CreateFunc:  func(e event.CreateEvent) bool { return !Virtmeshs(e.Object) },
-		DeleteFunc:  func(e event.DeleteEvent) bool { return !Virtmeshs(e.Object) },
+		CreateFunc:  func(e event.CreateEvent) bool { return shared(e.Object) },
+		DeleteFunc:  func(e event.DeleteEvent) bool { return shared(e.Object) },
 		UpdateFunc:  func(event.UpdateEvent) bool { return false },
 		GenericFunc: func(event.GenericEvent) bool { return false },
 	}

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/yaml"
 
@@ -204,6 +205,38 @@ func TestWarnsAboutAForeignNADRunningAnotherPlugin(t *testing.T) {
 		have := &nadv1.NetworkAttachmentDefinition{}
 		if err := c.Get(ctx, client.ObjectKeyFromObject(foreign), have); err != nil || have.Spec.Config != config {
 			t.Errorf("config %q: the tenant's NAD was changed: %v %q", config, err, have.Spec.Config)
+		}
+	}
+}
+
+// Only the coming and going of a NAD an injector references as its shared
+// NAD sweeps every namespace: a tenant's NADs do not.
+func TestOnlySharedNADsSweepEveryNamespace(t *testing.T) {
+	cm, mwc := &corev1.ConfigMap{}, &admissionregistrationv1.MutatingWebhookConfiguration{}
+	readFixture(t, "configmap.yaml", cm)
+	readFixture(t, "mutatingwebhookconfiguration.yaml", mwc)
+	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(cm, mwc).Build()
+	r := &NADReconciler{Client: c, Pods: c, Mesh: mesh.DefaultConfig(), Config: DefaultConfig(), Recorder: record.NewFakeRecorder(10)}
+	p := r.sharedNADCameOrWent()
+	foreign := func(ns, name string) *nadv1.NetworkAttachmentDefinition {
+		return &nadv1.NetworkAttachmentDefinition{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	}
+	for _, tc := range []struct {
+		nad  *nadv1.NetworkAttachmentDefinition
+		want bool
+	}{
+		{foreign("default", "istio-cni"), true}, // the fixture's injector references default/istio-cni
+		{foreign("tenant", "istio-cni"), false},
+		{foreign("default", "other"), false},
+	} {
+		if got := p.Create(event.CreateEvent{Object: tc.nad}); got != tc.want {
+			t.Errorf("create of %s/%s sweeps: %v, want %v", tc.nad.Namespace, tc.nad.Name, got, tc.want)
+		}
+		if got := p.Delete(event.DeleteEvent{Object: tc.nad}); got != tc.want {
+			t.Errorf("delete of %s/%s sweeps: %v, want %v", tc.nad.Namespace, tc.nad.Name, got, tc.want)
+		}
+		if p.Update(event.UpdateEvent{ObjectOld: tc.nad, ObjectNew: tc.nad}) {
+			t.Errorf("an edit of %s/%s sweeps", tc.nad.Namespace, tc.nad.Name)
 		}
 	}
 }
