@@ -1,6 +1,9 @@
 package controllers
 
 import (
+	"cmp"
+	"fmt"
+	"slices"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -41,9 +44,24 @@ type notifier struct {
 	warned   warnings
 }
 
+// maxMemberEvents bounds the Events one change of a Service sends: every
+// change would otherwise cost a write per VM and VMI of its app, and
+// creating an app's N VMs one by one (halted VMs cost their owner nothing)
+// N*N/2 writes.
+const maxMemberEvents = 10
+
+// eventAll sends an Event to the Service's members, at most
+// maxMemberEvents of them (the first by name), saying so.
 func (n *notifier) eventAll(members []Member, typ, reason, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if len(members) > maxMemberEvents {
+		msg += fmt.Sprintf(" (this Event goes to %d of the %d VMs and VMIs it serves)", maxMemberEvents, len(members))
+		members = slices.SortedFunc(slices.Values(members), func(a, b Member) int {
+			return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Kind, b.Kind))
+		})[:maxMemberEvents]
+	}
 	for _, m := range members {
-		n.recorder.Eventf(m.ref(), typ, reason, format, args...)
+		n.recorder.Event(m.ref(), typ, reason, msg)
 	}
 }
 

@@ -2,10 +2,13 @@ package controllers
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoapplyconfigurations "k8s.io/client-go/applyconfigurations"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/record"
@@ -189,5 +192,37 @@ func TestCreateWritesOnceAndRechecksATakenNameByReading(t *testing.T) {
 	}
 	if calls["create"] != 1 || calls["get"] != 1 {
 		t.Fatalf("a freed name took %v; want a read, then the create", calls)
+	}
+}
+
+// A change of a Service with many members sends at most maxMemberEvents
+// Events, to the first members by name, each saying how many it serves.
+func TestServiceEventsAreBounded(t *testing.T) {
+	rec := record.NewFakeRecorder(100)
+	n := &notifier{recorder: rec}
+	var members []Member
+	for i := 40; i > 0; i-- {
+		members = append(members, Member{Kind: "VirtualMachine", Namespace: "vms", Name: fmt.Sprintf("vm-%02d", i), UID: types.UID(fmt.Sprint(i))})
+	}
+	n.eventAll(members, corev1.EventTypeNormal, ReasonServiceUpdated, "virtmesh updated Service %q", "web")
+	close(rec.Events)
+	var got []string
+	for e := range rec.Events {
+		got = append(got, e)
+	}
+	if len(got) != maxMemberEvents {
+		t.Fatalf("%d Events, want %d", len(got), maxMemberEvents)
+	}
+	for _, e := range got {
+		if !strings.Contains(e, `virtmesh updated Service "web" (this Event goes to 10 of the 40 VMs and VMIs it serves)`) {
+			t.Errorf("event %q", e)
+		}
+	}
+	// A few members: each gets the Event, as it was.
+	rec = record.NewFakeRecorder(100)
+	n = &notifier{recorder: rec}
+	n.eventAll(members[:3], corev1.EventTypeNormal, ReasonServiceCreated, "virtmesh created Service %q", "web")
+	if len(rec.Events) != 3 || !strings.HasSuffix(<-rec.Events, `virtmesh created Service "web"`) {
+		t.Errorf("%d Events", len(rec.Events))
 	}
 }
