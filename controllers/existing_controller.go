@@ -861,23 +861,41 @@ func (r *ExistingReconciler) reserve(ctx context.Context, vmi *kubevirtv1.Virtua
 		return false, err
 	}
 	onboarding := map[string]bool{key.Namespace: true}
-	var keys []types.NamespacedName
+	byNamespace := map[string][]*kubevirtv1.VirtualMachineInstance{}
 	now := r.Now()
 	for i := range running.Items {
 		if !holdsSlot(&running.Items[i], now) {
 			continue
 		}
-		k := client.ObjectKeyFromObject(&running.Items[i])
-		if _, seen := onboarding[k.Namespace]; !seen {
-			ns, err := getNamespace(ctx, r.Client, k.Namespace)
+		ns := running.Items[i].Namespace
+		if _, seen := onboarding[ns]; !seen {
+			info, err := getNamespace(ctx, r.Client, ns)
 			if err != nil {
 				return false, err
 			}
-			p, _ := mesh.ExistingPolicy(ns.labels, r.Policy)
-			onboarding[k.Namespace] = p == mesh.ExistingOnboard
+			p, _ := mesh.ExistingPolicy(info.labels, r.Policy)
+			onboarding[ns] = p == mesh.ExistingOnboard
 		}
-		if onboarding[k.Namespace] {
-			keys = append(keys, k)
+		if onboarding[ns] {
+			byNamespace[ns] = append(byNamespace[ns], &running.Items[i])
+		}
+	}
+	// What the VMIs say is checked against their migrations: anyone who
+	// may update a VMI can write its annotations and its status. A few
+	// per namespace, in name order: more only cost reads, and could only
+	// keep their own namespace's slot.
+	var keys []types.NamespacedName
+	for _, vmis := range byNamespace {
+		slices.SortFunc(vmis, func(a, b *kubevirtv1.VirtualMachineInstance) int { return strings.Compare(a.Name, b.Name) })
+		for _, v := range vmis[:min(len(vmis), verifiedPerNamespace)] {
+			runs, err := r.migrationRuns(ctx, v)
+			if err != nil {
+				return false, err
+			}
+			if runs {
+				keys = append(keys, client.ObjectKeyFromObject(v))
+				break
+			}
 		}
 	}
 	r.mu.Lock()
@@ -916,6 +934,33 @@ func (r *ExistingReconciler) reserve(ctx context.Context, vmi *kubevirtv1.Virtua
 	}
 	r.started[key] = now
 	return r.wait(key, true), nil
+}
+
+// verifiedPerNamespace is how many of a namespace's onboardings reserve
+// checks against their migrations.
+const verifiedPerNamespace = 3
+
+// migrationRuns reports whether the migration vmi's onboarding names exists
+// (read from the API server), is virtmesh's for this VMI, and has not
+// ended; and, if the VMI's status shows a migration handed off, that it is
+// this one. Only such an onboarding holds a slot: a migration is created
+// only for a running VM that can migrate, and KubeVirt ends every migration.
+func (r *ExistingReconciler) migrationRuns(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance) (bool, error) {
+	o, err := mesh.ParseOnboarding(vmi.Annotations[mesh.OnboardingAnnotation])
+	if err != nil || !onboard.Ours(vmi, o.Migration) {
+		return false, nil
+	}
+	m := &kubevirtv1.VirtualMachineInstanceMigration{}
+	switch err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: vmi.Namespace, Name: o.Migration}, m); {
+	case apierrors.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	if s := vmi.Status.MigrationState; s != nil && s.MigrationUID != "" && s.MigrationUID != m.UID && onboard.Migrating(vmi) {
+		return false, nil
+	}
+	return m.Labels[onboard.MigrationLabel] == string(vmi.UID) && !m.IsFinal(), nil
 }
 
 // slotHold is how long an onboarding whose migration KubeVirt has not
