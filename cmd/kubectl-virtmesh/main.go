@@ -2,7 +2,7 @@
 // mesh state of each VM ("why is my VM not in the mesh?") and whether a
 // namespace's new VMs would be meshed, read with the user's own kubeconfig.
 //
-//	go install github.com/virtmesh/virtmesh/cmd/kubectl-virtmesh@latest
+//	go install ./cmd/kubectl-virtmesh   # in a clone: go.mod's replace directives rule out @version
 //	kubectl virtmesh status -A
 package main
 

@@ -221,7 +221,9 @@ func startVirtmesh(cp *controlplane.ControlPlane, binary string, verbose bool) (
 	host, port, certDir := cp.WebhookServing()
 	args := []string{"--webhook-host=" + host, fmt.Sprintf("--webhook-port=%d", port), "--webhook-cert-dir=" + certDir,
 		"--leader-elect", "--leader-election-namespace=" + local.Namespace,
-		"--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0"}
+		"--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0",
+		// No replica behind it to hand admissions to: stop at once.
+		"--shutdown-delay=0"}
 	say("%s --kubeconfig=<%s/%s> %s", binary, local.Namespace, local.ServiceAccount, strings.Join(args, " "))
 	var log bytes.Buffer
 	var out io.Writer = &log

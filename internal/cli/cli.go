@@ -37,7 +37,7 @@ const usage = `kubectl virtmesh: is my VM in the Istio mesh, and if not, why?
 Usage:
   kubectl virtmesh status [VM|VMI ...] [-n NAMESPACE | -A] [-o wide|json|yaml]
       The mesh state of each VirtualMachine and standalone VMI, read from its
-      launcher pod: NAME, STATE, PROXY, SERVICE, NAD, REASON / NEXT STEP.
+      launcher pod: KIND, NAME, STATE, PROXY, SERVICE, NAD, REASON / NEXT STEP.
   kubectl virtmesh check-namespace NAMESPACE [-o json|yaml]
       Whether VMs created in NAMESPACE now would be meshed, by which Istio
       injector, with which istio-cni NetworkAttachmentDefinition.
