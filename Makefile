@@ -132,8 +132,8 @@ PLUGIN_PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/am
 plugin-dist: ## Build the kubectl plugin's release archives (_out/kubectl-virtmesh_<os>_<arch>.tar.gz) that .krew.yaml points at.
 	@mkdir -p _out && for p in $(PLUGIN_PLATFORMS); do \
 		os=$${p%/*}; arch=$${p#*/}; dir=_out/kubectl-virtmesh_$${os}_$${arch}; ext=; [ "$$os" = windows ] && ext=.exe; \
-		mkdir -p $$dir && GOOS=$$os GOARCH=$$arch GOGC=$(BUILD_GOGC) go build -trimpath -ldflags "$(LDFLAGS)" \
-			-o $$dir/kubectl-virtmesh$$ext ./cmd/kubectl-virtmesh && cp README.md $$dir/ && \
+		mkdir -p $$dir && GOOS=$$os GOARCH=$$arch GOGC=$(BUILD_GOGC) go build -trimpath -ldflags "-s -w $(LDFLAGS)" \
+			-o $$dir/kubectl-virtmesh$$ext ./cmd/kubectl-virtmesh && cp README.md LICENSE $$dir/ && \
 		tar -C $$dir -czf $$dir.tar.gz . && rm -r $$dir && echo "_out/kubectl-virtmesh_$${os}_$${arch}.tar.gz" || exit 1; \
 	done
 

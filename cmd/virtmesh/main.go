@@ -93,6 +93,11 @@ func main() {
 		log.Info("Go memory limit", "MiB", limit>>20)
 	}
 
+	// Every invalid flag at once, before anything else can fail.
+	if err := opts.Validate(); err != nil {
+		log.Error(err, "invalid flags")
+		os.Exit(2)
+	}
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		log.Error(err, "loading kubeconfig")

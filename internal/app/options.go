@@ -231,7 +231,8 @@ func validateBindAddress(flagName, addr string) error {
 	return nil
 }
 
-// existingVMIsFlag is --existing-vmis: a policy name, checked when parsed.
+// existingVMIsFlag is --existing-vmis: a policy name, checked with the other
+// flags (Validate), so that every invalid flag is reported at once.
 type existingVMIsFlag struct{ p *mesh.ExistingVMIs }
 
 func (f existingVMIsFlag) String() string {
@@ -244,7 +245,7 @@ func (f existingVMIsFlag) String() string {
 func (f existingVMIsFlag) Set(s string) error {
 	p, err := mesh.ParseExistingVMIs(s)
 	if err != nil {
-		return err
+		p = mesh.ExistingVMIs(s)
 	}
 	*f.p = p
 	return nil

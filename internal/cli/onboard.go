@@ -98,7 +98,12 @@ func runOnboard(ctx context.Context, c client.Client, restart func(ctx context.C
 		case ok:
 			if err := onboardOne(ctx, c, vmi, meshCfg, o.dryRun, out, prefix+id); err != nil {
 				fmt.Fprintf(errOut, "error: %s: %v\n", id, err)
-				worse(ExitError)
+				var failed readFailed
+				if errors.As(err, &failed) {
+					worse(ExitError)
+				} else {
+					worse(ExitTrouble) // refused, or not possible now: the VM was left out
+				}
 			}
 		case restartOnly && !o.restart:
 			fmt.Fprintf(out, "%s: not onboarded: %s; run again with --restart to restart it\n", id, why)
@@ -133,11 +138,17 @@ func runOnboard(ctx context.Context, c client.Client, restart func(ctx context.C
 
 // onboardOne gives vmi the webhook's mesh metadata in one update and creates
 // its migration, as virtmesh's controller does.
+// readFailed is an onboarding that could not read what it needs (exit
+// code 1); every other error of onboardOne left the VM out (exit code 3).
+type readFailed struct{ error }
+
+func (r readFailed) Unwrap() error { return r.error }
+
 func onboardOne(ctx context.Context, c client.Client, vmi *kubevirtv1.VirtualMachineInstance, meshCfg mesh.Config, dryRun bool,
 	out io.Writer, id string) error {
 	ns := &corev1.Namespace{}
 	if err := c.Get(ctx, client.ObjectKey{Name: vmi.Namespace}, ns); err != nil {
-		return fmt.Errorf("reading namespace %s (its labels decide the mesh): %w", vmi.Namespace, err)
+		return readFailed{fmt.Errorf("reading namespace %s (its labels decide the mesh): %w", vmi.Namespace, err)}
 	}
 	var vm *kubevirtv1.VirtualMachine
 	if ref := metav1.GetControllerOf(vmi); ref != nil && ref.Kind == "VirtualMachine" {
@@ -156,7 +167,7 @@ func onboardOne(ctx context.Context, c client.Client, vmi *kubevirtv1.VirtualMac
 		return err
 	}
 	if why, err := noInjector(ctx, c, ns.Labels, vmi.Labels); err != nil {
-		return err
+		return readFailed{err}
 	} else if why != "" {
 		return fmt.Errorf("%s; VMI %s is unchanged", why, vmi.Name)
 	}

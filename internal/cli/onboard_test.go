@@ -155,7 +155,7 @@ func TestOnboardRefusedByTheDryRunChangesNothing(t *testing.T) {
 	var restarted []string
 	for _, args := range [][]string{{"onboard", "db", "--dry-run"}, {"onboard", "db"}} {
 		out, errOut, code := runWithRestart(t, c, &restarted, args...)
-		if code != ExitError || !strings.Contains(errOut, "would be refused") || !strings.Contains(errOut, "in-flight migration") ||
+		if code != ExitTrouble || !strings.Contains(errOut, "would be refused") || !strings.Contains(errOut, "in-flight migration") ||
 			!strings.Contains(errOut, "unchanged") {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errOut)
 		}
@@ -178,7 +178,7 @@ func TestOnboardPutsTheVMIBackWhenTheMigrationIsRefused(t *testing.T) {
 	}
 	var restarted []string
 	out, errOut, code := runWithRestart(t, c, &restarted, "onboard", "db")
-	if code != ExitError || !strings.Contains(errOut, "back as it was") {
+	if code != ExitTrouble || !strings.Contains(errOut, "back as it was") {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	after := &kubevirtv1.VirtualMachineInstance{}
@@ -208,7 +208,7 @@ func TestOnboardRefusesWithoutAnInjector(t *testing.T) {
 	}
 	var restarted []string
 	out, errOut, code := runWithRestart(t, c, &restarted, "onboard", "db")
-	if code != ExitError || !strings.Contains(errOut, "no Istio injector would give its new pod a proxy") || !strings.Contains(errOut, "unchanged") {
+	if code != ExitTrouble || !strings.Contains(errOut, "no Istio injector would give its new pod a proxy") || !strings.Contains(errOut, "unchanged") {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	vmi := &kubevirtv1.VirtualMachineInstance{}
