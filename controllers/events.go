@@ -50,9 +50,9 @@ type notifier struct {
 // N*N/2 writes.
 const maxMemberEvents = 10
 
-// eventAll sends an Event to the Service's members, at most
+// eventAll sends a Normal Event to the Service's members, at most
 // maxMemberEvents of them (the first by name), saying so.
-func (n *notifier) eventAll(members []Member, typ, reason, format string, args ...any) {
+func (n *notifier) eventAll(members []Member, reason, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	if len(members) > maxMemberEvents {
 		msg += fmt.Sprintf(" (this Event goes to %d of the %d VMs and VMIs it serves)", maxMemberEvents, len(members))
@@ -61,7 +61,7 @@ func (n *notifier) eventAll(members []Member, typ, reason, format string, args .
 		})[:maxMemberEvents]
 	}
 	for _, m := range members {
-		n.recorder.Event(m.ref(), typ, reason, msg)
+		n.recorder.Event(m.ref(), corev1.EventTypeNormal, reason, msg)
 	}
 }
 

@@ -140,6 +140,11 @@ func (r *ExistingReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Mana
 	if err := registerCollector(onboardingTotal); err != nil {
 		return err
 	}
+	// Every result has a series from the start (0), so rate() and alerts on
+	// it work before the first onboarding.
+	for _, result := range []string{"started", "succeeded", "noproxy", "failed", "abandoned"} {
+		onboardingTotal.WithLabelValues(result)
+	}
 	changes := predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool { return stateChanged(e.ObjectOld, e.ObjectNew) }}
 	changed := builder.WithPredicates(changes)
 	return ctrl.NewControllerManagedBy(mgr).

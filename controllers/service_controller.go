@@ -175,7 +175,7 @@ func (r *ServiceReconciler) ensure(ctx context.Context, have, want *corev1.Servi
 	}
 	if changesVisible(have, want) {
 		log.FromContext(ctx).Info("updated Service", "ports", len(want.Spec.Ports), "members", len(members))
-		r.eventAll(members, corev1.EventTypeNormal, ReasonServiceUpdated, "virtmesh updated Service %q: %s", want.Name, describe(want))
+		r.eventAll(members, ReasonServiceUpdated, "virtmesh updated Service %q: %s", want.Name, describe(want))
 	}
 	return reconcile.Result{}, nil
 }
@@ -201,7 +201,7 @@ func (r *ServiceReconciler) create(ctx context.Context, want *corev1.Service, me
 	}
 	r.warnAll(members, ReasonServiceConflict, "")
 	log.FromContext(ctx).Info("created Service", "ports", len(want.Spec.Ports), "members", len(members))
-	r.eventAll(members, corev1.EventTypeNormal, ReasonServiceCreated, "virtmesh created Service %q: %s", want.Name, describe(want))
+	r.eventAll(members, ReasonServiceCreated, "virtmesh created Service %q: %s", want.Name, describe(want))
 	// Look once more after a while: a Service deleted or relabelled before
 	// virtmesh's watch ever saw it (the watch broken meanwhile) brings no
 	// event, and resyncs of VMs and VMIs do not reconcile apps.

@@ -204,7 +204,7 @@ func TestServiceEventsAreBounded(t *testing.T) {
 	for i := 40; i > 0; i-- {
 		members = append(members, Member{Kind: "VirtualMachine", Namespace: "vms", Name: fmt.Sprintf("vm-%02d", i), UID: types.UID(fmt.Sprint(i))})
 	}
-	n.eventAll(members, corev1.EventTypeNormal, ReasonServiceUpdated, "virtmesh updated Service %q", "web")
+	n.eventAll(members, ReasonServiceUpdated, "virtmesh updated Service %q", "web")
 	close(rec.Events)
 	var got []string
 	for e := range rec.Events {
@@ -221,7 +221,7 @@ func TestServiceEventsAreBounded(t *testing.T) {
 	// A few members: each gets the Event, as it was.
 	rec = record.NewFakeRecorder(100)
 	n = &notifier{recorder: rec}
-	n.eventAll(members[:3], corev1.EventTypeNormal, ReasonServiceCreated, "virtmesh created Service %q", "web")
+	n.eventAll(members[:3], ReasonServiceCreated, "virtmesh created Service %q", "web")
 	if len(rec.Events) != 3 || !strings.HasSuffix(<-rec.Events, `virtmesh created Service "web"`) {
 		t.Errorf("%d Events", len(rec.Events))
 	}

@@ -14,7 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -28,7 +27,7 @@ import (
 
 // tenantIn gives ServiceAccount "tenant" of ns namespace-edit rights over
 // what a VM owner uses, and returns a client acting as it.
-func tenantIn(ctx context.Context, ns string) (client.Client, *rest.Config) {
+func tenantIn(ctx context.Context, ns string) client.Client {
 	GinkgoHelper()
 	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "tenant-edit", Namespace: ns}, Rules: []rbacv1.PolicyRule{
 		{APIGroups: []string{"kubevirt.io"}, Resources: []string{"*"}, Verbs: []string{"*"}},
@@ -42,7 +41,7 @@ func tenantIn(ctx context.Context, ns string) (client.Client, *rest.Config) {
 	cfg := cp.ImpersonatedConfig(ns, "tenant")
 	c, err := client.New(cfg, client.Options{Scheme: app.NewScheme()})
 	Expect(err).NotTo(HaveOccurred())
-	return c, cfg
+	return c
 }
 
 var _ = Describe("Hostile tenant", func() {
@@ -52,7 +51,7 @@ var _ = Describe("Hostile tenant", func() {
 		By("a tenant with two namespaces (onboard policy) parks one VMI in each: never running, status claiming a migration since an hour")
 		for _, name := range []string{"squat-a", "squat-b"} {
 			ns := newLabelledNamespace(ctx, onboardNS)
-			tenant, _ := tenantIn(ctx, ns)
+			tenant := tenantIn(ctx, ns)
 			vmi := testkit.MeshedVMI(ns, name, name, 8080)
 			Expect(tenant.Create(ctx, vmi)).To(Succeed())
 			DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(adminClient.Delete(ctx, vmi))).To(Succeed()) })
@@ -83,7 +82,7 @@ var _ = Describe("Hostile tenant", func() {
 
 	It("H3: one tenant creating and deleting a NAD in its own namespace does not make virtmesh reconcile every namespace", func(ctx SpecContext) {
 		ns := newNamespace(ctx)
-		tenant, _ := tenantIn(ctx, ns)
+		tenant := tenantIn(ctx, ns)
 		for range 20 { // other tenants' namespaces
 			newNamespace(ctx)
 		}
@@ -107,7 +106,7 @@ var _ = Describe("Hostile tenant", func() {
 
 	It("H5: an edit of one VM of a large app writes an Event to at most 10 of its VMs", func(ctx SpecContext) {
 		ns := newLabelledNamespace(ctx, enabledNS)
-		tenant, _ := tenantIn(ctx, ns)
+		tenant := tenantIn(ctx, ns)
 		const n = 40
 		for i := range n { // halted VMs cost the tenant nothing
 			vm := testkit.MeshVM(fmt.Sprintf("vm-%02d", i), "shop", "", 8080)
@@ -130,11 +129,11 @@ var _ = Describe("Hostile tenant", func() {
 			last := -1
 			for {
 				time.Sleep(3 * time.Second)
-				if c := count(); c == last {
+				c := count()
+				if c == last {
 					return c
-				} else {
-					last = c
 				}
+				last = c
 			}
 		}
 		before := settle()
