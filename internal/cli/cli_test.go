@@ -256,6 +256,11 @@ func TestForbiddenReadsSayWhat(t *testing.T) {
 		t.Errorf("exit %d (stderr %q), want %d: the VMs needing action are still found", code, errOut, ExitTrouble)
 	}
 	golden(t, "check-vms-view.txt", out)
+	// Nothing wrong in what the user may read: not called all clear.
+	out, _, code = run(t, newFake(cluster(t), forbidAdmission), "check-namespace", "legacy")
+	if code != ExitOK || !strings.Contains(out, "No problems found in what you may read; the lines showing ? could not be checked.") {
+		t.Errorf("exit %d:\n%s", code, out)
+	}
 }
 
 // status -A lists the NADs once: no read per NAD (400 namespaces would be
