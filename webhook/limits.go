@@ -1,11 +1,14 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -36,9 +39,9 @@ func init() {
 }
 
 // limitRequests bounds what reviews can cost: a body over maxBytes is
-// refused unread, and reviews wait while inFlight bytes of others are being
-// handled (a body of unknown length counts as maxBytes); a small review
-// never waits behind a large one that does not fit yet. Every caller can
+// refused (unread when its length is announced), and reviews wait while
+// inFlight bytes of others are being handled; a small review never waits
+// behind a large one that does not fit yet. Every caller can
 // reach the webhook's port, not only the API server (the API server presents
 // no client certificate unless configured to), and a review is decoded
 // whole before anything else happens: without these limits a few callers
@@ -53,20 +56,52 @@ func limitRequests(next http.Handler, maxBytes, inFlight int64) http.Handler {
 				r.ContentLength, maxBytes), http.StatusRequestEntityTooLarge)
 			return
 		}
-		weight := r.ContentLength
-		if weight < 0 {
-			weight = maxBytes
+		// The body is read before the review counts against inFlight, and
+		// within bodyReadTimeout: a caller that announces a large body and
+		// sends it slowly, or not at all, holds no room and no connection
+		// for long. What counts is what was received.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
+		body, err := readBody(w, r, maxBytes)
+		var tooLarge *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooLarge):
+			limitedTotal.WithLabelValues("too_large").Inc()
+			http.Error(w, fmt.Sprintf("virtmesh: admission review over the webhook's limit of %d bytes (--webhook-max-request-bytes)", maxBytes),
+				http.StatusRequestEntityTooLarge)
+			return
+		case err != nil:
+			http.Error(w, "virtmesh: reading the admission review: "+err.Error(), http.StatusBadRequest)
+			return
 		}
+		weight := int64(len(body))
 		if err := sem.acquire(r.Context(), weight); err != nil {
 			limitedTotal.WithLabelValues("busy").Inc()
 			http.Error(w, "virtmesh: webhook busy: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		defer sem.release(weight)
-		r.Body = http.MaxBytesReader(w, r.Body, maxBytes)
+		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), weight
 		next.ServeHTTP(w, r)
 	})
 }
+
+// readBody reads r's body, at most maxBytes, into a buffer of its announced
+// length when it has one.
+func readBody(w http.ResponseWriter, r *http.Request, maxBytes int64) ([]byte, error) {
+	in := http.MaxBytesReader(w, r.Body, maxBytes)
+	if r.ContentLength < 0 {
+		return io.ReadAll(in)
+	}
+	body := make([]byte, r.ContentLength)
+	if _, err := io.ReadFull(in, body); err != nil {
+		return nil, err
+	}
+	return body, nil
+}
+
+// bodyReadTimeout bounds how long a review's body may take to arrive: the
+// API server sends it at once, and waits at most 30 s for the answer.
+const bodyReadTimeout = 10 * time.Second
 
 // bytesLimiter lets reviews through while their bytes fit in limit. Unlike
 // a FIFO semaphore, whatever fits goes, so the reviews the API server sends

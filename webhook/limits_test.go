@@ -3,7 +3,9 @@ package webhook
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -90,5 +92,39 @@ func TestLimitRequests(t *testing.T) {
 	}
 	if most.Load() != 3 {
 		t.Errorf("at most %d at once, want 3", most.Load())
+	}
+}
+
+// Callers that announce large bodies and send nothing hold no room: the
+// reviews the API server sends still pass at once.
+func TestSlowBodiesHoldNoRoom(t *testing.T) {
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.ReadAll(r.Body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+		}
+	})
+	srv := httptest.NewServer(limitRequests(next, DefaultMaxRequestBytes, DefaultMaxInFlightBytes))
+	defer srv.Close()
+	for range 4 {
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if _, err := fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n{", DefaultMaxRequestBytes); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // the four are being read
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", srv.URL, strings.NewReader(`{"small":true}`))
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatalf("a small review behind four stalled large ones: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("status %d", resp.StatusCode)
 	}
 }
