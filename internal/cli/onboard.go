@@ -98,12 +98,7 @@ func runOnboard(ctx context.Context, c client.Client, restart func(ctx context.C
 		case ok:
 			if err := onboardOne(ctx, c, vmi, meshCfg, o.dryRun, out, prefix+id); err != nil {
 				fmt.Fprintf(errOut, "error: %s: %v\n", id, err)
-				var failed readFailed
-				if errors.As(err, &failed) {
-					worse(ExitError)
-				} else {
-					worse(ExitTrouble) // refused, or not possible now: the VM was left out
-				}
+				worse(onboardExit(err))
 			}
 		case restartOnly && !o.restart:
 			fmt.Fprintf(out, "%s: not onboarded: %s; run again with --restart to restart it\n", id, why)
@@ -138,11 +133,33 @@ func runOnboard(ctx context.Context, c client.Client, restart func(ctx context.C
 
 // onboardOne gives vmi the webhook's mesh metadata in one update and creates
 // its migration, as virtmesh's controller does.
-// readFailed is an onboarding that could not read what it needs (exit
-// code 1); every other error of onboardOne left the VM out (exit code 3).
+// readFailed: onboardOne could not read what it needs, or left the VMI
+// half changed (exit code 1).
 type readFailed struct{ error }
 
 func (r readFailed) Unwrap() error { return r.error }
+
+// leftOut: onboardOne refused, or was refused, and left the VM as it was
+// (exit code 3).
+type leftOut struct{ error }
+
+func (l leftOut) Unwrap() error { return l.error }
+
+// onboardExit is the exit code of an error of onboardOne: 3 when the VM was
+// left out by a refusal (onboarding not possible now, the user's rights,
+// KubeVirt's admission), 1 when something failed (a read, the network, the
+// API server).
+func onboardExit(err error) int {
+	var failed readFailed
+	var out leftOut
+	switch {
+	case errors.As(err, &failed):
+		return ExitError
+	case errors.As(err, &out), apierrors.IsForbidden(err), apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
+		return ExitTrouble
+	}
+	return ExitError
+}
 
 func onboardOne(ctx context.Context, c client.Client, vmi *kubevirtv1.VirtualMachineInstance, meshCfg mesh.Config, dryRun bool,
 	out io.Writer, id string) error {
@@ -160,7 +177,7 @@ func onboardOne(ctx context.Context, c client.Client, vmi *kubevirtv1.VirtualMac
 	orig := vmi.DeepCopy()
 	env := vmwebhook.Env{Namespace: vmwebhook.Namespace{Name: ns.Name, Labels: ns.Labels}, VM: vm}
 	if err := onboard.Prepare(vmi, env, meshCfg, vmwebhook.DefaultConfig(), 1, mesh.OnboardedByCLI, time.Now()); err != nil {
-		return err
+		return leftOut{err}
 	}
 	o, err := mesh.ParseOnboarding(vmi.Annotations[mesh.OnboardingAnnotation])
 	if err != nil {
@@ -169,7 +186,7 @@ func onboardOne(ctx context.Context, c client.Client, vmi *kubevirtv1.VirtualMac
 	if why, err := noInjector(ctx, c, ns.Labels, vmi.Labels); err != nil {
 		return readFailed{err}
 	} else if why != "" {
-		return fmt.Errorf("%s; VMI %s is unchanged", why, vmi.Name)
+		return leftOut{fmt.Errorf("%s; VMI %s is unchanged", why, vmi.Name)}
 	}
 	m := onboard.Migration(vmi, o.Migration)
 	// Ask first, changing nothing: may the user create the migration, and
@@ -191,9 +208,9 @@ func onboardOne(ctx context.Context, c client.Client, vmi *kubevirtv1.VirtualMac
 		// the mesh; if that fails too, virtmesh's controller does it (or,
 		// under the onboard policy, creates the migration) within a minute.
 		if uerr := putBack(ctx, c, orig, vmi); uerr != nil {
-			return fmt.Errorf("creating live migration %s: %w; putting VMI %s back also failed (%v): within a minute virtmesh's "+
+			return readFailed{fmt.Errorf("creating live migration %s: %w; putting VMI %s back also failed (%v): within a minute virtmesh's "+
 				"controller creates the migration (namespace policy onboard) or pins the VMI out of the mesh again", o.Migration,
-				explain(err), vmi.Name, uerr)
+				explain(err), vmi.Name, uerr)}
 		}
 		return fmt.Errorf("creating live migration %s: %w; VMI %s is back as it was", o.Migration, explain(err), vmi.Name)
 	}
@@ -287,8 +304,8 @@ func changedKeys(a, b *kubevirtv1.VirtualMachineInstance) string {
 // explain turns a refusal into words about rights.
 func explain(err error) error {
 	if apierrors.IsForbidden(err) {
-		return errors.New("you may not: onboarding needs patch on virtualmachineinstances and create on " +
-			"virtualmachineinstancemigrations (KubeVirt's kubevirt.io:migrate) in the namespace")
+		return leftOut{errors.New("you may not: onboarding needs patch on virtualmachineinstances and create on " +
+			"virtualmachineinstancemigrations (KubeVirt's kubevirt.io:migrate) in the namespace")}
 	}
 	return err
 }

@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"maps"
 	"regexp"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -217,5 +220,27 @@ func TestOnboardRefusesWithoutAnInjector(t *testing.T) {
 	}
 	if _, ok := vmi.Annotations[mesh.InjectKey]; ok || len(migrations(t, c)) != 0 {
 		t.Fatalf("the VMI changed (%v) or a migration was created", vmi.Annotations)
+	}
+}
+
+// onboard's exit code: 3 when a refusal left the VM out, 1 when something
+// failed.
+func TestOnboardExit(t *testing.T) {
+	gr := schema.GroupResource{Group: "kubevirt.io", Resource: "virtualmachineinstancemigrations"}
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{
+		{leftOut{errors.New("no Istio injector would give its new pod a proxy")}, ExitTrouble},
+		{fmt.Errorf("the live migration would be refused: %w", explain(apierrors.NewForbidden(gr, "m", nil))), ExitTrouble},
+		{fmt.Errorf("the live migration would be refused: %w", apierrors.NewBadRequest("in-flight migration")), ExitTrouble},
+		{fmt.Errorf("updating VMI db: %w", apierrors.NewConflict(gr, "db", nil)), ExitError},
+		{fmt.Errorf("the live migration would be refused: %w", errors.New("dial tcp: connection refused")), ExitError},
+		{readFailed{fmt.Errorf("reading namespace: %w", apierrors.NewForbidden(gr, "ns", nil))}, ExitError},
+		{readFailed{errors.New("putting VMI db back also failed")}, ExitError},
+	} {
+		if got := onboardExit(tc.err); got != tc.want {
+			t.Errorf("%v: exit %d, want %d", tc.err, got, tc.want)
+		}
 	}
 }
