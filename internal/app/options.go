@@ -105,7 +105,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 		"Create and rotate the webhook's CA and serving certificate (kept in --cert-secret-name, mounted at --webhook-cert-dir) "+
 			"and inject the CA into --webhook-configuration-name. Off when cert-manager or another tool provides the certificate.")
 	fs.StringVar(&o.CertNamespace, "cert-namespace", o.CertNamespace,
-		"Namespace of the certificate Secret and the webhook Service (default: $POD_NAMESPACE, else virtmesh-system).")
+		"Namespace of the certificate Secret and the webhook Service ($POD_NAMESPACE when set, which the Deployment sets).")
 	fs.StringVar(&o.CertSecretName, "cert-secret-name", o.CertSecretName, "Secret holding the webhook serving certificate.")
 	fs.StringVar(&o.WebhookServiceName, "webhook-service-name", o.WebhookServiceName, "Service the API server calls the webhook through.")
 	fs.StringVar(&o.WebhookConfigurationName, "webhook-configuration-name", o.WebhookConfigurationName,

@@ -194,7 +194,8 @@ func Main(ctx context.Context, args []string, env Env) int {
 		return ExitOK
 	}
 	rows, err := status.Collect(ctx, c, status.Query{Namespace: namespace, AllNamespaces: allNamespaces, Names: names, Config: meshCfg})
-	if err != nil {
+	var notFound *status.NotFoundError
+	if err != nil && (cmd == "onboard" || !errors.As(err, &notFound) || len(rows) == 0) {
 		fmt.Fprintln(env.Stderr, "error:", err)
 		return ExitError
 	}
@@ -207,6 +208,11 @@ func Main(ctx context.Context, args []string, env Env) int {
 	}
 	if err := status.PrintRows(env.Stdout, rows, output, allNamespaces); err != nil {
 		fmt.Fprintln(env.Stderr, "error:", err)
+		return ExitError
+	}
+	if notFound != nil {
+		// The rows found, then what was not, as kubectl get does.
+		fmt.Fprintln(env.Stderr, "error:", notFound)
 		return ExitError
 	}
 	if status.Trouble(rows) {

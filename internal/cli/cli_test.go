@@ -371,6 +371,17 @@ func TestUsage(t *testing.T) {
 	if _, errOut, code := run(t, c, "check-namespace", "nosuchns"); code != ExitError || !strings.Contains(errOut, `namespace "nosuchns" not found`) {
 		t.Errorf("unknown namespace: exit %d, stderr %q", code, errOut)
 	}
+	// What was found is shown, then what was not, as kubectl get does.
+	if out, errOut, code := run(t, newFake(cluster(t), interceptor.Funcs{}), "status", "web", "nosuchvm", "nosuchvm2"); code != ExitError || !strings.Contains(out, "web") ||
+		!strings.Contains(errOut, `no VirtualMachine or VirtualMachineInstance "nosuchvm", "nosuchvm2" in namespace vms`) {
+		t.Errorf("one known, two unknown: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if _, errOut, code := run(t, c, "status", "-n", "nosuchns"); code != ExitError || !strings.Contains(errOut, `namespace "nosuchns" not found`) {
+		t.Errorf("status in an unknown namespace: exit %d, stderr %q", code, errOut)
+	}
+	if err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "empty"}}); err != nil {
+		t.Fatal(err)
+	}
 	if out, _, code := run(t, c, "status", "-n", "empty"); code != ExitOK || !strings.Contains(out, "No VirtualMachines") {
 		t.Errorf("empty namespace: exit %d, stdout %q", code, out)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -210,13 +211,32 @@ func Collect(ctx context.Context, c client.Reader, q Query) ([]Row, error) {
 		}
 		return rows[i].Kind > rows[j].Kind // VM before a standalone VMI of the same name
 	})
+	var missing []string
 	for _, n := range q.Names {
 		if !slices.ContainsFunc(rows, func(r Row) bool { return r.Name == n }) {
-			return rows, fmt.Errorf("no VirtualMachine or VirtualMachineInstance %q %s", n, where)
+			missing = append(missing, strconv.Quote(n))
+		}
+	}
+	if len(missing) > 0 {
+		return rows, &NotFoundError{fmt.Sprintf("no VirtualMachine or VirtualMachineInstance %s %s", strings.Join(missing, ", "), where)}
+	}
+	if len(rows) == 0 && !q.AllNamespaces {
+		// Nothing here: say so if "here" does not exist (a typo), as
+		// kubectl does not. A namespace the user may not read stays silent.
+		ns := &metav1.PartialObjectMetadata{}
+		ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+		if err := c.Get(ctx, client.ObjectKey{Name: q.Namespace}, ns); apierrors.IsNotFound(err) {
+			return nil, &NotFoundError{fmt.Sprintf("namespace %q not found", q.Namespace)}
 		}
 	}
 	return rows, nil
 }
+
+// NotFoundError says that a VM or VMI asked for by name, or the namespace, does not
+// exist. Collect returns it with the rows it found.
+type NotFoundError struct{ msg string }
+
+func (e *NotFoundError) Error() string { return e.msg }
 
 func wanted(names []string, name string) bool {
 	return len(names) == 0 || slices.Contains(names, name)
