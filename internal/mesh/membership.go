@@ -1,9 +1,12 @@
 package mesh
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // AmbientPolicy says what to do with VMIs in ambient-mode namespaces, which
@@ -29,12 +32,18 @@ type Config struct {
 
 // Validate rejects an unknown ambient policy.
 func (c Config) Validate() error {
+	var errs []error
 	switch c.AmbientPolicy {
 	case AmbientSidecar, AmbientIgnore:
-		return nil
 	default:
-		return fmt.Errorf("--ambient-policy must be sidecar or ignore, got %q", c.AmbientPolicy)
+		errs = append(errs, fmt.Errorf("--ambient-policy must be sidecar or ignore, got %q", c.AmbientPolicy))
 	}
+	for _, ns := range c.ExcludedNamespaces {
+		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--excluded-namespaces: %q is not a namespace name: %s", ns, strings.Join(msgs, "; ")))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // DefaultConfig returns the configuration the manager runs with by default.
