@@ -25,6 +25,22 @@ func addGoldenSeeds(f *testing.F, add func(raw []byte)) {
 	}
 }
 
+// fuzzEnv is the namespace (labelled with the non-empty values) and the
+// webhook configuration a fuzzer's inputs name.
+func fuzzEnv(injection, rev, dataplane string, deny bool) (Namespace, Config) {
+	ns := Namespace{Name: "vms", Labels: map[string]string{}}
+	for k, v := range map[string]string{"istio-injection": injection, "istio.io/rev": rev, "istio.io/dataplane-mode": dataplane} {
+		if v != "" {
+			ns.Labels[k] = v
+		}
+	}
+	cfg := DefaultConfig()
+	if deny {
+		cfg.BridgePolicy = BridgeDeny
+	}
+	return ns, cfg
+}
+
 // FuzzMutateVMI: no panic; mutating twice equals mutating once; the result
 // still encodes and decodes as a VMI.
 func FuzzMutateVMI(f *testing.F) {
@@ -37,16 +53,7 @@ func FuzzMutateVMI(f *testing.F) {
 		if json.Unmarshal(raw, vmi) != nil {
 			return
 		}
-		ns := Namespace{Name: "vms", Labels: map[string]string{}}
-		for k, v := range map[string]string{"istio-injection": injection, "istio.io/rev": rev, "istio.io/dataplane-mode": dataplane} {
-			if v != "" {
-				ns.Labels[k] = v
-			}
-		}
-		cfg := DefaultConfig()
-		if deny {
-			cfg.BridgePolicy = BridgeDeny
-		}
+		ns, cfg := fuzzEnv(injection, rev, dataplane, deny)
 		first := MutateVMI(vmi, Env{Namespace: ns}, mesh.DefaultConfig(), cfg)
 		once := vmi.DeepCopy()
 		second := MutateVMI(vmi, Env{Namespace: ns}, mesh.DefaultConfig(), cfg)

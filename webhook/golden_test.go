@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
+	gojsonpatch "gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -229,10 +230,17 @@ func admit(t *testing.T, h *Handler, ns string, raw []byte) ([]byte, string) {
 	for _, w := range resp.Warnings {
 		report.WriteString(w + "\n")
 	}
-	if len(resp.Patches) == 0 {
-		return raw, report.String()
+	return applyPatch(t, raw, resp.Patches), report.String()
+}
+
+// applyPatch applies a webhook's patch to raw (raw itself when there is
+// none), as the API server does.
+func applyPatch(t testing.TB, raw []byte, ops []gojsonpatch.Operation) []byte {
+	t.Helper()
+	if len(ops) == 0 {
+		return raw
 	}
-	patch, err := json.Marshal(resp.Patches)
+	patch, err := json.Marshal(ops)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +252,7 @@ func admit(t *testing.T, h *Handler, ns string, raw []byte) ([]byte, string) {
 	if err != nil {
 		t.Fatalf("patch does not apply to the raw object: %v\n%s", err, patch)
 	}
-	return out, report.String()
+	return out
 }
 
 // parseCase splits a golden input into its Namespace, its VMI as JSON and,

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"testing"
 
-	jsonpatchapply "github.com/evanphx/json-patch/v5"
 	"gomodules.xyz/jsonpatch/v2"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
@@ -33,23 +32,10 @@ func wholeObjectPatch(t *testing.T, original, mutated *kubevirtv1.VirtualMachine
 	return ops
 }
 
+// applyOps applies ops to raw and encodes the result with its keys sorted.
 func applyOps(t *testing.T, raw []byte, ops []jsonpatch.Operation) []byte {
 	t.Helper()
-	if len(ops) == 0 {
-		return raw
-	}
-	p, err := json.Marshal(ops)
-	if err != nil {
-		t.Fatal(err)
-	}
-	decoded, err := jsonpatchapply.DecodePatch(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := decoded.Apply(raw)
-	if err != nil {
-		t.Fatalf("patch %s does not apply: %v", p, err)
-	}
+	out := applyPatch(t, raw, ops)
 	var v any
 	if err := json.Unmarshal(out, &v); err != nil {
 		t.Fatal(err)
@@ -79,16 +65,7 @@ func FuzzPatchEqualsWholeObjectDiff(f *testing.F) {
 		if json.Unmarshal(raw, vmi) != nil {
 			return
 		}
-		ns := Namespace{Name: "vms", Labels: map[string]string{}}
-		for k, v := range map[string]string{"istio-injection": injection, "istio.io/rev": rev, "istio.io/dataplane-mode": dataplane} {
-			if v != "" {
-				ns.Labels[k] = v
-			}
-		}
-		cfg := DefaultConfig()
-		if deny {
-			cfg.BridgePolicy = BridgeDeny
-		}
+		ns, cfg := fuzzEnv(injection, rev, dataplane, deny)
 		original, was := vmi.DeepCopy(), snapshot(vmi)
 		MutateVMI(vmi, Env{Namespace: ns}, mesh.DefaultConfig(), cfg)
 		ops, err := was.patch(vmi)
