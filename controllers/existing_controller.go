@@ -99,6 +99,10 @@ type ExistingReconciler struct {
 	// counted, with when KubeVirt ended them: an annotation written again
 	// counts nothing more.
 	counted map[types.UID]time.Time
+	// created holds, for each VMI, the name of the last onboarding
+	// migration this process created: not found later, it was deleted
+	// (virtctl migrate-cancel deletes it), not cut short.
+	created map[types.NamespacedName]string
 }
 
 // NewExistingReconciler builds the reconciler on the manager's clients.
@@ -106,7 +110,8 @@ func NewExistingReconciler(mgr ctrl.Manager, meshCfg mesh.Config, cfg Config, st
 	return &ExistingReconciler{Client: client.WithFieldOwner(mgr.GetClient(), FieldOwner), APIReader: mgr.GetAPIReader(), Pods: pods,
 		Recorder: mgr.GetEventRecorderFor("virtmesh-onboarding"), Mesh: meshCfg, Policy: cfg.ExistingVMIs,
 		Concurrency: cfg.OnboardingConcurrency, RetryDelay: cfg.OnboardingRetryDelay, States: states, Now: time.Now,
-		started: map[types.NamespacedName]time.Time{}, waiting: map[types.NamespacedName]bool{}, wake: make(chan event.GenericEvent, 256)}
+		started: map[types.NamespacedName]time.Time{}, waiting: map[types.NamespacedName]bool{}, wake: make(chan event.GenericEvent, 256),
+		created: map[types.NamespacedName]string{}}
 }
 
 // onboardingIndex indexes the VMIs whose onboarding migration runs (not
@@ -505,6 +510,7 @@ func (r *ExistingReconciler) migrate(ctx context.Context, vmi *kubevirtv1.Virtua
 	attempt := o.Attempt
 	switch err := r.Client.Create(ctx, m); {
 	case apierrors.IsAlreadyExists(err):
+		r.createdHere(client.ObjectKeyFromObject(vmi), m.Name)
 		return reconcile.Result{RequeueAfter: onboardingPoll}, nil
 	case refused(err):
 		// KubeVirt's admission (another migration runs, the VMI cannot
@@ -515,6 +521,7 @@ func (r *ExistingReconciler) migrate(ctx context.Context, vmi *kubevirtv1.Virtua
 		r.release(client.ObjectKeyFromObject(vmi))
 		return reconcile.Result{}, fmt.Errorf("creating migration %s/%s: %w", m.Namespace, m.Name, err)
 	}
+	r.createdHere(client.ObjectKeyFromObject(vmi), m.Name)
 	onboardingTotal.WithLabelValues("started").Inc()
 	log.FromContext(ctx).Info("onboarding by live migration", "migration", m.Name, "attempt", attempt)
 	r.Recorder.Eventf(stateEventRef(vmi), corev1.EventTypeNormal, ReasonOnboardingStarted,
@@ -616,11 +623,19 @@ func (r *ExistingReconciler) follow(ctx context.Context, vmi *kubevirtv1.Virtual
 	m := &kubevirtv1.VirtualMachineInstanceMigration{}
 	switch err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: vmi.Namespace, Name: name}, m); {
 	case apierrors.IsNotFound(err):
-		// Its creation was cut short (a restart), refused, or someone
-		// deleted it.
+		// Someone deleted it (virtctl migrate-cancel does), or its
+		// creation was cut short (a restart between the update and the
+		// create) or refused. Deleted counts as a failed attempt: an
+		// admin who cancels it during a drain is not overruled every few
+		// seconds.
+		cancelled := r.createdBy(key) == name || !onboard.StartedRecently(o, now)
 		switch {
-		case o.By == mesh.OnboardedByCLI && onboard.StartedRecently(o, now):
+		case o.By == mesh.OnboardedByCLI && onboard.StartedRecently(o, now) && !cancelled:
 			return reconcile.Result{RequeueAfter: onboardingPoll}, nil // kubectl virtmesh creates it right after the update
+		case policy == mesh.ExistingOnboard && cancelled:
+			return r.attemptFailed(ctx, vmi, o, policy, "it was deleted before it ended (virtctl migrate-cancel deletes it, "+
+				"or virtmesh stopped before creating it). To stop virtmesh onboarding VMs in namespace "+vmi.Namespace+", label it "+
+				mesh.ExistingVMIsLabel+"="+string(mesh.ExistingPin))
 		case policy == mesh.ExistingOnboard:
 			if res, done, err := r.readyOrWait(ctx, vmi, ns, o); done {
 				return res, err
@@ -968,16 +983,12 @@ func (r *ExistingReconciler) migrationRuns(ctx context.Context, vmi *kubevirtv1.
 	return m.Labels[onboard.MigrationLabel] == string(vmi.UID) && !m.IsFinal(), nil
 }
 
-// slotHold is how long an onboarding whose migration KubeVirt has not
-// handed off yet holds its slot: creating the target pod takes seconds to
-// minutes (KubeVirt fails a migration whose target pod stays unschedulable
-// for 5 minutes). After that only a running migration holds one.
-const slotHold = 10 * time.Minute
-
-// holdsSlot reports whether an indexed (running) onboarding of vmi holds a
-// slot now: not while the VM is paused (it cannot migrate; it waits without
-// one), nor, once its migration should long have started, unless a
-// migration of it runs. An annotation anyone may write holds none for long.
+// holdsSlot reports whether an indexed (running) onboarding of vmi may hold
+// a slot now: not while the VM is paused (it cannot migrate; it waits
+// without one), nor with a start in the future. reserve then checks it
+// against its migration: KubeVirt may queue a migration for as long as a
+// drain lasts (beyond ParallelMigrationsPerCluster), and it holds its slot
+// all that time, after a failover too.
 func holdsSlot(vmi *kubevirtv1.VirtualMachineInstance, now time.Time) bool {
 	if onboard.Migrating(vmi) {
 		return true // even paused: KubeVirt pauses a migration's source that does not converge
@@ -988,7 +999,7 @@ func holdsSlot(vmi *kubevirtv1.VirtualMachineInstance, now time.Time) bool {
 		}
 	}
 	o, err := mesh.ParseOnboarding(vmi.Annotations[mesh.OnboardingAnnotation])
-	return err == nil && now.Sub(o.Started.Time) < slotHold && o.Started.Time.Before(now.Add(onboard.CLIGrace))
+	return err == nil && o.Started.Time.Before(now.Add(onboard.CLIGrace))
 }
 
 // wait records whether key waits for a slot (to be woken when one frees),
@@ -1000,6 +1011,22 @@ func (r *ExistingReconciler) wait(key types.NamespacedName, got bool) bool {
 		r.waiting[key] = true
 	}
 	return got
+}
+
+// createdHere records that this process created (or found) migration name
+// for key's onboarding.
+func (r *ExistingReconciler) createdHere(key types.NamespacedName, name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.created[key] = name
+}
+
+// createdBy is the name of the last onboarding migration this process
+// created for key, if any.
+func (r *ExistingReconciler) createdBy(key types.NamespacedName) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.created[key]
 }
 
 // keep refreshes a running onboarding's slot.
@@ -1028,6 +1055,9 @@ func (r *ExistingReconciler) release(key types.NamespacedName) {
 
 func (r *ExistingReconciler) forget(key types.NamespacedName) {
 	r.release(key)
+	r.mu.Lock()
+	delete(r.created, key)
+	r.mu.Unlock()
 	r.told.Delete(key.String())
 }
 

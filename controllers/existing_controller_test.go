@@ -16,9 +16,9 @@ import (
 	"github.com/virtmesh/virtmesh/internal/onboard"
 )
 
-// An onboarding holds a slot while its migration starts or runs; not while
-// the VM is paused, nor for long on an annotation alone (anyone who may
-// update the VMI can write one).
+// An onboarding may hold a slot while its migration starts, waits in
+// KubeVirt's queue or runs (reserve checks that against the migration); not
+// while the VM is paused, nor with a start in the future.
 func TestHoldsSlot(t *testing.T) {
 	now := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
 	vmi := func(started time.Time, edits ...func(*kubevirtv1.VirtualMachineInstance)) *kubevirtv1.VirtualMachineInstance {
@@ -42,7 +42,7 @@ func TestHoldsSlot(t *testing.T) {
 	}{
 		"just started": {vmi(now.Add(-time.Minute)), true},
 		"started long ago, its migration running": {vmi(now.Add(-time.Hour), migrating), true},
-		"started long ago, no migration running":  {vmi(now.Add(-time.Hour)), false},
+		"started long ago, queued by KubeVirt":    {vmi(now.Add(-time.Hour)), true},
 		"paused":                                  {vmi(now.Add(-time.Minute), paused), false},
 		"paused by KubeVirt mid-migration":        {vmi(now.Add(-time.Minute), paused, migrating), true},
 		"a start time in the future":              {vmi(now.Add(24 * time.Hour)), false},

@@ -59,3 +59,49 @@ func TestMembersCollapseReplicaSetsAndPools(t *testing.T) {
 		t.Fatalf("the pool's Service: %+v %+v", svc.OwnerReferences, svc.Spec.Ports)
 	}
 }
+
+// A VM out of the mesh by its template (its namespace just left the mesh)
+// stays a member while its running VMI is in the mesh by its own labels;
+// not once that VMI has ended, nor when the VMI is pinned out.
+func TestMembersKeepAVMWhoseRunningVMIIsMeshed(t *testing.T) {
+	scheme := testScheme(t)
+	index := func(o client.Object) []string {
+		if req, ok := appOf(o); ok {
+			return []string{req.Name}
+		}
+		return nil
+	}
+	ns := namespaceInfo{name: "vms", labels: map[string]string{}, exists: true} // istio-injection removed
+	for name, tc := range map[string]struct {
+		edit func(*kubevirtv1.VirtualMachineInstance)
+		want int
+	}{
+		"its VMI runs with the mesh labels": {func(*kubevirtv1.VirtualMachineInstance) {}, 1},
+		"its VMI ended":                     {func(v *kubevirtv1.VirtualMachineInstance) { v.Status.Phase = kubevirtv1.Succeeded }, 0},
+		"its VMI is pinned out": {func(v *kubevirtv1.VirtualMachineInstance) {
+			v.Labels[mesh.InjectKey], v.Annotations[mesh.InjectKey] = "false", "false"
+		}, 0},
+		"no VMI": {nil, 0},
+	} {
+		vm := testkit.MeshVM("web", "", "", 8080)
+		vm.Namespace, vm.UID = "vms", "vm-uid"
+		objs := []client.Object{vm}
+		if tc.edit != nil {
+			vmi := testkit.MeshedVMI("vms", "web", "web", 8080)
+			vmi.Status.Phase = kubevirtv1.Running
+			vmi.OwnerReferences = []metav1.OwnerReference{{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachine", Name: "web", UID: vm.UID, Controller: ptr.To(true)}}
+			tc.edit(vmi)
+			objs = append(objs, vmi)
+		}
+		c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).
+			WithIndex(&kubevirtv1.VirtualMachine{}, appIndex, index).WithIndex(&kubevirtv1.VirtualMachineInstance{}, appIndex, index).Build()
+		r := &ServiceReconciler{Client: c, Mesh: mesh.DefaultConfig()}
+		got, err := r.members(context.Background(), ns, "web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != tc.want || (tc.want == 1 && (got[0].Kind != "VirtualMachine" || got[0].UID != vm.UID || len(got[0].Ports) != 1)) {
+			t.Errorf("%s: members = %+v, want %d (the VM)", name, got, tc.want)
+		}
+	}
+}

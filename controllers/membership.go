@@ -46,6 +46,7 @@ type workload struct {
 	vmiMeta *metav1.ObjectMeta
 	spec    *kubevirtv1.VirtualMachineInstanceSpec
 	vm      *kubevirtv1.VirtualMachine
+	vmi     *kubevirtv1.VirtualMachineInstance // nil for a VM
 }
 
 func vmWorkload(vm *kubevirtv1.VirtualMachine) workload {
@@ -57,7 +58,7 @@ func vmWorkload(vm *kubevirtv1.VirtualMachine) workload {
 }
 
 func vmiWorkload(vmi *kubevirtv1.VirtualMachineInstance) workload {
-	return workload{kind: "VirtualMachineInstance", meta: &vmi.ObjectMeta, vmiMeta: &vmi.ObjectMeta, spec: &vmi.Spec}
+	return workload{kind: "VirtualMachineInstance", meta: &vmi.ObjectMeta, vmiMeta: &vmi.ObjectMeta, spec: &vmi.Spec, vmi: vmi}
 }
 
 // meshed: the workload's VMIs are (or will be) in the mesh, on the pod

@@ -31,7 +31,7 @@ import (
 // else's Service is looked at again.
 const conflictRecheck = 2 * time.Minute
 
-// appIndex indexes VMs and standalone VMIs by the app their VMIs carry.
+// appIndex indexes VMs and VMIs by the app their VMIs carry.
 const appIndex = "virtmesh.io/app"
 
 // ServiceReconciler keeps one Service per app for meshed VMs and standalone
@@ -364,25 +364,45 @@ func ownsService(svc *corev1.Service, uid types.UID) bool {
 // The VMIs of a VirtualMachineInstanceReplicaSet, and the VMs of a
 // VirtualMachinePool, count as one member, the replica set or pool: scaling
 // it does not rewrite the Service's owners or send Events to every replica.
+// A VM whose template says it is out of the mesh is still a member while its
+// running VMI is in it (by the VMI's own metadata: the namespace just left
+// the mesh, or the owner opted out): that VM keeps its proxy, and Istio
+// injects its migrations' pods by the VMI's labels, until it restarts.
 func (r *ServiceReconciler) members(ctx context.Context, ns namespaceInfo, app string) ([]Member, error) {
 	var out []Member
 	groups := map[types.UID]int{} // index in out
-	err := eachWorkload(ctx, r.Client, func(w workload) bool {
-		annotations := w.annotations()
-		if !w.standalone() || w.deleting() || !w.meshed(ns, r.Mesh) || annotations[mesh.ServiceAnnotation] == "false" {
-			return true
-		}
+	add := func(w workload, annotations map[string]string) {
 		m := Member{Kind: w.kind, Namespace: ns.name, Name: w.meta.Name, UID: w.meta.UID, Ports: w.ports(), Annotations: annotations}
 		if g := groupOf(w.meta); g != nil {
 			if i, ok := groups[g.UID]; ok {
 				out[i].Ports = append(out[i].Ports, m.Ports...)
-				return true
+				return
 			}
 			m.APIVersion, m.Kind, m.Name, m.UID = g.APIVersion, g.Kind, g.Name, g.UID
 			m.Ports = slices.Clone(m.Ports)
 			groups[g.UID] = len(out)
 		}
 		out = append(out, m)
+	}
+	// VMs (listed first) out of the mesh by their template, by name, until
+	// their VMI (listed after) says whether it is in.
+	outByTemplate := map[string]workload{}
+	err := eachWorkload(ctx, r.Client, func(w workload) bool {
+		annotations := w.annotations()
+		if w.deleting() || annotations[mesh.ServiceAnnotation] == "false" {
+			return true
+		}
+		switch {
+		case !w.standalone():
+			if vm, ok := outByTemplate[w.meta.Name]; ok && !w.vmi.IsFinal() && w.meshed(ns, r.Mesh) {
+				add(vm, vm.annotations())
+				delete(outByTemplate, w.meta.Name)
+			}
+		case w.meshed(ns, r.Mesh):
+			add(w, annotations)
+		case w.vm != nil:
+			outByTemplate[w.meta.Name] = w
+		}
 		return true
 	}, client.InNamespace(ns.name), client.MatchingFields{appIndex: app})
 	return out, err

@@ -18,11 +18,12 @@ import (
 // Service controller's requests are namespace/app; the NAD controller's are
 // namespace names.
 
-// appOf is the request a VM or standalone VMI maps to; VMIs of a VM map to
-// nothing (their VM stands for them).
+// appOf is the request a VM or VMI maps to: its app. A VM stands for its
+// VMIs in a Service, but whether its running VMI is in the mesh can keep
+// the VM a member (ServiceReconciler.members), so they map to it too.
 func appOf(o client.Object) (reconcile.Request, bool) {
 	w, ok := workloadOf(o)
-	if !ok || !w.standalone() {
+	if !ok {
 		return reconcile.Request{}, false
 	}
 	return reconcile.Request{NamespacedName: types.NamespacedName{Namespace: w.meta.Namespace, Name: w.app()}}, true

@@ -116,11 +116,17 @@ func startVM(ctx context.Context, ns string, vm *kubevirtv1.VirtualMachine) (*ku
 	return created, pod
 }
 
-// launcherPods are the running virt-launcher pods of a VMI.
+// launcherPods are the virt-launcher pods of the VMI named vmi now, found
+// by its UID (kubevirt.io/created-by): KubeVirt's vmi.kubevirt.io/id label
+// is a hashed form of names longer than 63 characters, not the name.
 // (An error, not a failed assertion: it is read in polls, where a passing
 // API error must not fail the spec.)
 func launcherPods(ctx context.Context, ns, vmi string) ([]corev1.Pod, error) {
-	pods, err := k8s.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "kubevirt.io=virt-launcher,vmi.kubevirt.io/id=" + vmi})
+	v, err := virtClient.VirtualMachineInstance(ns).Get(ctx, vmi, getOptions)
+	if err != nil {
+		return nil, err
+	}
+	pods, err := k8s.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "kubevirt.io=virt-launcher,kubevirt.io/created-by=" + string(v.UID)})
 	if err != nil {
 		return nil, err
 	}
@@ -148,19 +154,21 @@ func waitLauncherReady(ctx context.Context, ns, vmi string) *corev1.Pod {
 		for _, c := range running[0].Status.ContainerStatuses {
 			g.Expect(c.Ready).To(BeTrue(), "container %s of %s not ready", c.Name, running[0].Name)
 		}
+		// Istio 1.28+ injects istio-proxy as a native sidecar (an init
+		// container that keeps running) on Kubernetes 1.33+.
+		if p := mesh.ProxyOf(&running[0]); p.Native {
+			g.Expect(p.Ready).To(BeTrue(), "native sidecar istio-proxy of %s not ready", running[0].Name)
+		}
 		ready = &running[0]
 	}).WithContext(ctx).WithTimeout(vmStartup).WithPolling(5 * time.Second).Should(Succeed())
 	return ready
 }
 
-// hasProxy reports whether Istio injected its sidecar into pod.
+// hasProxy reports whether Istio injected its sidecar into pod: a container,
+// or a native sidecar (Istio 1.28+ on Kubernetes 1.33+, as on kubevirtci),
+// read as virtmesh's states read it.
 func hasProxy(pod *corev1.Pod) bool {
-	for _, c := range pod.Spec.Containers {
-		if c.Name == "istio-proxy" {
-			return true
-		}
-	}
-	return false
+	return mesh.ProxyOf(pod).Present
 }
 
 // consoleBuffer collects serial console output.
@@ -259,6 +267,9 @@ func clientPod(ctx context.Context, ns string, meshed bool) *corev1.Pod {
 		g.Expect(p.Status.ContainerStatuses).NotTo(BeEmpty())
 		for _, c := range p.Status.ContainerStatuses {
 			g.Expect(c.Ready).To(BeTrue())
+		}
+		if px := mesh.ProxyOf(p); px.Native {
+			g.Expect(px.Ready).To(BeTrue(), "native sidecar istio-proxy of %s not ready", p.Name)
 		}
 		created = p
 	}).WithContext(ctx).WithTimeout(3 * time.Minute).Should(Succeed())

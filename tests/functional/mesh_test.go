@@ -124,13 +124,14 @@ var _ = Describe("A VM in a namespace labelled for Istio injection", Label("mesh
 		Expect(err).NotTo(HaveOccurred())
 		migrationDone(ctx, ns, mig.Name)
 		// As KubeVirt's Istio suite: within 60 s every container of the source
-		// pod has terminated (a proxy that does not exit keeps it running).
+		// pod has terminated (a proxy that does not exit keeps it running),
+		// a native sidecar istio-proxy (an init container) too.
 		Eventually(func() error {
 			p, err := k8s.CoreV1().Pods(ns).Get(ctx, pod.Name, getOptions)
 			if err != nil {
 				return err
 			}
-			for _, c := range p.Status.ContainerStatuses {
+			for _, c := range append(p.Status.ContainerStatuses, p.Status.InitContainerStatuses...) {
 				if c.State.Terminated == nil {
 					return fmt.Errorf("container %s of source pod %s has not terminated", c.Name, p.Name)
 				}

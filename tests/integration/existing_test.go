@@ -534,6 +534,97 @@ var _ = Describe("VMs running before their namespace joined the mesh", func() {
 		Eventually(statusOf(ctx, ns, "db")).WithTimeout(converge).Should(inState(mesh.Meshed))
 	})
 
+	It("onboard: an admin who cancels the migration (virtctl migrate-cancel deletes it) is not overruled: a failed attempt each time, then pinned again", func(ctx SpecContext) {
+		installStandInInjector(ctx) // the new pods get a proxy
+		ns := newNamespace(ctx)
+		legacyVM(ctx, ns, "db")
+		setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "enabled", mesh.ExistingVMIsLabel: string(mesh.ExistingOnboard)})
+		var cancelled []string
+		for attempt := 1; attempt <= mesh.MaxOnboardingAttempts; attempt++ {
+			By(fmt.Sprintf("cancelling attempt %d", attempt))
+			var m kubevirtv1.VirtualMachineInstanceMigration
+			Eventually(func(g Gomega) {
+				ms, err := onboardingMigrations(ctx, ns)
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(ms).To(HaveLen(1))
+				m = ms[0]
+			}).WithTimeout(converge).Should(Succeed())
+			Expect(cancelled).NotTo(ContainElement(m.Name), "a cancelled migration is never created again")
+			vmi, err := vmiNamed(ctx, ns, "db")()
+			Expect(err).NotTo(HaveOccurred())
+			o, err := onboardingOf(vmi)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(o.Attempt).To(Equal(attempt))
+			Expect(adminClient.Delete(ctx, &m)).To(Succeed())
+			cancelled = append(cancelled, m.Name)
+			if attempt < mesh.MaxOnboardingAttempts {
+				Eventually(func(g Gomega) {
+					vmi, err := vmiNamed(ctx, ns, "db")()
+					g.Expect(err).NotTo(HaveOccurred())
+					o, err := onboardingOf(vmi)
+					g.Expect(err).NotTo(HaveOccurred())
+					g.Expect(o.Attempt).To(Equal(attempt))
+					g.Expect(o.LastFailure).To(ContainSubstring("deleted before it ended"))
+				}).WithTimeout(converge).Should(Succeed())
+			}
+		}
+		Eventually(vmiNamed(ctx, ns, "db")).WithTimeout(converge).Should(And(pinnedVMI,
+			HaveField("Annotations", Not(HaveKey(mesh.OnboardingAnnotation)))))
+		Expect(eventMessages(ctx, ns, "VirtualMachine", "db", controllers.ReasonOnboardingFailed)).To(ContainElement(
+			And(ContainSubstring("deleted before it ended"), ContainSubstring(mesh.ExistingVMIsLabel+"=pin"))))
+		Consistently(onboardingMigrations).WithArguments(ctx, ns).WithTimeout(3 * time.Second).Should(BeEmpty())
+	})
+
+	It("onboard across a failover while KubeVirt keeps the migrations queued (a drain): they keep their slots, however long they wait", func(ctx SpecContext) {
+		installStandInInjector(ctx) // the new pods get a proxy
+		a, b, c := newNamespace(ctx), newNamespace(ctx), newNamespace(ctx)
+		for _, v := range []struct{ ns, name string }{{a, "a1"}, {b, "b1"}, {c, "c1"}} {
+			vmi := legacyVM(ctx, v.ns, v.name)
+			DeferCleanup(func(ctx SpecContext) { // free the slots for later specs
+				Expect(client.IgnoreNotFound(adminClient.Delete(ctx, vmi))).To(Succeed())
+			})
+		}
+		for _, ns := range []string{a, b} {
+			setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "enabled", mesh.ExistingVMIsLabel: string(mesh.ExistingOnboard)})
+		}
+		Eventually(onboardingMigrations).WithArguments(ctx, a, b).WithTimeout(converge).Should(HaveLen(2))
+		By("the migrations have waited in KubeVirt's queue for an hour (their attempts' start moved back), then virtmesh fails over")
+		Expect(mgr.stop(ctx)).To(Succeed())
+		mgr = nil
+		DeferCleanup(func() {
+			if mgr == nil {
+				mgr = startManager(managerConfig())
+			}
+		})
+		for _, k := range []struct{ ns, name string }{{a, "a1"}, {b, "b1"}} {
+			Eventually(func() error {
+				vmi, err := vmiNamed(ctx, k.ns, k.name)()
+				if err != nil {
+					return err
+				}
+				o, err := onboardingOf(vmi)
+				if err != nil {
+					return err
+				}
+				o.Started = metav1.NewTime(time.Now().Add(-time.Hour).UTC().Truncate(time.Second))
+				vmi.Annotations[mesh.OnboardingAnnotation] = o.Encode()
+				return adminClient.Update(ctx, vmi)
+			}).Should(Succeed())
+		}
+		setNamespaceLabels(ctx, c, map[string]string{"istio-injection": "enabled", mesh.ExistingVMIsLabel: string(mesh.ExistingOnboard)})
+		mgr = startManager(managerConfig())
+		Eventually(func(g Gomega) {
+			reasons, err := eventReasons(ctx, c, "VirtualMachine", "c1")
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(reasons).To(ContainElement(controllers.ReasonOnboardingQueued))
+		}).WithTimeout(converge).Should(Succeed())
+		Consistently(func(g Gomega) {
+			ms, err := onboardingMigrations(ctx, a, b, c)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(unfinished(ms)).To(HaveLen(2), "--onboarding-concurrency=2")
+		}).WithTimeout(5 * time.Second).Should(Succeed())
+	})
+
 	It("onboard: annotations virtmesh would not act on take no slot: another migration's name, a finished VMI's, a paused VMI's", func(ctx SpecContext) {
 		installStandInInjector(ctx) // the new pods get a proxy
 		a, b, c := newNamespace(ctx), newNamespace(ctx), newNamespace(ctx)

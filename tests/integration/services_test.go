@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"time"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -122,5 +124,27 @@ var _ = Describe("The Service controller", func() {
 			return apierrors.IsNotFound(err)
 		}).WithTimeout(converge).Should(BeTrue())
 		Eventually(eventReasons).WithArguments(ctx, ns, "VirtualMachine", "public").Should(ContainElement(controllers.ReasonServiceDeleted))
+	})
+	It("keeps a VM's Service while its running VMI is still in the mesh after the namespace left it (same ClusterIP); deletes it once that VMI is gone", func(ctx SpecContext) {
+		ns := newLabelledNamespace(ctx, enabledNS)
+		vmi := vmWithVMI(ctx, ns, "web", testkit.VMISpec(8080))
+		Expect(vmi.Labels).To(HaveKeyWithValue(mesh.InjectKey, "true"), "the webhook meshed it")
+		startOn(ctx, vmi, "node01", proxyIsReady)
+		Eventually(getService(ctx, ns, "web")).WithTimeout(converge).Should(Not(BeNil()))
+		svc, err := getService(ctx, ns, "web")()
+		Expect(err).NotTo(HaveOccurred())
+
+		By("the namespace leaves the mesh (the first step of a relabelling, say): the running VM keeps its proxy, and Istio injects its migrations by the VMI's labels")
+		setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "-"})
+		Eventually(statusOf(ctx, ns, "web")).WithTimeout(converge).Should(inState(mesh.Meshed))
+		Consistently(getService(ctx, ns, "web")).WithTimeout(5 * time.Second).Should(And(
+			HaveField("UID", svc.UID), HaveField("Spec.ClusterIP", svc.Spec.ClusterIP)))
+
+		By("the VM stops: its next VMI would be outside the mesh")
+		Expect(adminClient.Delete(ctx, vmi)).To(Succeed())
+		Eventually(func() bool {
+			_, err := getService(ctx, ns, "web")()
+			return apierrors.IsNotFound(err)
+		}).WithTimeout(converge).Should(BeTrue())
 	})
 })
