@@ -24,6 +24,8 @@ const (
 	ReasonNADCreated      = "NetworkAttachmentDefinitionCreated"
 	ReasonNADRestored     = "NetworkAttachmentDefinitionRestored"
 	ReasonNADDeleted      = "NetworkAttachmentDefinitionDeleted"
+	// ReasonNADKept: virtmesh's NAD, unneeded by VMs, is kept for another pod that references it.
+	ReasonNADKept = "NetworkAttachmentDefinitionKept"
 	// ReasonNADNotIstioCNI: a NAD of the name pods reference, not virtmesh's, runs another plugin.
 	ReasonNADNotIstioCNI = "NetworkAttachmentDefinitionNotIstioCNI"
 	// ReasonSharedNADMissing: the injector references a shared NAD that does not exist.

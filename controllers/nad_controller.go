@@ -55,6 +55,9 @@ type NADReconciler struct {
 	// unneededSince remembers since when each of virtmesh's NADs has been
 	// unneeded (client.ObjectKey → time.Time), for Config.NADCleanupDelay.
 	unneededSince sync.Map
+	// keptFor remembers, per NAD of virtmesh's kept only because a pod
+	// that is not a VM's references it, the pod last named in an Event.
+	keptFor sync.Map
 	// now is time.Now; tests replace it.
 	now func() time.Time
 }
@@ -292,12 +295,28 @@ func (r *NADReconciler) deleteUnwanted(ctx context.Context, ns namespaceInfo, wa
 			later = sooner(later, wait)
 			continue
 		}
+		// Istio injects every pod of a mesh namespace, not only VMs: in
+		// per-namespace mode theirs reference this NAD too, and a pod whose
+		// sandbox is re-created (a node reboot) fails without it.
+		if pod, err := r.anyPodReferencing(ctx, key); err != nil {
+			return reconcile.Result{}, 0, err
+		} else if pod != "" {
+			if told, _ := r.keptFor.Swap(key, pod); told != pod {
+				log.FromContext(ctx).Info("NetworkAttachmentDefinition unneeded by VMs but referenced by another pod: keeping it", "name", have.Name, "pod", pod)
+				r.Recorder.Eventf(nsRef(ns.name), corev1.EventTypeNormal, ReasonNADKept, "virtmesh keeps its NetworkAttachmentDefinition %q "+
+					"although %s: pod %s references it (its sandbox would not start again without it); virtmesh deletes it once no "+
+					"running pod references it", have.Name, why, pod)
+			}
+			later = sooner(later, nadInUseByOthersRecheck)
+			continue
+		}
 		err := r.Client.Delete(ctx, have, client.Preconditions{UID: &have.UID, ResourceVersion: &have.ResourceVersion})
 		if client.IgnoreNotFound(err) != nil {
 			res, err := requeueOnConflict(fmt.Errorf("deleting NetworkAttachmentDefinition %s/%s: %w", ns.name, have.Name, err))
 			return res, 0, err
 		}
 		r.unneededSince.Delete(key)
+		r.keptFor.Delete(key)
 		log.FromContext(ctx).Info("deleted NetworkAttachmentDefinition", "name", have.Name, "why", why)
 		r.Recorder.Eventf(nsRef(ns.name), corev1.EventTypeNormal, ReasonNADDeleted,
 			"virtmesh deleted its NetworkAttachmentDefinition %q: %s", have.Name, why)
@@ -336,6 +355,38 @@ func (r *NADReconciler) podReferencing(ctx context.Context, nad client.ObjectKey
 	}
 	return "", nil
 }
+
+// anyPodReferencing names any pod in the NAD's namespace, not finished, that
+// references it, read from the API server page by page (the cache holds only
+// launcher pods). It runs only just before a deletion.
+func (r *NADReconciler) anyPodReferencing(ctx context.Context, nad client.ObjectKey) (string, error) {
+	if r.APIReader == nil {
+		return "", nil
+	}
+	want := nad.Namespace + "/" + nad.Name
+	opts := []client.ListOption{client.InNamespace(nad.Namespace), client.Limit(500)}
+	for {
+		pods := &corev1.PodList{}
+		if err := r.APIReader.List(ctx, pods, opts...); err != nil {
+			return "", fmt.Errorf("listing the pods of namespace %s before deleting NetworkAttachmentDefinition %s: %w", nad.Namespace, nad.Name, err)
+		}
+		for i := range pods.Items {
+			p := &pods.Items[i]
+			if p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed && slices.Contains(mesh.PodNetworks(p), want) {
+				return p.Name, nil
+			}
+		}
+		if pods.Continue == "" {
+			return "", nil
+		}
+		opts = []client.ListOption{client.InNamespace(nad.Namespace), client.Limit(500), client.Continue(pods.Continue)}
+	}
+}
+
+// nadInUseByOthersRecheck is how often an unneeded NAD that another pod
+// (not a VM's) references is looked at again: each look lists the
+// namespace's pods.
+const nadInUseByOthersRecheck = 5 * time.Minute
 
 // cleanupWait is how much longer virtmesh's NAD key must stay unneeded
 // before it is deleted (0: now).

@@ -43,6 +43,30 @@ var _ = Describe("The NetworkAttachmentDefinition controller", func() {
 		Eventually(eventReasons).WithArguments(ctx, "default", "Namespace", ns).Should(ContainElement(controllers.ReasonNADDeleted))
 	})
 
+	It("keeps its NAD while a pod that is not a VM's (Istio injected it too) references it; deletes it once none does", func(ctx SpecContext) {
+		ns := newLabelledNamespace(ctx, enabledNS)
+		Eventually(nadExists).WithArguments(ctx, ns).WithTimeout(converge).Should(BeTrue())
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-app", Namespace: ns,
+			Annotations: map[string]string{mesh.NetworksAnnotation: "istio-cni"}},
+			Spec: corev1.PodSpec{NodeName: "node01", Containers: []corev1.Container{{Name: "app", Image: "nginx"},
+				{Name: mesh.ProxyContainer, Image: "docker.io/istio/proxyv2:1.18.7"}}}}
+		Expect(adminClient.Create(ctx, pod)).To(Succeed())
+		pod.Status.Phase = corev1.PodRunning
+		Expect(adminClient.Status().Update(ctx, pod)).To(Succeed())
+
+		By("the namespace leaves the mesh: the NAD stays, and the namespace's Event names the pod")
+		setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "-"})
+		Eventually(func() []string { return eventMessages(ctx, "default", "Namespace", ns, controllers.ReasonNADKept) }).
+			WithTimeout(converge).Should(ContainElement(ContainSubstring("pod web-app references it")))
+		Consistently(nadExists).WithArguments(ctx, ns).WithTimeout(3 * time.Second).Should(BeTrue())
+
+		By("the pod finishes: the next look deletes the NAD (a namespace change brings it forward)")
+		pod.Status.Phase = corev1.PodSucceeded
+		Expect(adminClient.Status().Update(ctx, pod)).To(Succeed())
+		setNamespaceLabels(ctx, ns, map[string]string{"nudge": "1"})
+		Eventually(nadExists).WithArguments(ctx, ns).WithTimeout(converge).Should(BeFalse())
+	})
+
 	It("restores its own NAD when it is edited or deleted", func(ctx SpecContext) {
 		ns := newLabelledNamespace(ctx, enabledNS)
 		Eventually(nadExists).WithArguments(ctx, ns).WithTimeout(converge).Should(BeTrue())
