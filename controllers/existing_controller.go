@@ -613,6 +613,7 @@ func (r *ExistingReconciler) follow(ctx context.Context, vmi *kubevirtv1.Virtual
 			return reconcile.Result{RequeueAfter: onboardingPoll}, err
 		}
 		next := onboard.Attempt(vmi, o.Attempt+1, o.By, now)
+		next.MeshedAt = &metav1.Time{Time: o.MeshedSince()}
 		if err := r.setOnboarding(ctx, vmi, next); err != nil {
 			r.release(key)
 			return requeueOnConflict(err)
@@ -823,6 +824,14 @@ func (r *ExistingReconciler) abandon(ctx context.Context, vmi *kubevirtv1.Virtua
 	if res, waits, err := r.abandonLater(ctx, vmi); waits || err != nil {
 		return res, err
 	}
+	// A pin hides the one case it cannot make consistent: the VM already
+	// runs in a pod whose networking KubeVirt set up for a proxy it lacks.
+	// Its state then says Pinned; the Warning says what to do.
+	var moved string
+	if st, err := r.States.stateOf(ctx, vmi); err == nil && st.State == mesh.Broken {
+		moved = fmt.Sprintf(" Before the pin it was Broken: %s. Live-migrate it once more (virtctl migrate %s -n %s): its new pod, "+
+			"created pinned, gets KubeVirt's networking without Istio", st.Reason, vmiOwnerRefName(vmi), vmi.Namespace)
+	}
 	orig := vmi.DeepCopy()
 	onboard.Repin(vmi, r.Now())
 	if err := r.Client.Patch(ctx, vmi, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
@@ -832,8 +841,8 @@ func (r *ExistingReconciler) abandon(ctx context.Context, vmi *kubevirtv1.Virtua
 	log.FromContext(ctx).Info("onboarding abandoned; pinned again", "why", why, "attempt", o.Attempt)
 	r.Recorder.Eventf(stateEventRef(vmi), corev1.EventTypeWarning, ReasonOnboardingAbandoned,
 		"virtmesh stopped onboarding VMI %s: %s. It is pinned out of the mesh again (%s=false), so its migrations stay consistent; "+
-			"restart it to bring it in, or try again with kubectl virtmesh onboard %s -n %s", vmi.Name, why, mesh.InjectKey,
-		vmiOwnerRefName(vmi), vmi.Namespace)
+			"restart it to bring it in, or try again with kubectl virtmesh onboard %s -n %s.%s", vmi.Name, why, mesh.InjectKey,
+		vmiOwnerRefName(vmi), vmi.Namespace, moved)
 	return reconcile.Result{}, nil
 }
 

@@ -82,6 +82,17 @@ type OnboardingStatus struct {
 	// again.
 	RetryAfter  *metav1.Time `json:"retryAfter,omitempty"`
 	LastFailure string       `json:"lastFailure,omitempty"`
+	// MeshedAt is when the VMI got the mesh metadata: the first attempt's
+	// update (unset on the first attempt: Started).
+	MeshedAt *metav1.Time `json:"meshedAt,omitempty"`
+}
+
+// MeshedSince is when the VMI got the mesh metadata.
+func (o OnboardingStatus) MeshedSince() time.Time {
+	if o.MeshedAt != nil {
+		return o.MeshedAt.Time
+	}
+	return o.Started.Time
 }
 
 // ParseOnboarding reads the OnboardingAnnotation.
@@ -115,7 +126,7 @@ func (o OnboardingStatus) Describe() string {
 		if o.LastFailure != "" {
 			fmt.Fprintf(&b, ": %s", o.LastFailure)
 		}
-		fmt.Fprintf(&b, "; the VMI carries the mesh metadata but its pod has no proxy (harmless); next attempt after %s",
+		fmt.Fprintf(&b, "; the VMI carries the mesh metadata but its pod has no proxy (harmless while the VM stays in a pod whose networking KubeVirt set up before that); next attempt after %s",
 			o.RetryAfter.UTC().Format(time.RFC3339))
 	}
 	return b.String()

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	kubevirtv1 "kubevirt.io/api/core/v1"
@@ -369,6 +370,14 @@ func StateOf(in StateInput) Status {
 		if err != nil {
 			return st(Onboarding, "virtmesh is bringing it into the mesh, but "+err.Error(), "remove the annotation "+OnboardingAnnotation)
 		}
+		if !p.Present && kvIstio && movedInAfter(vmi, in.Pod, o.MeshedSince()) {
+			return st(Broken, "it is being brought into the mesh by "+o.Describe()+", but a live migration that started after the VMI "+
+				"got the mesh metadata moved it into launcher pod "+in.Pod.Name+", created before that, without an istio-proxy: KubeVirt "+
+				"sets up its Istio networking from the VMI when it prepares a migration's target, so inbound connections most likely "+
+				"wait for a proxy that is not there (a node drain's migration created just before the onboarding's update does this)",
+				"live-migrate it now (virtctl migrate "+vmiOwnerName(vmi)+"): the new pod gets a proxy KubeVirt serves; virtmesh's "+
+					"next onboarding attempt does the same")
+		}
 		why := "it is being brought into the mesh by " + o.Describe()
 		if p.Present {
 			why += "; its current launcher pod's istio-proxy predates that, and KubeVirt does not serve it"
@@ -430,6 +439,14 @@ func migrateOr(vmi *kubevirtv1.VirtualMachineInstance, binding, restart string) 
 		return "live-migrate it (virtctl migrate " + vmiOwnerName(vmi) + "), or " + restart
 	}
 	return restart
+}
+
+// movedInAfter: the VMI's last migration completed into pod and started
+// after t, or in the same second (both are recorded to the second).
+func movedInAfter(vmi *kubevirtv1.VirtualMachineInstance, pod *corev1.Pod, t time.Time) bool {
+	m := vmi.Status.MigrationState
+	return pod != nil && m != nil && m.Completed && !m.Failed && m.TargetPod == pod.Name && m.StartTimestamp != nil &&
+		!m.StartTimestamp.Time.Before(t)
 }
 
 // liveMigratable: the VMI's LiveMigratable condition is True.

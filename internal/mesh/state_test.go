@@ -176,8 +176,24 @@ func TestMeshState(t *testing.T) {
 			in: StateInput{VMI: stateVMI(true, annotate(OnboardingAnnotation, OnboardingStatus{Attempt: 2, Migration: "virtmesh-onboard-db-2",
 				RetryAfter: &metav1.Time{Time: time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)}, LastFailure: "target pod unschedulable"}.Encode())),
 				NamespaceLabels: enabled, Pod: launcherPod(noProxy, running)},
-			want: Onboarding, reason: "(attempt 2 of 3) failed: target pod unschedulable; the VMI carries the mesh metadata but its pod has no proxy (harmless); next attempt after 2026-12-03T10:00:00Z",
+			want: Onboarding, reason: "(attempt 2 of 3) failed: target pod unschedulable; the VMI carries the mesh metadata but its pod has no proxy (harmless while the VM stays in a pod whose networking KubeVirt set up before that); next attempt after 2026-12-03T10:00:00Z",
 			next: "wait, or restart the VM"},
+		"onboarding: a migration that started after the update moved it into a pod created before, without a proxy": {
+			in: StateInput{VMI: stateVMI(true, annotate(OnboardingAnnotation, OnboardingStatus{Attempt: 1, Migration: "virtmesh-onboard-db-1",
+				Started: metav1.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)}.Encode()), movedIn("virt-launcher-db-abcde", time.Date(2026, 12, 3, 9, 0, 5, 0, time.UTC))),
+				NamespaceLabels: enabled, Pod: launcherPod(noProxy, running)},
+			want: Broken, reason: "most likely wait for a proxy that is not there", next: "virtctl migrate db"},
+		"onboarding, a later attempt: judged by when the VMI first got the mesh metadata": {
+			in: StateInput{VMI: stateVMI(true, annotate(OnboardingAnnotation, OnboardingStatus{Attempt: 2, Migration: "virtmesh-onboard-db-2",
+				Started: metav1.Date(2026, 12, 3, 9, 5, 0, 0, time.UTC), MeshedAt: &metav1.Time{Time: time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)}}.Encode()),
+				movedIn("virt-launcher-db-abcde", time.Date(2026, 12, 3, 9, 0, 5, 0, time.UTC))),
+				NamespaceLabels: enabled, Pod: launcherPod(noProxy, running)},
+			want: Broken, reason: "most likely wait for a proxy that is not there"},
+		"onboarding: a migration that started before the update moved it into that pod": {
+			in: StateInput{VMI: stateVMI(true, annotate(OnboardingAnnotation, OnboardingStatus{Attempt: 1, Migration: "virtmesh-onboard-db-1",
+				Started: metav1.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)}.Encode()), movedIn("virt-launcher-db-abcde", time.Date(2026, 12, 3, 8, 59, 0, 0, time.UTC))),
+				NamespaceLabels: enabled, Pod: launcherPod(noProxy, running)},
+			want: Onboarding, reason: "live migration virtmesh-onboard-db-1", next: "wait for the migration"},
 		"onboarding: someone else's annotation": {
 			in: StateInput{VMI: stateVMI(true, annotate(OnboardingAnnotation, "soon")),
 				NamespaceLabels: enabled, Pod: launcherPod(noProxy, running)},
@@ -296,6 +312,14 @@ func phase(p kubevirtv1.VirtualMachineInstancePhase) func(*kubevirtv1.VirtualMac
 
 // optedOut labels the VMI sidecar.istio.io/inject=false.
 func optedOut(vmi *kubevirtv1.VirtualMachineInstance) { vmi.Labels[InjectKey] = "false" }
+
+// movedIn: the VMI's last migration, started at start, completed into pod.
+func movedIn(pod string, start time.Time) func(*kubevirtv1.VirtualMachineInstance) {
+	return func(vmi *kubevirtv1.VirtualMachineInstance) {
+		vmi.Status.MigrationState = &kubevirtv1.VirtualMachineInstanceMigrationState{Completed: true, TargetPod: pod,
+			StartTimestamp: &metav1.Time{Time: start}}
+	}
+}
 
 func annotate(k, v string) func(*kubevirtv1.VirtualMachineInstance) {
 	return func(vmi *kubevirtv1.VirtualMachineInstance) { vmi.Annotations[k] = v }

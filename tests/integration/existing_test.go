@@ -625,6 +625,45 @@ var _ = Describe("VMs running before their namespace joined the mesh", func() {
 		}).WithTimeout(5 * time.Second).Should(Succeed())
 	})
 
+	It("onboard: a drain's migration whose target pod predates the update moves the VM after it: Broken (exit 3), and the Warning of a pin after refused attempts says so", func(ctx SpecContext) {
+		installStandInInjector(ctx) // the new pods get a proxy
+		ns := newNamespace(ctx)
+		vmi := legacyVM(ctx, ns, "db")
+		Expect(mgr.stop(ctx)).To(Succeed())
+		mgr = nil
+		DeferCleanup(func() {
+			if mgr == nil {
+				mgr = startManager(managerConfig())
+			}
+		})
+		setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "enabled", mesh.ExistingVMIsLabel: string(mesh.ExistingOnboard)})
+		Expect(adminClient.Get(ctx, client.ObjectKeyFromObject(vmi), vmi)).To(Succeed())
+		onboard.Pin(vmi, time.Now())
+		Expect(adminClient.Update(ctx, vmi)).To(Succeed())
+		By("a drain's target pod is rendered from the pinned VMI (no proxy), then virtmesh's onboarding update lands, then the hand-off")
+		target := startTarget(ctx, vmi, "node03", withoutProxy)
+		Expect(adminClient.Get(ctx, client.ObjectKeyFromObject(vmi), vmi)).To(Succeed())
+		Expect(onboard.Prepare(vmi, vmwebhook.Env{Namespace: vmwebhook.Namespace{Name: ns, Labels: map[string]string{"istio-injection": "enabled"}}},
+			mesh.DefaultConfig(), vmwebhook.DefaultConfig(), 1, mesh.OnboardedByController, time.Now())).To(Succeed())
+		Expect(adminClient.Update(ctx, vmi)).To(Succeed())
+		takeOver(ctx, vmi, target)
+		row, err := statusOf(ctx, ns, "db")()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(row).To(And(inState(mesh.Broken), HaveField("Reason", ContainSubstring("wait for a proxy that is not there")),
+			HaveField("NextStep", ContainSubstring("virtctl migrate db"))))
+		_, _, code := kubectlVirtmesh(ctx, "", ns, "status", "db")
+		Expect(code).To(Equal(cli.ExitTrouble))
+
+		By("the API server refuses each of virtmesh's migrations: after the last attempt it pins the VMI again, and its Warning says the VM is still in that pod")
+		refuseRealMigrationsIn(ctx, ns)
+		mgr = startManager(managerConfig())
+		Eventually(vmiNamed(ctx, ns, "db")).WithTimeout(converge).Should(pinnedVMI)
+		Eventually(func() []string {
+			return eventMessages(ctx, ns, "VirtualMachine", "db", controllers.ReasonOnboardingAbandoned)
+		}).WithTimeout(converge).Should(ContainElement(And(ContainSubstring("Before the pin it was Broken"),
+			ContainSubstring("virtctl migrate db"))))
+	})
+
 	It("onboard: annotations virtmesh would not act on take no slot: another migration's name, a finished VMI's, a paused VMI's", func(ctx SpecContext) {
 		installStandInInjector(ctx) // the new pods get a proxy
 		a, b, c := newNamespace(ctx), newNamespace(ctx), newNamespace(ctx)
