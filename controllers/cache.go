@@ -311,7 +311,9 @@ func differ(a, b client.Object, ignoreStatus bool) bool {
 		o.SetResourceVersion("")
 		o.SetManagedFields(nil)
 		if vmi, ok := o.(*kubevirtv1.VirtualMachineInstance); ok && ignoreStatus {
-			vmi.Status = kubevirtv1.VirtualMachineInstanceStatus{}
+			// KubeVirt's VMI has no status subresource: each status write
+			// bumps its generation too.
+			vmi.Status, vmi.Generation = kubevirtv1.VirtualMachineInstanceStatus{}, 0
 		}
 	}
 	return !equality.Semantic.DeepEqual(a, b)

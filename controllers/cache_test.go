@@ -104,6 +104,24 @@ func TestTrimmedChangedIgnoresStatusOnlyUpdates(t *testing.T) {
 	if a.ResourceVersion != "1" {
 		t.Fatal("trimmedChanged modified its input")
 	}
+	// KubeVirt's VMI has no status subresource: a status write bumps its
+	// generation too.
+	c := a.DeepCopy()
+	c.ResourceVersion, c.Generation, c.Status.Phase = "3", a.Generation+1, kubevirtv1.Running
+	if trimmedChanged(a, c) {
+		t.Fatal("a status write (with its generation bump) counted as a change")
+	}
+	if !stateChanged(a, c) {
+		t.Fatal("stateChanged missed a status write")
+	}
+	if endedOrRestarted(a, c) {
+		t.Fatal("Running counted as ended")
+	}
+	d := c.DeepCopy()
+	d.ResourceVersion, d.Status.Phase = "4", kubevirtv1.Succeeded
+	if !endedOrRestarted(c, d) || !endedOrRestarted(d, c) {
+		t.Fatal("a VMI ending (or a final one running again) was missed")
+	}
 }
 
 // The Service controller must name a VM's Service exactly as the webhook

@@ -626,17 +626,17 @@ func (r *ExistingReconciler) follow(ctx context.Context, vmi *kubevirtv1.Virtual
 	case apierrors.IsNotFound(err):
 		// Someone deleted it (virtctl migrate-cancel does), or its
 		// creation was cut short (a restart between the update and the
-		// create) or refused. Deleted counts as a failed attempt: an
+		// create, a create that failed) or refused. One this process
+		// created and no longer finds was deleted: a failed attempt, so an
 		// admin who cancels it during a drain is not overruled every few
-		// seconds.
-		cancelled := r.createdBy(key) == name || !onboard.StartedRecently(o, now)
+		// seconds. Any other is created (once: then this process knows it).
+		cancelled := r.createdBy(key) == name
 		switch {
 		case o.By == mesh.OnboardedByCLI && onboard.StartedRecently(o, now) && !cancelled:
 			return reconcile.Result{RequeueAfter: onboardingPoll}, nil // kubectl virtmesh creates it right after the update
 		case policy == mesh.ExistingOnboard && cancelled:
-			return r.attemptFailed(ctx, vmi, o, policy, "it was deleted before it ended (virtctl migrate-cancel deletes it, "+
-				"or virtmesh stopped before creating it). To stop virtmesh onboarding VMs in namespace "+vmi.Namespace+", label it "+
-				mesh.ExistingVMIsLabel+"="+string(mesh.ExistingPin))
+			return r.attemptFailed(ctx, vmi, o, policy, "it was deleted before it ended (virtctl migrate-cancel deletes it). "+
+				"To stop virtmesh onboarding VMs in namespace "+vmi.Namespace+", label it "+mesh.ExistingVMIsLabel+"="+string(mesh.ExistingPin))
 		case policy == mesh.ExistingOnboard:
 			if res, done, err := r.readyOrWait(ctx, vmi, ns, o); done {
 				return res, err

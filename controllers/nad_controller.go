@@ -56,7 +56,8 @@ type NADReconciler struct {
 	// unneeded (client.ObjectKey → time.Time), for Config.NADCleanupDelay.
 	unneededSince sync.Map
 	// keptFor remembers, per NAD of virtmesh's kept only because a pod
-	// that is not a VM's references it, the pod last named in an Event.
+	// that is not a VM's references it (client.ObjectKey → keptNAD), the
+	// pod last named in an Event and when the pods were last listed.
 	keptFor sync.Map
 	// now is time.Now; tests replace it.
 	now func() time.Time
@@ -162,12 +163,14 @@ func (r *NADReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 		// Nothing is done in a terminating namespace: it is going away with its NADs.
 		if err == nil {
 			r.reports.forget(req.Name)
-			r.unneededSince.Range(func(k, _ any) bool {
-				if k.(client.ObjectKey).Namespace == req.Name {
-					r.unneededSince.Delete(k)
-				}
-				return true
-			})
+			for _, m := range []*sync.Map{&r.unneededSince, &r.keptFor} {
+				m.Range(func(k, _ any) bool {
+					if k.(client.ObjectKey).Namespace == req.Name {
+						m.Delete(k)
+					}
+					return true
+				})
+			}
 			r.known.Range(func(k, _ any) bool {
 				if strings.HasPrefix(k.(string), req.Name+"/") {
 					r.known.Delete(k)
@@ -265,6 +268,7 @@ func (r *NADReconciler) deleteUnwanted(ctx context.Context, ns namespaceInfo, wa
 		key := client.ObjectKeyFromObject(have)
 		if wanted[have.Name] || !Virtmeshs(have) {
 			r.unneededSince.Delete(key)
+			r.keptFor.Delete(key)
 			continue
 		}
 		if shared == nil && r.Config.NADMode == NADAuto {
@@ -275,6 +279,7 @@ func (r *NADReconciler) deleteUnwanted(ctx context.Context, ns namespaceInfo, wa
 		}
 		if shared[key] {
 			r.unneededSince.Delete(key)
+			r.keptFor.Delete(key)
 			continue // other namespaces' VMs reference it
 		}
 		if len(wanted) == 0 && !strings.Contains(why, "not in the mesh") {
@@ -298,16 +303,22 @@ func (r *NADReconciler) deleteUnwanted(ctx context.Context, ns namespaceInfo, wa
 		// Istio injects every pod of a mesh namespace, not only VMs: in
 		// per-namespace mode theirs reference this NAD too, and a pod whose
 		// sandbox is re-created (a node reboot) fails without it.
+		if k, ok := r.keptFor.Load(key); ok {
+			if wait := r.inUseByOthersRecheck() - r.clock().Sub(k.(keptNAD).at); wait > 0 {
+				later = sooner(later, wait) // each look lists the namespace's pods
+				continue
+			}
+		}
 		if pod, err := r.anyPodReferencing(ctx, key); err != nil {
 			return reconcile.Result{}, 0, err
 		} else if pod != "" {
-			if told, _ := r.keptFor.Swap(key, pod); told != pod {
+			if told, _ := r.keptFor.Swap(key, keptNAD{pod: pod, at: r.clock()}); told == nil || told.(keptNAD).pod != pod {
 				log.FromContext(ctx).Info("NetworkAttachmentDefinition unneeded by VMs but referenced by another pod: keeping it", "name", have.Name, "pod", pod)
 				r.Recorder.Eventf(nsRef(ns.name), corev1.EventTypeNormal, ReasonNADKept, "virtmesh keeps its NetworkAttachmentDefinition %q "+
 					"although %s: pod %s references it (its sandbox would not start again without it); virtmesh deletes it once no "+
 					"running pod references it", have.Name, why, pod)
 			}
-			later = sooner(later, nadInUseByOthersRecheck)
+			later = sooner(later, r.inUseByOthersRecheck())
 			continue
 		}
 		err := r.Client.Delete(ctx, have, client.Preconditions{UID: &have.UID, ResourceVersion: &have.ResourceVersion})
@@ -358,7 +369,8 @@ func (r *NADReconciler) podReferencing(ctx context.Context, nad client.ObjectKey
 
 // anyPodReferencing names any pod in the NAD's namespace, not finished, that
 // references it, read from the API server page by page (the cache holds only
-// launcher pods). It runs only just before a deletion.
+// launcher pods). It runs only just before a deletion, and then at most
+// every inUseByOthersRecheck while such a pod keeps the NAD.
 func (r *NADReconciler) anyPodReferencing(ctx context.Context, nad client.ObjectKey) (string, error) {
 	if r.APIReader == nil {
 		return "", nil
@@ -383,10 +395,18 @@ func (r *NADReconciler) anyPodReferencing(ctx context.Context, nad client.Object
 	}
 }
 
-// nadInUseByOthersRecheck is how often an unneeded NAD that another pod
-// (not a VM's) references is looked at again: each look lists the
-// namespace's pods.
-const nadInUseByOthersRecheck = 5 * time.Minute
+// keptNAD is what keptFor holds.
+type keptNAD struct {
+	pod string
+	at  time.Time
+}
+
+// inUseByOthersRecheck is how often an unneeded NAD that another pod (not a
+// VM's) references is looked at again: each look lists the namespace's pods.
+// 5 times --nad-cleanup-delay (5 minutes by default), at least 5 seconds.
+func (r *NADReconciler) inUseByOthersRecheck() time.Duration {
+	return 5 * max(r.Config.NADCleanupDelay, time.Second)
+}
 
 // cleanupWait is how much longer virtmesh's NAD key must stay unneeded
 // before it is deleted (0: now).

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/yaml"
@@ -237,6 +238,86 @@ func TestOnlySharedNADsSweepEveryNamespace(t *testing.T) {
 		}
 		if p.Update(event.UpdateEvent{ObjectOld: tc.nad, ObjectNew: tc.nad}) {
 			t.Errorf("an edit of %s/%s sweeps", tc.nad.Namespace, tc.nad.Name)
+		}
+	}
+}
+
+// A NAD of virtmesh's that no VM needs is kept while another pod of the
+// namespace references it (Istio injects those too), found by listing the
+// namespace's pods just before the delete: at most every
+// inUseByOthersRecheck, however often the namespace is reconciled.
+func TestKeepsANADAnotherPodReferences(t *testing.T) {
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "vms", Labels: map[string]string{"istio-injection": "enabled"}}}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "vms", Annotations: map[string]string{mesh.NetworksAnnotation: "istio-cni"}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning}}
+	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithReturnManagedFields().WithObjects(ns, pod).WithStatusSubresource(pod).Build()
+	podLists := 0
+	live := interceptor.NewClient(c, interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+		if _, ok := list.(*corev1.PodList); ok {
+			podLists++
+		}
+		return c.List(ctx, list, opts...)
+	}})
+	cfg := DefaultConfig()
+	cfg.NADMode, cfg.NADCleanupDelay = NADPerNamespace, 0
+	clock := time.Date(2026, 12, 4, 3, 0, 0, 0, time.UTC)
+	rec := record.NewFakeRecorder(100)
+	empty := fake.NewClientBuilder().WithScheme(testScheme(t)).Build() // no launcher pods
+	r := &NADReconciler{Client: client.WithFieldOwner(c, FieldOwner), APIReader: live, Pods: empty, Mesh: mesh.DefaultConfig(), Config: cfg,
+		Recorder: rec, now: func() time.Time { return clock }}
+	key := client.ObjectKey{Namespace: "vms", Name: DefaultNADName}
+	exists := func() bool { return c.Get(ctx, key, &nadv1.NetworkAttachmentDefinition{}) == nil }
+	reconcileNow := func(step string) reconcile.Result {
+		t.Helper()
+		res, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKey{Name: "vms"}})
+		if err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		return res
+	}
+	reconcileNow("mesh namespace")
+	drain(rec)
+	ns.Labels = map[string]string{}
+	if err := c.Update(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	if res := reconcileNow("left the mesh"); !exists() || res.RequeueAfter != r.inUseByOthersRecheck() || podLists != 1 {
+		t.Fatalf("left the mesh: NAD exists %v, requeue %v, pod lists %d; want kept, 5s, 1", exists(), res.RequeueAfter, podLists)
+	}
+	if got := drain(rec); len(got) != 1 || !strings.Contains(got[0], ReasonNADKept) || !strings.Contains(got[0], "pod web references it") {
+		t.Fatalf("events: %q", got)
+	}
+	for range 10 {
+		clock = clock.Add(r.inUseByOthersRecheck() / 11)
+		reconcileNow("a VMI's status write")
+	}
+	if !exists() || podLists != 1 {
+		t.Fatalf("10 reconciles within the recheck: NAD exists %v, pod lists %d; want kept, still 1", exists(), podLists)
+	}
+	clock = clock.Add(r.inUseByOthersRecheck())
+	reconcileNow("recheck, pod still there")
+	if !exists() || podLists != 2 || len(drain(rec)) != 0 {
+		t.Fatalf("recheck: NAD exists %v, pod lists %d; want kept, 2, no second Event", exists(), podLists)
+	}
+	pod.Status.Phase = corev1.PodSucceeded
+	if err := c.Status().Update(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	clock = clock.Add(r.inUseByOthersRecheck())
+	if reconcileNow("pod finished"); exists() {
+		t.Fatal("the NAD outlived the last pod referencing it")
+	}
+}
+
+func drain(rec *record.FakeRecorder) []string {
+	var out []string
+	for {
+		select {
+		case e := <-rec.Events:
+			out = append(out, e)
+		default:
+			return out
 		}
 	}
 }

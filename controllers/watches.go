@@ -7,6 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
+	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -48,7 +49,7 @@ func appHandler(forget func(types.UID)) handler.EventHandler {
 				// for each VM and VMI tripled a resync's work at 20,000 VMIs.
 				return
 			}
-			if !trimmedChanged(e.ObjectOld, e.ObjectNew) {
+			if !trimmedChanged(e.ObjectOld, e.ObjectNew) && !endedOrRestarted(e.ObjectOld, e.ObjectNew) {
 				return // a status update: nothing a Service depends on
 			}
 			add(queue, e.ObjectOld)
@@ -60,6 +61,14 @@ func appHandler(forget func(types.UID)) handler.EventHandler {
 		},
 		GenericFunc: func(_ context.Context, e event.GenericEvent, queue q) { add(queue, e.Object) },
 	}
+}
+
+// endedOrRestarted: a VMI's phase went final or back (a VM's membership
+// can depend on whether its VMI still runs).
+func endedOrRestarted(a, b client.Object) bool {
+	va, ok := a.(*kubevirtv1.VirtualMachineInstance)
+	vb, ok2 := b.(*kubevirtv1.VirtualMachineInstance)
+	return ok && ok2 && va.IsFinal() != vb.IsFinal()
 }
 
 // appsInNamespace maps a namespace whose labels changed to every app in it:
