@@ -314,7 +314,10 @@ func (r *NADReconciler) deleteUnwanted(ctx context.Context, ns namespaceInfo, wa
 		} else if pod != "" {
 			if told, _ := r.keptFor.Swap(key, keptNAD{pod: pod, at: r.clock()}); told == nil || told.(keptNAD).pod != pod {
 				log.FromContext(ctx).Info("NetworkAttachmentDefinition unneeded by VMs but referenced by another pod: keeping it", "name", have.Name, "pod", pod)
-				r.Recorder.Eventf(nsRef(ns.name), corev1.EventTypeNormal, ReasonNADKept, "virtmesh keeps its NetworkAttachmentDefinition %q "+
+				// On the NAD, in its namespace: the Event names a pod of
+				// that namespace, which a Namespace's Event (stored in
+				// default) would show to anyone who reads Events there.
+				r.Recorder.Eventf(nadRef(have), corev1.EventTypeNormal, ReasonNADKept, "virtmesh keeps its NetworkAttachmentDefinition %q "+
 					"although %s: pod %s references it (its sandbox would not start again without it); virtmesh deletes it once no "+
 					"running pod references it", have.Name, why, pod)
 			}
@@ -427,6 +430,13 @@ func (r *NADReconciler) clock() time.Time {
 
 func nsRef(name string) *corev1.ObjectReference {
 	return &corev1.ObjectReference{Kind: "Namespace", APIVersion: "v1", Name: name}
+}
+
+// nadRef references a NAD for an Event (the NAD type is not in every
+// recorder's scheme).
+func nadRef(nad *nadv1.NetworkAttachmentDefinition) *corev1.ObjectReference {
+	return &corev1.ObjectReference{Kind: "NetworkAttachmentDefinition", APIVersion: nadv1.SchemeGroupVersion.String(),
+		Namespace: nad.Namespace, Name: nad.Name, UID: nad.UID, ResourceVersion: nad.ResourceVersion}
 }
 
 // restore applies want over the given version of virtmesh's NAD (server-side

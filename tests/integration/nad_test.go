@@ -54,11 +54,12 @@ var _ = Describe("The NetworkAttachmentDefinition controller", func() {
 		pod.Status.Phase = corev1.PodRunning
 		Expect(adminClient.Status().Update(ctx, pod)).To(Succeed())
 
-		By("the namespace leaves the mesh: the NAD stays, and the namespace's Event names the pod")
+		By("the namespace leaves the mesh: the NAD stays, and an Event on it, in the namespace (not in default), names the pod")
 		setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "-"})
-		Eventually(func() []string { return eventMessages(ctx, "default", "Namespace", ns, controllers.ReasonNADKept) }).
+		Eventually(func() []string { return eventMessages(ctx, ns, "NetworkAttachmentDefinition", "istio-cni", controllers.ReasonNADKept) }).
 			WithTimeout(converge).Should(ContainElement(ContainSubstring("pod web-app references it")))
 		Consistently(nadExists).WithArguments(ctx, ns).WithTimeout(3 * time.Second).Should(BeTrue())
+		Expect(eventMessages(ctx, "default", "Namespace", ns, controllers.ReasonNADKept)).To(BeEmpty())
 
 		By("the pod finishes: the next look (every 5 times --nad-cleanup-delay, 10 s here) deletes the NAD")
 		pod.Status.Phase = corev1.PodSucceeded

@@ -26,6 +26,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,6 +66,11 @@ var baselineWorkers = flag.Int("baseline-workers", 4, "clients creating Services
 var cacheChecker = flag.Bool("apiserver-cache-checker", false,
 	"leave kube-apiserver's watch-cache consistency checker on (it re-lists every pod and VMI every 5 min on the cores virtmesh shares)")
 
+var (
+	cpuProfile        = flag.String("cpu-profile", "", "write a CPU profile of virtmesh from its start here (go tool pprof)")
+	cpuProfileSeconds = flag.Int("cpu-profile-seconds", 60, "how long -cpu-profile samples")
+)
+
 var progressEvery = flag.Duration("progress", 5*time.Second, "how often to print progress while waiting")
 
 type scale struct {
@@ -72,8 +78,9 @@ type scale struct {
 	pods                                               bool
 }
 
-func (s scale) vms() int  { return s.namespaces * s.vmApps * s.vmsPerApp }
-func (s scale) vmis() int { return s.namespaces * (s.vmApps*s.vmsPerApp + s.vmiApps*s.vmisPerApp) }
+func (s scale) vms() int      { return s.namespaces * s.vmApps * s.vmsPerApp }
+func (s scale) services() int { return s.namespaces * (s.vmApps + s.vmiApps) }
+func (s scale) vmis() int     { return s.namespaces * (s.vmApps*s.vmsPerApp + s.vmiApps*s.vmisPerApp) }
 
 // goals are what a run must meet.
 type goals struct {
@@ -165,7 +172,7 @@ func run(s scale, g goals, binary, root string, timeout time.Duration, workers i
 	if verbose {
 		out = os.Stderr
 	}
-	fmt.Printf("starting %s; waiting for %d Services, %d NADs and the state of %d VMIs\n", binary, s.namespaces*(s.vmApps+s.vmiApps), s.namespaces, s.vmis())
+	fmt.Printf("starting %s; waiting for %d Services, %d NADs and the state of %d VMIs\n", binary, s.services(), s.namespaces, s.vmis())
 	var env []string
 	if memoryLimit != "" {
 		// As the Deployment does: VIRTMESH_MEMORY_LIMIT from the container's
@@ -193,6 +200,18 @@ func run(s scale, g goals, binary, root string, timeout time.Duration, workers i
 		}
 	}()
 
+	cpuDone := make(chan error, 1)
+	if *cpuProfile != "" {
+		go func() { cpuDone <- saveCPUProfile(pprof, *cpuProfile, *cpuProfileSeconds) }()
+	} else {
+		cpuDone <- nil
+	}
+	defer func() {
+		if err := <-cpuDone; err != nil {
+			fmt.Fprintln(os.Stderr, "CPU profile:", err)
+		}
+	}()
+
 	var missed []string
 	converged, peak, err := waitConverged(ctx, admin, counts, p, s, metrics, t0, timeout)
 	if err != nil {
@@ -207,7 +226,7 @@ func run(s scale, g goals, binary, root string, timeout time.Duration, workers i
 		missed = append(missed, fmt.Sprintf("converged in %s, goal %s", converged.Round(time.Millisecond), g.converge))
 	}
 	if g.resyncs > 0 {
-		if err := steadyWrites(cp.Config(), p, metrics, g); err != nil {
+		if err := steadyWrites(cp.Config(), p, metrics, g, s.services()); err != nil {
 			missed = append(missed, err.Error())
 		}
 		if hwm, err := memKB(p.Pid(), "VmHWM"); err == nil {
@@ -298,7 +317,7 @@ func waitConverged(ctx context.Context, admin client.Client, counts *counter, p 
 // steadyWrites watches g.resyncs full resyncs after convergence and fails if
 // the API server saw a write (other than virtmesh's leader lease: nothing
 // else writes here meanwhile) or no resync happened.
-func steadyWrites(cfg *rest.Config, p *local.Process, metrics string, g goals) error {
+func steadyWrites(cfg *rest.Config, p *local.Process, metrics string, g goals, services int) error {
 	ctx := context.Background()
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
@@ -331,8 +350,12 @@ func steadyWrites(cfg *rest.Config, p *local.Process, metrics string, g goals) e
 	fmt.Printf("writes settled %s after convergence (%.0f more, the recorder's queued Events)\n",
 		time.Since(settleStart).Round(time.Second), writesBefore-first)
 	reconcilesBefore, _ := metricSum(metrics, "controller_runtime_reconcile_total", "")
-	wait := time.Duration(g.resyncs)*g.syncPeriod + 5*time.Second
-	fmt.Printf("watching %d full resyncs (%s) for API writes\n", g.resyncs, wait)
+	byControllerBefore, _ := metricByLabel(metrics, "controller_runtime_reconcile_total", "controller")
+	// controller-runtime gives each informer a resync period of 0.9 to 1.1
+	// times --sync-period: the window holds at least g.resyncs of each, and
+	// may hold one more of some (the reconcile count varies with that).
+	wait := time.Duration(float64(g.resyncs)*1.1*float64(g.syncPeriod)) + 5*time.Second
+	fmt.Printf("watching at least %d full resyncs (%s) for API writes\n", g.resyncs, wait)
 	for end := time.Now().Add(wait); time.Now().Before(end); time.Sleep(time.Second) {
 		if exited, err := p.Exited(); exited {
 			return fmt.Errorf("virtmesh exited: %w", err)
@@ -343,8 +366,11 @@ func steadyWrites(cfg *rest.Config, p *local.Process, metrics string, g goals) e
 		return err
 	}
 	reconcilesAfter, _ := metricSum(metrics, "controller_runtime_reconcile_total", "")
+	byControllerAfter, _ := metricByLabel(metrics, "controller_runtime_reconcile_total", "controller")
 	writes := writesAfter - writesBefore
-	fmt.Printf("over %d resyncs: %.0f reconciles, %.0f API writes\n", g.resyncs, reconcilesAfter-reconcilesBefore, writes)
+	fmt.Printf("over %s: %.0f reconciles (%s; %.1f Service resyncs), %.0f API writes\n", wait, reconcilesAfter-reconcilesBefore,
+		diffByLabel(byControllerBefore, byControllerAfter),
+		(byControllerAfter["service"]-byControllerBefore["service"])/float64(max(services, 1)), writes)
 	switch {
 	case writes != 0:
 		var what []string
@@ -419,6 +445,33 @@ func timeCLI(ctx context.Context, cfg *rest.Config, s scale) (time.Duration, err
 	return took, nil
 }
 
+// saveCPUProfile samples virtmesh's CPU for seconds from now (as soon as
+// its pprof endpoint answers) into path.
+func saveCPUProfile(addr, path string, seconds int) error {
+	var resp *http.Response
+	var err error
+	for range 50 {
+		if resp, err = http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, seconds)); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		_ = f.Close()
+		return err
+	}
+	fmt.Printf("CPU profile of virtmesh's first %d s: %s (go tool pprof -top %s)\n", seconds, path, path)
+	return f.Close()
+}
+
 // saveHeapProfile writes virtmesh's heap profile to path.
 func saveHeapProfile(addr, path string) error {
 	resp, err := http.Get("http://" + addr + "/debug/pprof/heap")
@@ -460,6 +513,49 @@ func metricSum(addr, name, match string) (float64, error) {
 		}
 	}
 	return sum, sc.Err()
+}
+
+// metricByLabel sums a metric's samples by the value of one label.
+func metricByLabel(addr, name, label string) (map[string]float64, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		_, rest, ok := strings.Cut(line, label+`="`)
+		if !ok {
+			continue
+		}
+		value, _, _ := strings.Cut(rest, `"`)
+		if v, err := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64); err == nil {
+			out[value] += v
+		}
+	}
+	return out, sc.Err()
+}
+
+// diffByLabel prints after-before per label value, sorted, zeros left out.
+func diffByLabel(before, after map[string]float64) string {
+	keys := make([]string, 0, len(after))
+	for k := range after {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		if d := after[k] - before[k]; d != 0 {
+			parts = append(parts, fmt.Sprintf("%s %.0f", k, d))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 func stopControlPlane(cp *controlplane.ControlPlane) {
