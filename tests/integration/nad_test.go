@@ -56,7 +56,9 @@ var _ = Describe("The NetworkAttachmentDefinition controller", func() {
 
 		By("the namespace leaves the mesh: the NAD stays, and an Event on it, in the namespace (not in default), names the pod")
 		setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "-"})
-		Eventually(func() []string { return eventMessages(ctx, ns, "NetworkAttachmentDefinition", "istio-cni", controllers.ReasonNADKept) }).
+		Eventually(func() []string {
+			return eventMessages(ctx, ns, "NetworkAttachmentDefinition", "istio-cni", controllers.ReasonNADKept)
+		}).
 			WithTimeout(converge).Should(ContainElement(ContainSubstring("pod web-app references it")))
 		Consistently(nadExists).WithArguments(ctx, ns).WithTimeout(3 * time.Second).Should(BeTrue())
 		Expect(eventMessages(ctx, "default", "Namespace", ns, controllers.ReasonNADKept)).To(BeEmpty())
