@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,8 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
@@ -303,13 +306,15 @@ func (r *NADReconciler) deleteUnwanted(ctx context.Context, ns namespaceInfo, wa
 		// Istio injects every pod of a mesh namespace, not only VMs: in
 		// per-namespace mode theirs reference this NAD too, and a pod whose
 		// sandbox is re-created (a node reboot) fails without it.
+		prefer := ""
 		if k, ok := r.keptFor.Load(key); ok {
 			if wait := r.inUseByOthersRecheck() - r.clock().Sub(k.(keptNAD).at); wait > 0 {
 				later = sooner(later, wait) // each look lists the namespace's pods
 				continue
 			}
+			prefer = k.(keptNAD).pod // one Event while that pod lasts, whatever else comes and goes
 		}
-		if pod, err := r.anyPodReferencing(ctx, key); err != nil {
+		if pod, err := r.anyPodReferencing(ctx, key, prefer); err != nil {
 			return reconcile.Result{}, 0, err
 		} else if pod != "" {
 			if told, _ := r.keptFor.Swap(key, keptNAD{pod: pod, at: r.clock()}); told == nil || told.(keptNAD).pod != pod {
@@ -334,6 +339,20 @@ func (r *NADReconciler) deleteUnwanted(ctx context.Context, ns namespaceInfo, wa
 		log.FromContext(ctx).Info("deleted NetworkAttachmentDefinition", "name", have.Name, "why", why)
 		r.Recorder.Eventf(nsRef(ns.name), corev1.EventTypeNormal, ReasonNADDeleted,
 			"virtmesh deleted its NetworkAttachmentDefinition %q: %s", have.Name, why)
+	}
+	// Forget NADs of this namespace that are gone (someone else deleted
+	// one while it waited or was kept).
+	present := make(map[client.ObjectKey]bool, len(nads.Items))
+	for i := range nads.Items {
+		present[client.ObjectKeyFromObject(&nads.Items[i])] = true
+	}
+	for _, m := range []*sync.Map{&r.unneededSince, &r.keptFor} {
+		m.Range(func(k, _ any) bool {
+			if key := k.(client.ObjectKey); key.Namespace == ns.name && !present[key] {
+				m.Delete(k)
+			}
+			return true
+		})
 	}
 	return reconcile.Result{}, later, nil
 }
@@ -370,32 +389,51 @@ func (r *NADReconciler) podReferencing(ctx context.Context, nad client.ObjectKey
 	return "", nil
 }
 
-// anyPodReferencing names any pod in the NAD's namespace, not finished, that
-// references it, read from the API server page by page (the cache holds only
-// launcher pods). It runs only just before a deletion, and then at most
-// every inUseByOthersRecheck while such a pod keeps the NAD.
-func (r *NADReconciler) anyPodReferencing(ctx context.Context, nad client.ObjectKey) (string, error) {
+// anyPodReferencing names a pod of the namespace, not finished, that
+// references nad (prefer, the one named last time, while it still does), or
+// "" when none does. It reads the pods' metadata only (the networks
+// annotation), leaving finished pods out by field selector: first from the
+// API server's watch cache (cheap: a NAD kept for a pod usually stays kept),
+// and when that finds none, once more consistently, page by page, since the
+// NAD is deleted on that answer.
+func (r *NADReconciler) anyPodReferencing(ctx context.Context, nad client.ObjectKey, prefer string) (string, error) {
 	if r.APIReader == nil {
 		return "", nil
 	}
 	want := nad.Namespace + "/" + nad.Name
-	opts := []client.ListOption{client.InNamespace(nad.Namespace), client.Limit(500)}
-	for {
-		pods := &corev1.PodList{}
-		if err := r.APIReader.List(ctx, pods, opts...); err != nil {
-			return "", fmt.Errorf("listing the pods of namespace %s before deleting NetworkAttachmentDefinition %s: %w", nad.Namespace, nad.Name, err)
+	running := fields.AndSelectors(fields.OneTermNotEqualSelector("status.phase", string(corev1.PodSucceeded)),
+		fields.OneTermNotEqualSelector("status.phase", string(corev1.PodFailed)))
+	for _, resourceVersion := range []string{"0", ""} {
+		opts := &client.ListOptions{Namespace: nad.Namespace, FieldSelector: running, Raw: &metav1.ListOptions{ResourceVersion: resourceVersion}}
+		if resourceVersion == "" {
+			opts.Limit = 500
 		}
-		for i := range pods.Items {
-			p := &pods.Items[i]
-			if p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed && slices.Contains(mesh.PodNetworks(p), want) {
-				return p.Name, nil
+		first := ""
+		for {
+			pods := &metav1.PartialObjectMetadataList{}
+			pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+			if err := r.APIReader.List(ctx, pods, opts); err != nil {
+				return "", fmt.Errorf("listing the pods of namespace %s before deleting NetworkAttachmentDefinition %s: %w", nad.Namespace, nad.Name, err)
 			}
+			for i := range pods.Items {
+				if !slices.Contains(mesh.PodNetworks(&corev1.Pod{ObjectMeta: pods.Items[i].ObjectMeta}), want) {
+					continue
+				}
+				if pods.Items[i].Name == prefer {
+					return prefer, nil
+				}
+				first = cmp.Or(first, pods.Items[i].Name)
+			}
+			if pods.Continue == "" {
+				break
+			}
+			opts.Continue = pods.Continue
 		}
-		if pods.Continue == "" {
-			return "", nil
+		if first != "" {
+			return first, nil
 		}
-		opts = []client.ListOption{client.InNamespace(nad.Namespace), client.Limit(500), client.Continue(pods.Continue)}
 	}
+	return "", nil
 }
 
 // keptNAD is what keptFor holds.

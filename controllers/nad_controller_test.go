@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -244,20 +246,45 @@ func TestOnlySharedNADsSweepEveryNamespace(t *testing.T) {
 
 // A NAD of virtmesh's that no VM needs is kept while another pod of the
 // namespace references it (Istio injects those too), found by listing the
-// namespace's pods just before the delete: at most every
-// inUseByOthersRecheck, however often the namespace is reconciled.
+// namespace's pods' metadata just before the delete: at most every
+// inUseByOthersRecheck, however often the namespace is reconciled; from the
+// watch cache while it finds a pod, consistently before a delete; one Event
+// per pod that keeps it, whatever other pods come and go.
 func TestKeepsANADAnotherPodReferences(t *testing.T) {
 	ctx := context.Background()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "vms", Labels: map[string]string{"istio-injection": "enabled"}}}
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "vms", Annotations: map[string]string{mesh.NetworksAnnotation: "istio-cni"}},
-		Status: corev1.PodStatus{Phase: corev1.PodRunning}}
-	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithReturnManagedFields().WithObjects(ns, pod).WithStatusSubresource(pod).Build()
-	podLists := 0
+	referencing := func(name string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "vms", Annotations: map[string]string{mesh.NetworksAnnotation: "istio-cni"}},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning}}
+	}
+	web, other := referencing("web"), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "plain", Namespace: "vms"}}
+	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithReturnManagedFields().WithObjects(ns, web, other).WithStatusSubresource(web).Build()
+	var podLists []string // the resourceVersion each list asked for
+	// The API server's side of the list: metadata only, finished pods left
+	// out by the field selector (the fake client has no != selectors).
 	live := interceptor.NewClient(c, interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
-		if _, ok := list.(*corev1.PodList); ok {
-			podLists++
+		meta, ok := list.(*metav1.PartialObjectMetadataList)
+		if !ok || meta.GroupVersionKind().Kind != "PodList" {
+			if _, full := list.(*corev1.PodList); full {
+				t.Fatal("listed whole pods: metadata is enough")
+			}
+			return c.List(ctx, list, opts...)
 		}
-		return c.List(ctx, list, opts...)
+		o := (&client.ListOptions{}).ApplyOptions(opts)
+		if got := o.FieldSelector.String(); got != "status.phase!=Succeeded,status.phase!=Failed" {
+			t.Fatalf("field selector %q", got)
+		}
+		podLists = append(podLists, o.Raw.ResourceVersion)
+		pods := &corev1.PodList{}
+		if err := c.List(ctx, pods, client.InNamespace(o.Namespace)); err != nil {
+			return err
+		}
+		for i := range pods.Items {
+			if p := pods.Items[i].Status.Phase; p != corev1.PodSucceeded && p != corev1.PodFailed {
+				meta.Items = append(meta.Items, metav1.PartialObjectMetadata{ObjectMeta: pods.Items[i].ObjectMeta})
+			}
+		}
+		return nil
 	}})
 	cfg := DefaultConfig()
 	cfg.NADMode, cfg.NADCleanupDelay = NADPerNamespace, 0
@@ -276,14 +303,21 @@ func TestKeepsANADAnotherPodReferences(t *testing.T) {
 		}
 		return res
 	}
+	finish := func(p *corev1.Pod) {
+		t.Helper()
+		p.Status.Phase = corev1.PodSucceeded
+		if err := c.Status().Update(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
 	reconcileNow("mesh namespace")
 	drain(rec)
 	ns.Labels = map[string]string{}
 	if err := c.Update(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
-	if res := reconcileNow("left the mesh"); !exists() || res.RequeueAfter != r.inUseByOthersRecheck() || podLists != 1 {
-		t.Fatalf("left the mesh: NAD exists %v, requeue %v, pod lists %d; want kept, 5s, 1", exists(), res.RequeueAfter, podLists)
+	if res := reconcileNow("left the mesh"); !exists() || res.RequeueAfter != r.inUseByOthersRecheck() || !slices.Equal(podLists, []string{"0"}) {
+		t.Fatalf("left the mesh: NAD exists %v, requeue %v, pod lists %q; want kept, 5s, one from the cache", exists(), res.RequeueAfter, podLists)
 	}
 	if got := drain(rec); len(got) != 1 || !strings.Contains(got[0], ReasonNADKept) || !strings.Contains(got[0], "pod web references it") {
 		t.Fatalf("events: %q", got)
@@ -292,21 +326,78 @@ func TestKeepsANADAnotherPodReferences(t *testing.T) {
 		clock = clock.Add(r.inUseByOthersRecheck() / 11)
 		reconcileNow("a VMI's status write")
 	}
-	if !exists() || podLists != 1 {
-		t.Fatalf("10 reconciles within the recheck: NAD exists %v, pod lists %d; want kept, still 1", exists(), podLists)
+	if !exists() || len(podLists) != 1 {
+		t.Fatalf("10 reconciles within the recheck: NAD exists %v, pod lists %q; want kept, still 1", exists(), podLists)
 	}
-	clock = clock.Add(r.inUseByOthersRecheck())
-	reconcileNow("recheck, pod still there")
-	if !exists() || podLists != 2 || len(drain(rec)) != 0 {
-		t.Fatalf("recheck: NAD exists %v, pod lists %d; want kept, 2, no second Event", exists(), podLists)
+
+	// A pod that sorts first references it too: "web" still keeps it, and
+	// no Event is sent again.
+	job := referencing("a-job")
+	if err := c.Create(ctx, job); err != nil {
+		t.Fatal(err)
 	}
-	pod.Status.Phase = corev1.PodSucceeded
-	if err := c.Status().Update(ctx, pod); err != nil {
+	if err := c.Status().Update(ctx, job); err != nil && !apierrors.IsNotFound(err) {
 		t.Fatal(err)
 	}
 	clock = clock.Add(r.inUseByOthersRecheck())
-	if reconcileNow("pod finished"); exists() {
+	reconcileNow("recheck, pods still there")
+	if !exists() || len(podLists) != 2 || len(drain(rec)) != 0 {
+		t.Fatalf("recheck: NAD exists %v, pod lists %q; want kept, 2, no second Event", exists(), podLists)
+	}
+	finish(web)
+	clock = clock.Add(r.inUseByOthersRecheck())
+	reconcileNow("web finished")
+	if got := drain(rec); !exists() || len(got) != 1 || !strings.Contains(got[0], "pod a-job references it") {
+		t.Fatalf("web finished: NAD exists %v, events %q; want kept for a-job", exists(), got)
+	}
+	finish(job)
+	clock = clock.Add(r.inUseByOthersRecheck())
+	podLists = nil
+	if reconcileNow("a-job finished"); exists() {
 		t.Fatal("the NAD outlived the last pod referencing it")
+	}
+	if !slices.Equal(podLists, []string{"0", ""}) {
+		t.Fatalf("pod lists before the delete %q: want the cache's, then a consistent one", podLists)
+	}
+	if _, kept := r.keptFor.Load(key); kept {
+		t.Error("keptFor still holds the deleted NAD")
+	}
+}
+
+// A NAD of virtmesh's that someone else deletes while it waits out
+// --nad-cleanup-delay is forgotten.
+func TestForgetsANADDeletedByOthers(t *testing.T) {
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "vms", Labels: map[string]string{"istio-injection": "enabled"}}}
+	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithReturnManagedFields().WithObjects(ns).Build()
+	cfg := DefaultConfig()
+	cfg.NADMode, cfg.NADCleanupDelay = NADPerNamespace, time.Minute
+	empty := fake.NewClientBuilder().WithScheme(testScheme(t)).Build()
+	r := &NADReconciler{Client: client.WithFieldOwner(c, FieldOwner), APIReader: c, Pods: empty, Mesh: mesh.DefaultConfig(), Config: cfg,
+		Recorder: record.NewFakeRecorder(100)}
+	req := reconcile.Request{NamespacedName: client.ObjectKey{Name: "vms"}}
+	if _, err := r.Reconcile(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	ns.Labels = map[string]string{}
+	if err := c.Update(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	key := client.ObjectKey{Namespace: "vms", Name: DefaultNADName}
+	if _, err := r.Reconcile(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if _, waits := r.unneededSince.Load(key); !waits {
+		t.Fatal("the unneeded NAD does not wait out the delay")
+	}
+	if err := c.Delete(ctx, &nadv1.NetworkAttachmentDefinition{ObjectMeta: metav1.ObjectMeta{Namespace: "vms", Name: DefaultNADName}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Reconcile(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if _, waits := r.unneededSince.Load(key); waits {
+		t.Error("unneededSince still holds a NAD someone else deleted")
 	}
 }
 
