@@ -114,6 +114,7 @@ func trimVMI(in any) (any, error) {
 		return in, nil
 	}
 	out := &kubevirtv1.VirtualMachineInstance{TypeMeta: vmi.TypeMeta, ObjectMeta: trimMeta(&vmi.ObjectMeta), Spec: trimSpec(&vmi.Spec)}
+	out.Labels = withoutNodeLabels(out.Labels)
 	// The mesh state reads where it runs and on which pod, whether it is
 	// paused, and whether it can migrate.
 	out.Status.Phase, out.Status.NodeName, out.Status.ActivePods = vmi.Status.Phase, vmi.Status.NodeName, vmi.Status.ActivePods
@@ -129,6 +130,36 @@ func trimVMI(in any) (any, error) {
 		}
 	}
 	return out, nil
+}
+
+// nodeLabels are the labels KubeVirt moves with a VMI from node to node (at
+// scheduling, twice per migration, and while its launcher image is outdated
+// during an upgrade). Nothing virtmesh decides reads them (the mesh state
+// reads the node from the status), and kept in the cache every migration of
+// every VM would look like a membership change: a reconcile of its app's
+// Service and of its namespace's NAD.
+var nodeLabels = [...]string{kubevirtv1.NodeNameLabel, kubevirtv1.MigrationTargetNodeNameLabel, kubevirtv1.OutdatedLauncherImageLabel}
+
+// withoutNodeLabels is labels without nodeLabels (the same map when it has
+// none of them).
+func withoutNodeLabels(labels map[string]string) map[string]string {
+	n := 0
+	for _, k := range nodeLabels {
+		if _, ok := labels[k]; ok {
+			n++
+		}
+	}
+	if n == 0 {
+		return labels
+	}
+	out := make(map[string]string, len(labels)-n)
+	for k, v := range labels {
+		out[k] = v
+	}
+	for _, k := range nodeLabels {
+		delete(out, k)
+	}
+	return out
 }
 
 // keptCondition reports whether the cache keeps a VMI condition of type t:

@@ -38,7 +38,8 @@ func multusAndPod() kubevirtv1.VirtualMachineInstanceSpec {
 func TestTrimVMIKeepsWhatMembershipReads(t *testing.T) {
 	in := &kubevirtv1.VirtualMachineInstance{
 		ObjectMeta: metav1.ObjectMeta{Name: "a", Namespace: "vms", UID: "u", ResourceVersion: "7",
-			Labels: map[string]string{"app": "web", mesh.InjectKey: "true"},
+			Labels: map[string]string{"app": "web", mesh.InjectKey: "true", kubevirtv1.NodeNameLabel: "node01",
+				kubevirtv1.MigrationTargetNodeNameLabel: "node02"},
 			Annotations: map[string]string{mesh.InjectKey: "true", mesh.ServiceAnnotation: "false", mesh.PortProtocolsAnnotation: "8080=http",
 				"kubectl.kubernetes.io/last-applied-configuration": "{...a big blob...}"},
 			ManagedFields:   []metav1.ManagedFieldsEntry{{Manager: "kubectl"}},
@@ -65,6 +66,17 @@ func TestTrimVMIKeepsWhatMembershipReads(t *testing.T) {
 	}
 	if out.Labels["app"] != "web" || out.UID != "u" || out.ResourceVersion != "7" || !mesh.OwnedByVM(&out.ObjectMeta) {
 		t.Fatalf("lost metadata: %+v", out.ObjectMeta)
+	}
+	// The labels KubeVirt moves from node to node are not kept: each
+	// migration would look like a membership change.
+	if len(out.Labels) != 2 || len(in.Labels) != 4 {
+		t.Fatalf("labels kept %v (input left with %v): want app and inject only, the input untouched", out.Labels, in.Labels)
+	}
+	migrated := in.DeepCopy()
+	migrated.ResourceVersion, migrated.Labels[kubevirtv1.NodeNameLabel] = "8", "node02"
+	delete(migrated.Labels, kubevirtv1.MigrationTargetNodeNameLabel)
+	if after, _ := trimVMI(migrated); trimmedChanged(out, after.(*kubevirtv1.VirtualMachineInstance)) {
+		t.Fatal("a migration's node labels counted as a membership change")
 	}
 	if !mesh.HasPodNetwork(&out.Spec) || len(vmiWorkload(out).ports()) != 1 || vmiWorkload(out).ports()[0].Name != "http" {
 		t.Fatalf("lost the pod interface: %+v", out.Spec)

@@ -267,7 +267,7 @@ func packVMI(vmi *kubevirtv1.VirtualMachineInstance) *packedVMI {
 	m := &vmi.ObjectMeta
 	out := &packedVMI{apiVersion: vmi.APIVersion, kind: vmi.Kind,
 		name: m.Name, generateName: m.GenerateName, namespace: m.Namespace, uid: string(m.UID), resourceVersion: m.ResourceVersion,
-		generation: m.Generation, deleted: m.DeletionTimestamp, labels: m.Labels, owners: m.OwnerReferences,
+		generation: m.Generation, deleted: m.DeletionTimestamp, labels: withoutNodeLabels(m.Labels), owners: m.OwnerReferences,
 		networks: vmi.Spec.Networks, autoattach: toTri(vmi.Spec.Domain.Devices.AutoattachPodInterface), podIface: -1,
 		phase: vmi.Status.Phase, node: vmi.Status.NodeName, last: &lastUnpacked{}}
 	for n, k := range keptAnnotations {

@@ -217,6 +217,9 @@ func run(s scale, g goals, binary, root string, timeout time.Duration, workers i
 	if err != nil {
 		return err
 	}
+	if calls, err := serviceCalls(ctx, cp.Config()); err == nil {
+		fmt.Printf("Service requests to the API server so far: %s\n", calls)
+	}
 	if profile != "" {
 		if err := saveHeapProfile(pprof, profile+".converged"); err != nil {
 			return err
@@ -416,6 +419,33 @@ func apiWrites(ctx context.Context, cs kubernetes.Interface) (float64, map[strin
 		}
 	}
 	return sum, by, nil
+}
+
+// serviceCalls sums the API server's requests on Services by verb and
+// code: a create that finds the name taken (409) costs a read and a retry.
+func serviceCalls(ctx context.Context, cfg *rest.Config) (string, error) {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return "", err
+	}
+	raw, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return "", err
+	}
+	by := map[string]float64{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if !strings.HasPrefix(line, "apiserver_request_total{") || !strings.Contains(line, `resource="services"`) ||
+			!strings.Contains(line, `subresource=""`) {
+			continue
+		}
+		_, verb, _ := strings.Cut(line, `verb="`)
+		verb, _, _ = strings.Cut(verb, `"`)
+		_, code, _ := strings.Cut(line, `code="`)
+		code, _, _ = strings.Cut(code, `"`)
+		v, _ := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64)
+		by[verb+" "+code] += v
+	}
+	return diffByLabel(nil, by), nil
 }
 
 // timeCLI runs kubectl virtmesh status -A as an admin and checks its rows.
