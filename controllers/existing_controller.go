@@ -829,8 +829,7 @@ func (r *ExistingReconciler) abandon(ctx context.Context, vmi *kubevirtv1.Virtua
 	// Its state then says Pinned; the Warning says what to do.
 	var moved string
 	if st, err := r.States.stateOf(ctx, vmi); err == nil && st.State == mesh.Broken {
-		moved = fmt.Sprintf(" Before the pin it was Broken: %s. Live-migrate it once more (virtctl migrate %s -n %s): its new pod, "+
-			"created pinned, gets KubeVirt's networking without Istio", st.Reason, vmiOwnerRefName(vmi), vmi.Namespace)
+		moved = brokenBeforePin(vmi, st.Reason)
 	}
 	orig := vmi.DeepCopy()
 	onboard.Repin(vmi, r.Now())
@@ -844,6 +843,16 @@ func (r *ExistingReconciler) abandon(ctx context.Context, vmi *kubevirtv1.Virtua
 			"restart it to bring it in, or try again with kubectl virtmesh onboard %s -n %s.%s", vmi.Name, why, mesh.InjectKey,
 		vmiOwnerRefName(vmi), vmi.Namespace, moved)
 	return reconcile.Result{}, nil
+}
+
+// brokenBeforePin is what a re-pin's Warning adds when the VM was Broken:
+// how to move it into a pod created pinned.
+func brokenBeforePin(vmi *kubevirtv1.VirtualMachineInstance, reason string) string {
+	how := fmt.Sprintf("Live-migrate it once more (virtctl migrate %s -n %s)", vmiOwnerRefName(vmi), vmi.Namespace)
+	if _, restartOnly, _ := onboard.Migratable(vmi); restartOnly {
+		how = "It cannot live-migrate any more: " + mesh.RestartAdvice(vmi) + " in namespace " + vmi.Namespace
+	}
+	return fmt.Sprintf(" Before the pin it was Broken: %s. %s: its new pod, created pinned, gets KubeVirt's networking without Istio", reason, how)
 }
 
 func (r *ExistingReconciler) setOnboarding(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, o mesh.OnboardingStatus) error {

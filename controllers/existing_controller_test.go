@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -133,5 +134,26 @@ func TestArrival(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A re-pin of a Broken VM says how to move it into a pod created pinned: a
+// live migration while it can, else a restart its owner can do.
+func TestBrokenBeforePin(t *testing.T) {
+	vmi := runningVMI(1)
+	if got := brokenBeforePin(vmi, "why"); !strings.Contains(got, "Broken: why") || !strings.Contains(got, "virtctl migrate vm-00001 -n vms") {
+		t.Errorf("migratable VM: %q", got)
+	}
+	for i := range vmi.Status.Conditions {
+		if vmi.Status.Conditions[i].Type == kubevirtv1.VirtualMachineInstanceIsMigratable {
+			vmi.Status.Conditions[i].Status = corev1.ConditionFalse
+		}
+	}
+	if got := brokenBeforePin(vmi, "why"); !strings.Contains(got, "virtctl restart vm-00001") || strings.Contains(got, "virtctl migrate") {
+		t.Errorf("VM that cannot migrate any more: %q", got)
+	}
+	vmi.OwnerReferences = nil
+	if got := brokenBeforePin(vmi, "why"); !strings.Contains(got, "delete and re-create the VMI vm-00001 in namespace vms") {
+		t.Errorf("standalone VMI that cannot migrate any more: %q", got)
 	}
 }

@@ -258,19 +258,24 @@ func RunningBindingSupported(spec *kubevirtv1.VirtualMachineInstanceSpec) (bool,
 	return true, ""
 }
 
+// RestartAdvice is how the owner restarts vmi, in words: through its VM,
+// its replica set, or by re-creating it.
+func RestartAdvice(vmi *kubevirtv1.VirtualMachineInstance) string {
+	switch {
+	case OwnedByVM(&vmi.ObjectMeta):
+		return "restart the VM (virtctl restart " + vmiOwnerName(vmi) + ")"
+	case ownerOfKind(vmi.OwnerReferences, "VirtualMachineInstanceReplicaSet") != "":
+		return "delete the VMI " + vmi.Name + " (its replica set starts a new one)"
+	}
+	return "delete and re-create the VMI " + vmi.Name
+}
+
 // StateOf computes a VMI's State from the VMI, its active launcher pod,
 // its namespace and the NAD situation. Pure: the controllers and kubectl
 // virtmesh give it what they read, and get the same answer.
 func StateOf(in StateInput) Status {
 	vmi := in.VMI
-	restart := "restart the VM (virtctl restart " + vmiOwnerName(vmi) + ")"
-	switch {
-	case OwnedByVM(&vmi.ObjectMeta):
-	case ownerOfKind(vmi.OwnerReferences, "VirtualMachineInstanceReplicaSet") != "":
-		restart = "delete the VMI " + vmi.Name + " (its replica set starts a new one)"
-	default:
-		restart = "delete and re-create the VMI " + vmi.Name
-	}
+	restart := RestartAdvice(vmi)
 	// pin keeps the next migration consistent, without a restart.
 	pin := "kubectl label vmi " + vmi.Name + " -n " + vmi.Namespace + " " + InjectKey + "=false (its next migration then stays out of the mesh), then " + restart + " when convenient"
 	proxy := "-"
