@@ -82,6 +82,9 @@ func TestMembersKeepAVMWhoseRunningVMIIsMeshed(t *testing.T) {
 			v.Labels[mesh.InjectKey], v.Annotations[mesh.InjectKey] = "false", "false"
 		}, 0},
 		"no VMI": {nil, 0},
+		"a VMI of that name another VM controls (its VM re-created since)": {func(v *kubevirtv1.VirtualMachineInstance) {
+			v.OwnerReferences[0].UID = "another-vm-uid"
+		}, 0},
 	} {
 		vm := testkit.MeshVM("web", "", "", 8080)
 		vm.Namespace, vm.UID = "vms", "vm-uid"

@@ -394,7 +394,7 @@ func (r *ServiceReconciler) members(ctx context.Context, ns namespaceInfo, app s
 		}
 		switch {
 		case !w.standalone():
-			if vm, ok := outByTemplate[w.meta.Name]; ok && !w.vmi.IsFinal() && w.meshed(ns, r.Mesh) {
+			if vm, ok := outByTemplate[w.meta.Name]; ok && controlledBy(w.meta, vm.meta.UID) && !w.vmi.IsFinal() && w.meshed(ns, r.Mesh) {
 				add(vm, vm.annotations())
 				delete(outByTemplate, w.meta.Name)
 			}
@@ -406,6 +406,13 @@ func (r *ServiceReconciler) members(ctx context.Context, ns namespaceInfo, app s
 		return true
 	}, client.InNamespace(ns.name), client.MatchingFields{appIndex: app})
 	return out, err
+}
+
+// controlledBy: meta's controller is the object with uid (a VMI of the same
+// name as a VM may be another's: its VM replaced since, or made up).
+func controlledBy(meta *metav1.ObjectMeta, uid types.UID) bool {
+	ref := metav1.GetControllerOfNoCopy(meta)
+	return ref != nil && ref.UID == uid
 }
 
 // groupOf is the replica set that controls a VMI, or the pool that controls
