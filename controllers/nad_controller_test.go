@@ -1,9 +1,12 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
+	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -410,5 +413,51 @@ func drain(rec *record.FakeRecorder) []string {
 		default:
 			return out
 		}
+	}
+}
+
+// When the watch cache's answer finds no pod referencing the NAD (it may
+// lag), the consistent list that decides the delete reads every page.
+func TestAnyPodReferencingReadsEveryPageBeforeADelete(t *testing.T) {
+	ctx := context.Background()
+	var pods []client.Object
+	for i, networks := range []string{"", "other-nad", "", "istio-cni"} {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("pod-%d", i), Namespace: "vms"}}
+		if networks != "" {
+			p.Annotations = map[string]string{mesh.NetworksAnnotation: networks}
+		}
+		pods = append(pods, p)
+	}
+	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(pods...).Build()
+	var calls []string
+	reader := interceptor.NewClient(c, interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+		meta := list.(*metav1.PartialObjectMetadataList)
+		o := (&client.ListOptions{}).ApplyOptions(opts)
+		calls = append(calls, fmt.Sprintf("rv=%q continue=%q", o.Raw.ResourceVersion, o.Continue))
+		if o.Raw.ResourceVersion == "0" {
+			return nil // a watch cache that has not seen the pods yet
+		}
+		if o.Limit == 0 {
+			t.Fatal("a consistent list without a page size")
+		}
+		all := &corev1.PodList{}
+		if err := c.List(ctx, all, client.InNamespace(o.Namespace)); err != nil {
+			return err
+		}
+		from, _ := strconv.Atoi(cmp.Or(o.Continue, "0")) // pages of one pod
+		meta.Items = []metav1.PartialObjectMetadata{{ObjectMeta: all.Items[from].ObjectMeta}}
+		if from+1 < len(all.Items) {
+			meta.Continue = strconv.Itoa(from + 1)
+		}
+		return nil
+	}})
+	r := &NADReconciler{APIReader: reader}
+	got, err := r.anyPodReferencing(ctx, client.ObjectKey{Namespace: "vms", Name: "istio-cni"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{`rv="0" continue=""`, `rv="" continue=""`, `rv="" continue="1"`, `rv="" continue="2"`, `rv="" continue="3"`}
+	if got != "pod-3" || !slices.Equal(calls, want) {
+		t.Fatalf("found %q with lists %q; want pod-3 with %q", got, calls, want)
 	}
 }
