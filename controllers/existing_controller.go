@@ -222,7 +222,7 @@ func (r *ExistingReconciler) inMeshUnpinned(vmi *kubevirtv1.VirtualMachineInstan
 func (r *ExistingReconciler) pin(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance) (reconcile.Result, error) {
 	orig := vmi.DeepCopy()
 	onboard.Pin(vmi, r.Now())
-	if err := r.Client.Patch(ctx, vmi, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+	if err := r.Client.Patch(ctx, vmi, metadataPatch(orig)); err != nil {
 		return requeueOnConflict(fmt.Errorf("pinning VMI %s/%s: %w", vmi.Namespace, vmi.Name, err))
 	}
 	log.FromContext(ctx).Info("pinned a VMI that was running before its namespace joined the mesh")
@@ -241,7 +241,7 @@ func (r *ExistingReconciler) pin(ctx context.Context, vmi *kubevirtv1.VirtualMac
 func (r *ExistingReconciler) unpin(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance) (reconcile.Result, error) {
 	orig := vmi.DeepCopy()
 	onboard.Unpin(vmi)
-	if err := r.Client.Patch(ctx, vmi, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+	if err := r.Client.Patch(ctx, vmi, metadataPatch(orig)); err != nil {
 		return requeueOnConflict(fmt.Errorf("unpinning VMI %s/%s: %w", vmi.Namespace, vmi.Name, err))
 	}
 	log.FromContext(ctx).Info("removed virtmesh's pin: the namespace left the mesh")
@@ -325,7 +325,7 @@ func (r *ExistingReconciler) start(ctx context.Context, cached *kubevirtv1.Virtu
 			"the API server would refuse its live migration (%v); the VMI stays pinned, and virtmesh asks again every %s", vmi.Name, err, wait))
 		return reconcile.Result{RequeueAfter: wait}, nil
 	}
-	if err := r.Client.Patch(ctx, vmi, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+	if err := r.Client.Patch(ctx, vmi, metadataPatch(orig)); err != nil {
 		r.release(key)
 		return requeueOnConflict(fmt.Errorf("giving VMI %s/%s the mesh metadata: %w", vmi.Namespace, vmi.Name, err))
 	}
@@ -759,7 +759,7 @@ func (r *ExistingReconciler) endCounting(ctx context.Context, vmi *kubevirtv1.Vi
 	r.release(client.ObjectKeyFromObject(vmi))
 	orig := vmi.DeepCopy()
 	onboard.Finish(vmi)
-	if err := r.Client.Patch(ctx, vmi, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+	if err := r.Client.Patch(ctx, vmi, metadataPatch(orig)); err != nil {
 		return requeueOnConflict(fmt.Errorf("ending the onboarding of VMI %s/%s: %w", vmi.Namespace, vmi.Name, err))
 	}
 	if m != nil {
@@ -833,7 +833,7 @@ func (r *ExistingReconciler) abandon(ctx context.Context, vmi *kubevirtv1.Virtua
 	}
 	orig := vmi.DeepCopy()
 	onboard.Repin(vmi, r.Now())
-	if err := r.Client.Patch(ctx, vmi, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+	if err := r.Client.Patch(ctx, vmi, metadataPatch(orig)); err != nil {
 		return requeueOnConflict(fmt.Errorf("pinning VMI %s/%s again: %w", vmi.Namespace, vmi.Name, err))
 	}
 	onboardingTotal.WithLabelValues("abandoned").Inc()
@@ -861,7 +861,7 @@ func (r *ExistingReconciler) setOnboarding(ctx context.Context, vmi *kubevirtv1.
 		vmi.Annotations = map[string]string{}
 	}
 	vmi.Annotations[mesh.OnboardingAnnotation] = o.Encode()
-	if err := r.Client.Patch(ctx, vmi, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+	if err := r.Client.Patch(ctx, vmi, metadataPatch(orig)); err != nil {
 		return fmt.Errorf("recording the onboarding of VMI %s/%s: %w", vmi.Namespace, vmi.Name, err)
 	}
 	return nil

@@ -412,15 +412,17 @@ func (r *NADReconciler) anyPodReferencing(ctx context.Context, nad client.Object
 		for {
 			pods := &metav1.PartialObjectMetadataList{}
 			pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
-			if err := r.APIReader.List(ctx, pods, opts); err != nil {
+			if err := r.APIReader.List(ctx, pods, opts); err != nil && resourceVersion == "0" {
+				break // the watch cache is not ready: the consistent list decides
+			} else if err != nil {
 				return "", fmt.Errorf("listing the pods of namespace %s before deleting NetworkAttachmentDefinition %s: %w", nad.Namespace, nad.Name, err)
 			}
 			for i := range pods.Items {
 				if !slices.Contains(mesh.PodNetworks(&corev1.Pod{ObjectMeta: pods.Items[i].ObjectMeta}), want) {
 					continue
 				}
-				if pods.Items[i].Name == prefer {
-					return prefer, nil
+				if pods.Items[i].Name == prefer || resourceVersion == "" {
+					return pods.Items[i].Name, nil // the consistent list runs when the cache found none: prefer is gone
 				}
 				first = cmp.Or(first, pods.Items[i].Name)
 			}

@@ -430,12 +430,13 @@ func TestAnyPodReferencingReadsEveryPageBeforeADelete(t *testing.T) {
 	}
 	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(pods...).Build()
 	var calls []string
+	var cacheErr error
 	reader := interceptor.NewClient(c, interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
 		meta := list.(*metav1.PartialObjectMetadataList)
 		o := (&client.ListOptions{}).ApplyOptions(opts)
 		calls = append(calls, fmt.Sprintf("rv=%q continue=%q", o.Raw.ResourceVersion, o.Continue))
 		if o.Raw.ResourceVersion == "0" {
-			return nil // a watch cache that has not seen the pods yet
+			return cacheErr // a watch cache that has not seen the pods yet, or is not ready
 		}
 		if o.Limit == 0 {
 			t.Fatal("a consistent list without a page size")
@@ -452,12 +453,15 @@ func TestAnyPodReferencingReadsEveryPageBeforeADelete(t *testing.T) {
 		return nil
 	}})
 	r := &NADReconciler{APIReader: reader}
-	got, err := r.anyPodReferencing(ctx, client.ObjectKey{Namespace: "vms", Name: "istio-cni"}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []string{`rv="0" continue=""`, `rv="" continue=""`, `rv="" continue="1"`, `rv="" continue="2"`, `rv="" continue="3"`}
-	if got != "pod-3" || !slices.Equal(calls, want) {
-		t.Fatalf("found %q with lists %q; want pod-3 with %q", got, calls, want)
+	for _, cacheErr = range []error{nil, apierrors.NewTooManyRequests("the watch cache is not ready", 1)} {
+		calls = nil
+		got, err := r.anyPodReferencing(ctx, client.ObjectKey{Namespace: "vms", Name: "istio-cni"}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{`rv="0" continue=""`, `rv="" continue=""`, `rv="" continue="1"`, `rv="" continue="2"`, `rv="" continue="3"`}
+		if got != "pod-3" || !slices.Equal(calls, want) {
+			t.Fatalf("cache answered %v: found %q with lists %q; want pod-3 with %q", cacheErr, got, calls, want)
+		}
 	}
 }

@@ -347,10 +347,12 @@ var _ = Describe("VMs running before their namespace joined the mesh", func() {
 		}).WithTimeout(3 * time.Second).Should(Succeed())
 		Expect(statusOf(ctx, ns, "half")()).To(inState(mesh.NeedsRestart), "the owner's own half-way value is reported, not changed")
 
-		By("the namespace leaves the mesh: virtmesh's pin goes, nothing else changes")
+		By("the namespace leaves the mesh: virtmesh's pin goes, nothing else changes (KubeVirt's own labels and annotations stay)")
 		setNamespaceLabels(ctx, ns, map[string]string{"istio-injection": "-"})
 		Eventually(vmiNamed(ctx, ns, "db")).WithTimeout(converge).Should(And(
 			HaveField("Labels", Not(HaveKey(mesh.InjectKey))), HaveField("Annotations", Not(HaveKey(mesh.PinnedAnnotation)))))
+		Expect(vmiNamed(ctx, ns, "db")()).To(And(HaveField("Labels", HaveKeyWithValue(kubevirtv1.NodeNameLabel, "node01")),
+			HaveField("Annotations", HaveKeyWithValue("kubevirt.io/latest-observed-api-version", "v1"))))
 		Eventually(eventReasons).WithArguments(ctx, ns, "VirtualMachine", "db").WithTimeout(converge).
 			Should(ContainElement(controllers.ReasonUnpinned))
 		Expect(vmiNamed(ctx, ns, "batch")()).To(HaveField("Labels", HaveKeyWithValue(mesh.InjectKey, "false")))

@@ -97,6 +97,16 @@ func startOn(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, node s
 		}
 		vmi.Status.Phase, vmi.Status.NodeName = kubevirtv1.Running, node
 		vmi.Status.ActivePods = map[types.UID]string{pod.UID: node}
+		// What virt-controller writes too: labels and annotations virtmesh
+		// must never remove (its cache leaves them out).
+		if vmi.Labels == nil {
+			vmi.Labels = map[string]string{}
+		}
+		if vmi.Annotations == nil {
+			vmi.Annotations = map[string]string{}
+		}
+		vmi.Labels[kubevirtv1.NodeNameLabel] = node
+		vmi.Annotations["kubevirt.io/latest-observed-api-version"] = "v1"
 		return adminClient.Update(ctx, vmi)
 	}).Should(Succeed())
 	return pod

@@ -490,6 +490,9 @@ func saveCPUProfile(addr, path string, seconds int) error {
 		return err
 	}
 	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("virtmesh's pprof endpoint answered %s", resp.Status)
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		return err
