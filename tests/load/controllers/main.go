@@ -359,6 +359,7 @@ func steadyWrites(cfg *rest.Config, p *local.Process, metrics string, g goals, s
 	// may hold one more of some (the reconcile count varies with that).
 	wait := time.Duration(float64(g.resyncs)*1.1*float64(g.syncPeriod)) + 5*time.Second
 	fmt.Printf("watching at least %d full resyncs (%s) for API writes\n", g.resyncs, wait)
+	windowStart := time.Now().Add(-time.Second) // Event times are to the second
 	for end := time.Now().Add(wait); time.Now().Before(end); time.Sleep(time.Second) {
 		if exited, err := p.Exited(); exited {
 			return fmt.Errorf("virtmesh exited: %w", err)
@@ -382,11 +383,35 @@ func steadyWrites(cfg *rest.Config, p *local.Process, metrics string, g goals, s
 				what = append(what, fmt.Sprintf("%s: %.0f", k, d))
 			}
 		}
-		return fmt.Errorf("%.0f API writes at steady state, goal 0 (%s)", writes, strings.Join(what, ", "))
+		return fmt.Errorf("%.0f API writes at steady state, goal 0 (%s)%s", writes, strings.Join(what, ", "), eventsSince(ctx, cs, windowStart))
 	case reconcilesAfter-reconcilesBefore == 0:
 		return fmt.Errorf("no resync happened in %s", wait)
 	}
 	return nil
+}
+
+// eventsSince lists the Events written since t (created or counted again),
+// to tell which one a steady-state Event write was.
+func eventsSince(ctx context.Context, cs kubernetes.Interface, t time.Time) string {
+	events, err := cs.CoreV1().Events("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return "; listing Events: " + err.Error()
+	}
+	var out []string
+	for _, e := range events.Items {
+		last := e.LastTimestamp.Time
+		if e.Series != nil {
+			last = e.Series.LastObservedTime.Time
+		}
+		if !last.Before(t) {
+			out = append(out, fmt.Sprintf("\n    %s %s/%s %s %s x%d: %s", e.Source.Component, e.InvolvedObject.Kind, e.InvolvedObject.Name,
+				e.Type, e.Reason, e.Count, e.Message))
+		}
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return "; Events written in the window:" + strings.Join(out, "")
 }
 
 // apiWrites sums the API server's write requests (apiserver_request_total),
