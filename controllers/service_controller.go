@@ -44,7 +44,16 @@ type ServiceReconciler struct {
 	notifier
 	applied appliedCache
 	taken   sync.Map // namespace/name → struct{}: Services virtmesh found someone else's
+	// created: namespace/name → time.Time, Services virtmesh created that
+	// its cache has not shown yet. Another reconcile of the app meanwhile
+	// (a second VM of the app, say) waits for the cache rather than create
+	// it again (a 409 and a read).
+	created sync.Map
 }
+
+// createdCacheWait is how long a created Service missing from the cache is
+// taken for the cache lagging, not for the Service gone.
+const createdCacheWait = 10 * time.Second
 
 // NewServiceReconciler builds the reconciler on the manager's clients.
 func NewServiceReconciler(mgr ctrl.Manager, meshCfg mesh.Config, cfg Config) *ServiceReconciler {
@@ -70,6 +79,9 @@ func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 func (r *ServiceReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	ns, err := getNamespace(ctx, r.Client, req.Namespace)
 	if err != nil || !ns.exists || ns.terminating {
+		if err == nil {
+			r.created.Delete(req.Namespace + "/" + req.Name)
+		}
 		return reconcile.Result{}, err
 	}
 	app := req.Name
@@ -79,10 +91,19 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req reconcile.Request
 	}
 	var have *corev1.Service
 	cached := &corev1.Service{}
+	key := req.Namespace + "/" + req.Name
 	switch err := r.Client.Get(ctx, req.NamespacedName, cached); { // the cache holds only Services labelled as virtmesh's
 	case err == nil && Virtmeshs(cached):
 		have = cached
+		r.created.Delete(key)
 	case apierrors.IsNotFound(err):
+		if at, ok := r.created.Load(key); ok {
+			if wait := createdCacheWait - time.Since(at.(time.Time)); wait > 0 {
+				// Its create event requeues the app as soon as the cache has it.
+				return reconcile.Result{RequeueAfter: min(wait, time.Second)}, nil
+			}
+			r.created.Delete(key)
+		}
 		r.applied.forget(req.Namespace, req.Name)
 	case err != nil:
 		return reconcile.Result{}, err
@@ -199,6 +220,7 @@ func (r *ServiceReconciler) create(ctx context.Context, want *corev1.Service, me
 	case err != nil:
 		return requeueOnConflict(fmt.Errorf("creating Service %s/%s: %w", want.Namespace, want.Name, err))
 	}
+	r.created.Store(key, time.Now())
 	r.warnAll(members, ReasonServiceConflict, "")
 	log.FromContext(ctx).Info("created Service", "ports", len(want.Spec.Ports), "members", len(members))
 	r.eventAll(members, ReasonServiceCreated, "virtmesh created Service %q: %s", want.Name, describe(want))

@@ -5,17 +5,23 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoapplyconfigurations "k8s.io/client-go/applyconfigurations"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/record"
+	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/virtmesh/virtmesh/internal/mesh"
+	"github.com/virtmesh/virtmesh/internal/testkit"
 )
 
 // ssaClient is a fake API server that tracks managed fields as a real one.
@@ -224,5 +230,65 @@ func TestServiceEventsAreBounded(t *testing.T) {
 	n.eventAll(members[:3], ReasonServiceCreated, "virtmesh created Service %q", "web")
 	if len(rec.Events) != 3 || !strings.HasSuffix(<-rec.Events, `virtmesh created Service "web"`) {
 		t.Errorf("%d Events", len(rec.Events))
+	}
+}
+
+// A reconcile of an app whose Service virtmesh just created, before the
+// cache shows it (a second VM of the app, say), waits for the cache rather
+// than create it again; once the wait is over, a Service still missing is
+// created again.
+func TestACreatedServiceIsNotCreatedAgainWhileTheCacheLags(t *testing.T) {
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "vms", Labels: map[string]string{"istio-injection": "enabled"}}}
+	v1, v2 := testkit.MeshVM("web-v1", "web", "v1", 8080), testkit.MeshVM("web-v2", "web", "v2", 8080)
+	v1.Namespace, v2.Namespace = "vms", "vms"
+	index := func(o client.Object) []string {
+		if req, ok := appOf(o); ok {
+			return []string{req.Name}
+		}
+		return nil
+	}
+	creates, lag := 0, true
+	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithReturnManagedFields().WithObjects(ns, v1, v2).
+		WithIndex(&kubevirtv1.VirtualMachine{}, appIndex, index).WithIndex(&kubevirtv1.VirtualMachineInstance{}, appIndex, index).
+		WithInterceptorFuncs(interceptor.Funcs{
+			Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+				if _, ok := obj.(*corev1.Service); ok {
+					creates++
+				}
+				return c.Create(ctx, obj, opts...)
+			},
+			Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+				if _, ok := obj.(*corev1.Service); ok && lag {
+					return apierrors.NewNotFound(corev1.Resource("services"), key.Name)
+				}
+				return c.Get(ctx, key, obj, opts...)
+			},
+		}).Build()
+	r := testReconciler(c, c)
+	r.Mesh = mesh.DefaultConfig()
+	req := reconcile.Request{NamespacedName: client.ObjectKey{Namespace: "vms", Name: "web"}}
+	if _, err := r.Reconcile(ctx, req); err != nil || creates != 1 {
+		t.Fatalf("first reconcile: %v, %d creates", err, creates)
+	}
+	res, err := r.Reconcile(ctx, req)
+	if err != nil || creates != 1 || res.RequeueAfter <= 0 || res.RequeueAfter > time.Second {
+		t.Fatalf("reconcile while the cache lags: %+v, %v, %d creates; want a requeue within a second, no second create", res, err, creates)
+	}
+	lag = false
+	if _, err := r.Reconcile(ctx, req); err != nil || creates != 1 {
+		t.Fatalf("reconcile once the cache has it: %v, %d creates", err, creates)
+	}
+	if _, waits := r.created.Load("vms/web"); waits {
+		t.Error("still waiting for a Service the cache shows")
+	}
+
+	// Gone for longer than the wait: created again.
+	if err := c.Delete(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "vms", Name: "web"}}); err != nil {
+		t.Fatal(err)
+	}
+	r.created.Store("vms/web", time.Now().Add(-createdCacheWait))
+	if _, err := r.Reconcile(ctx, req); err != nil || creates != 2 {
+		t.Fatalf("reconcile after the wait: %v, %d creates; want the Service created again", err, creates)
 	}
 }
