@@ -84,18 +84,15 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req reconcile.Request
 		}
 		return reconcile.Result{}, err
 	}
-	app := req.Name
-	members, err := r.members(ctx, ns, app)
-	if err != nil {
-		return reconcile.Result{}, err
-	}
 	var have *corev1.Service
 	cached := &corev1.Service{}
 	key := req.Namespace + "/" + req.Name
 	switch err := r.Client.Get(ctx, req.NamespacedName, cached); { // the cache holds only Services labelled as virtmesh's
-	case err == nil && Virtmeshs(cached):
-		have = cached
+	case err == nil:
 		r.created.Delete(key)
+		if Virtmeshs(cached) {
+			have = cached
+		}
 	case apierrors.IsNotFound(err):
 		if at, ok := r.created.Load(key); ok {
 			if wait := createdCacheWait - time.Since(at.(time.Time)); wait > 0 {
@@ -105,7 +102,12 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req reconcile.Request
 			r.created.Delete(key)
 		}
 		r.applied.forget(req.Namespace, req.Name)
-	case err != nil:
+	default:
+		return reconcile.Result{}, err
+	}
+	app := req.Name
+	members, err := r.members(ctx, ns, app)
+	if err != nil {
 		return reconcile.Result{}, err
 	}
 	if have != nil {
