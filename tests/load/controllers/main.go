@@ -424,11 +424,7 @@ func apiWrites(ctx context.Context, cs kubernetes.Interface) (float64, map[strin
 	sum := 0.0
 	by := map[string]float64{}
 	label := func(line, name string) string {
-		_, v, ok := strings.Cut(line, name+`="`)
-		if !ok {
-			return ""
-		}
-		v, _, _ = strings.Cut(v, `"`)
+		v, _ := labelValue(line, name)
 		return v
 	}
 	for _, line := range strings.Split(string(raw), "\n") {
@@ -463,10 +459,8 @@ func serviceCalls(ctx context.Context, cfg *rest.Config) (string, error) {
 			!strings.Contains(line, `subresource=""`) {
 			continue
 		}
-		_, verb, _ := strings.Cut(line, `verb="`)
-		verb, _, _ = strings.Cut(verb, `"`)
-		_, code, _ := strings.Cut(line, `code="`)
-		code, _, _ = strings.Cut(code, `"`)
+		verb, _ := labelValue(line, "verb")
+		code, _ := labelValue(line, "code")
 		v, _ := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64)
 		by[verb+" "+code] += v
 	}
@@ -514,6 +508,28 @@ func saveCPUProfile(addr, path string, seconds int) error {
 	if err != nil {
 		return err
 	}
+	if err := saveBody(resp, path); err != nil {
+		return err
+	}
+	fmt.Printf("CPU profile of virtmesh's first %d s: %s (go tool pprof -top %s)\n", seconds, path, path)
+	return nil
+}
+
+// saveHeapProfile writes virtmesh's heap profile to path.
+func saveHeapProfile(addr, path string) error {
+	resp, err := http.Get("http://" + addr + "/debug/pprof/heap")
+	if err != nil {
+		return err
+	}
+	if err := saveBody(resp, path); err != nil {
+		return err
+	}
+	fmt.Printf("heap profile of virtmesh: %s (go tool pprof -sample_index=inuse_space %s)\n", path, path)
+	return nil
+}
+
+// saveBody writes a pprof answer to path, and closes it.
+func saveBody(resp *http.Response, path string) error {
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("virtmesh's pprof endpoint answered %s", resp.Status)
@@ -526,78 +542,62 @@ func saveCPUProfile(addr, path string, seconds int) error {
 		_ = f.Close()
 		return err
 	}
-	fmt.Printf("CPU profile of virtmesh's first %d s: %s (go tool pprof -top %s)\n", seconds, path, path)
-	return f.Close()
-}
-
-// saveHeapProfile writes virtmesh's heap profile to path.
-func saveHeapProfile(addr, path string) error {
-	resp, err := http.Get("http://" + addr + "/debug/pprof/heap")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		_ = f.Close()
-		return err
-	}
-	fmt.Printf("heap profile of virtmesh: %s (go tool pprof -sample_index=inuse_space %s)\n", path, path)
 	return f.Close()
 }
 
 // metricSum sums a metric's series on virtmesh's metrics endpoint whose
 // labels hold match.
 func metricSum(addr, name, match string) (float64, error) {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = resp.Body.Close() }()
 	sum := 0.0
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") || !strings.Contains(line, match) {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64)
-		if err == nil {
+	err := eachSample(addr, name, func(line string, v float64) {
+		if strings.Contains(line, match) {
 			sum += v
 		}
-	}
-	return sum, sc.Err()
+	})
+	return sum, err
 }
 
 // metricByLabel sums a metric's samples by the value of one label.
 func metricByLabel(addr, name, label string) (map[string]float64, error) {
+	out := map[string]float64{}
+	err := eachSample(addr, name, func(line string, v float64) {
+		if value, ok := labelValue(line, label); ok {
+			out[value] += v
+		}
+	})
+	return out, err
+}
+
+// eachSample calls fn with each sample line of metric name on virtmesh's
+// metrics endpoint, and its value.
+func eachSample(addr, name string, fn func(line string, v float64)) error {
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer func() { _ = resp.Body.Close() }()
-	out := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, name+"{") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
 			continue
 		}
-		_, rest, ok := strings.Cut(line, label+`="`)
-		if !ok {
-			continue
-		}
-		value, _, _ := strings.Cut(rest, `"`)
 		if v, err := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64); err == nil {
-			out[value] += v
+			fn(line, v)
 		}
 	}
-	return out, sc.Err()
+	return sc.Err()
+}
+
+// labelValue is the value of label in a sample line.
+func labelValue(line, label string) (string, bool) {
+	_, rest, ok := strings.Cut(line, label+`="`)
+	if !ok {
+		return "", false
+	}
+	value, _, _ := strings.Cut(rest, `"`)
+	return value, true
 }
 
 // diffByLabel prints after-before per label value, sorted, zeros left out.
