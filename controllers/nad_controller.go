@@ -166,14 +166,7 @@ func (r *NADReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 		// Nothing is done in a terminating namespace: it is going away with its NADs.
 		if err == nil {
 			r.reports.forget(req.Name)
-			for _, m := range []*sync.Map{&r.unneededSince, &r.keptFor} {
-				m.Range(func(k, _ any) bool {
-					if k.(client.ObjectKey).Namespace == req.Name {
-						m.Delete(k)
-					}
-					return true
-				})
-			}
+			r.forgetNADs(req.Name, nil)
 			r.known.Range(func(k, _ any) bool {
 				if strings.HasPrefix(k.(string), req.Name+"/") {
 					r.known.Delete(k)
@@ -346,15 +339,21 @@ func (r *NADReconciler) deleteUnwanted(ctx context.Context, ns namespaceInfo, wa
 	for i := range nads.Items {
 		present[client.ObjectKeyFromObject(&nads.Items[i])] = true
 	}
+	r.forgetNADs(ns.name, present)
+	return reconcile.Result{}, later, nil
+}
+
+// forgetNADs drops what unneededSince and keptFor hold for the NADs of
+// namespace ns, but those in keep.
+func (r *NADReconciler) forgetNADs(ns string, keep map[client.ObjectKey]bool) {
 	for _, m := range []*sync.Map{&r.unneededSince, &r.keptFor} {
 		m.Range(func(k, _ any) bool {
-			if key := k.(client.ObjectKey); key.Namespace == ns.name && !present[key] {
+			if key := k.(client.ObjectKey); key.Namespace == ns && !keep[key] {
 				m.Delete(k)
 			}
 			return true
 		})
 	}
-	return reconcile.Result{}, later, nil
 }
 
 // sooner is the earlier of two waits, 0 meaning none.
