@@ -98,6 +98,19 @@ var _ = Describe("A VM that was running before its namespace joined the mesh", L
 			return code + " " + body
 		}).WithContext(ctx).WithTimeout(2 * time.Minute).Should(Equal("200 hello from " + vm.Name))
 		Expect(vmState(ctx, ns, vm.Name)()).To(HaveField("State", mesh.Pinned))
+
+		By("the namespace leaves the mesh: the pin goes, and only the pin (KubeVirt refuses any change to its own labels)")
+		_, err = k8s.CoreV1().Namespaces().Patch(ctx, ns, types.MergePatchType,
+			[]byte(`{"metadata":{"labels":{"`+mesh.NamespaceInjectionLabel+`":null}}}`), metav1.PatchOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func(g Gomega) {
+			vmi, err := virtClient.VirtualMachineInstance(ns).Get(ctx, vm.Name, getOptions)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(vmi.Labels).NotTo(HaveKey(mesh.InjectKey))
+			g.Expect(vmi.Annotations).NotTo(HaveKey(mesh.PinnedAnnotation))
+			g.Expect(vmi.Labels).To(HaveKeyWithValue(kubevirtv1.NodeNameLabel, vmi.Status.NodeName))
+			g.Expect(vmi.Annotations).To(HaveKey("kubevirt.io/latest-observed-api-version"))
+		}).WithContext(ctx).WithTimeout(time.Minute).Should(Succeed())
 	}, SpecTimeout(25*time.Minute))
 
 	It("[17] (b) with onboard, joins the mesh by virtmesh's live migration: a ready istio-proxy, meshed clients served, STRICT mTLS refuses others", func(ctx SpecContext) {
