@@ -66,6 +66,11 @@ var baselineWorkers = flag.Int("baseline-workers", 4, "clients creating Services
 var cacheChecker = flag.Bool("apiserver-cache-checker", false,
 	"leave kube-apiserver's watch-cache consistency checker on (it re-lists every pod and VMI every 5 min on the cores virtmesh shares)")
 
+var clusterIPAllocator = flag.String("clusterip-allocator", "ipaddress",
+	"kube-apiserver's ClusterIP allocator: ipaddress (Kubernetes 1.34's, locked on: one allocation at a time, each listing every "+
+		"IPAddress) or bitmap (the allocator of Kubernetes 1.32 and earlier: kube-apiserver runs with --emulated-version=1.33 and "+
+		"MultiCIDRServiceAllocator=false), to tell virtmesh's own Service throughput from the API server's")
+
 var (
 	cpuProfile        = flag.String("cpu-profile", "", "write a CPU profile of virtmesh from its start here (go tool pprof)")
 	cpuProfileSeconds = flag.Int("cpu-profile-seconds", 60, "how long -cpu-profile samples")
@@ -126,15 +131,33 @@ func main() {
 
 func run(s scale, g goals, binary, root string, timeout time.Duration, workers int, verbose bool, profile string, extra []string) error {
 	ctx := context.Background()
-	fmt.Println("starting etcd, kube-apiserver and kube-controller-manager")
+	fmt.Printf("starting etcd, kube-apiserver (ClusterIP allocator: %s) and kube-controller-manager\n", *clusterIPAllocator)
 	// kube-apiserver's watch-cache consistency checker (feature
 	// DetectCacheInconsistency, on by default since 1.34) lists every pod
 	// and VMI from etcd every 5 minutes and hashes them: at 20,000 of each,
 	// a third of the 2 cores virtmesh shares with the control plane here.
 	// On a real cluster it runs on the control plane's own machines.
 	apiserverFlags := map[string]string{}
-	if !*cacheChecker {
-		apiserverFlags["feature-gates"] = "DetectCacheInconsistency=false"
+	var gates []string
+	switch *clusterIPAllocator {
+	case "ipaddress":
+		if !*cacheChecker {
+			gates = append(gates, "DetectCacheInconsistency=false")
+		}
+	case "bitmap":
+		// MultiCIDRServiceAllocator is locked on from 1.34; emulating 1.33
+		// is the supported way to turn it off on a 1.34 kube-apiserver.
+		// (1.33 has no cache consistency checker: nothing to turn off.)
+		// The list features 1.34 turns on and 1.33 does not are turned on,
+		// so that only the allocator differs: streaming lists (WatchList),
+		// which virtmesh's informers use, and lists from cache snapshots.
+		apiserverFlags["emulated-version"] = "1.33"
+		gates = append(gates, "MultiCIDRServiceAllocator=false", "WatchList=true", "ListFromCacheSnapshot=true")
+	default:
+		return fmt.Errorf("-clusterip-allocator %q: want ipaddress or bitmap", *clusterIPAllocator)
+	}
+	if len(gates) > 0 {
+		apiserverFlags["feature-gates"] = strings.Join(gates, ",")
 	}
 	cp, err := controlplane.Start(controlplane.Options{CRDDirs: []string{local.CRDDir(root)}, APIServerFlags: apiserverFlags})
 	defer stopControlPlane(cp)
@@ -264,6 +287,14 @@ func run(s scale, g goals, binary, root string, timeout time.Duration, workers i
 	return nil
 }
 
+// exitedError says that virtmesh ended before the run did, and how.
+func exitedError(err error) error {
+	if err == nil {
+		return errors.New("virtmesh exited early with status 0 (it was stopped: SIGTERM or SIGINT)")
+	}
+	return fmt.Errorf("virtmesh exited early: %w", err)
+}
+
 // waitConverged polls until every Service and NAD exists and every VMI's
 // state is exported (Meshed), checks the Services, and returns how long it
 // took and the manager's peak resident memory so far (MiB).
@@ -275,7 +306,7 @@ func waitConverged(ctx context.Context, admin client.Client, counts *counter, p 
 	var states, meshed float64
 	for {
 		if exited, err := p.Exited(); exited {
-			return 0, 0, fmt.Errorf("virtmesh exited: %w", err)
+			return 0, 0, exitedError(err)
 		}
 		if rss, err := memKB(p.Pid(), "VmRSS"); err == nil {
 			peakRSS = max(peakRSS, rss)
@@ -362,7 +393,7 @@ func steadyWrites(cfg *rest.Config, p *local.Process, metrics string, g goals, s
 	windowStart := time.Now().Add(-time.Second) // Event times are to the second
 	for end := time.Now().Add(wait); time.Now().Before(end); time.Sleep(time.Second) {
 		if exited, err := p.Exited(); exited {
-			return fmt.Errorf("virtmesh exited: %w", err)
+			return exitedError(err)
 		}
 	}
 	writesAfter, byAfter, err := apiWrites(ctx, cs)
