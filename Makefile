@@ -28,8 +28,9 @@ IMAGE_BUILDER ?= docker
 # The engine that builds the Dockerfile: podman when its socket answers, else docker.
 OCI_BIN ?= $(shell if command -v podman >/dev/null 2>&1 && podman ps >/dev/null 2>&1; then echo podman; else echo docker; fi)
 
-# Packages with unit tests: everything except the suites under tests/.
-UNIT_PKGS = $(shell go list ./... | grep -v '/tests/')
+# Packages with unit tests: everything except the integration and functional
+# suites (the load programs' own unit tests are in).
+UNIT_PKGS = $(shell go list ./... | grep -v -e '/tests/integration' -e '/tests/functional')
 
 .PHONY: all
 all: build

@@ -11,7 +11,9 @@ import (
 	"k8s.io/client-go/tools/record"
 )
 
-// Event reasons, on the VM or VMI (Services) or the Namespace (NADs).
+// Event reasons, on the VM or VMI (Services), the NAD (a NAD's creation,
+// restore, deletion, keeping, or another plugin under its name) or the
+// Namespace (what the namespace's mesh set-up lacks).
 const (
 	ReasonServiceCreated  = "ServiceCreated"
 	ReasonServiceUpdated  = "ServiceUpdated"

@@ -222,7 +222,7 @@ func (r *NADReconciler) ensure(ctx context.Context, ns namespaceInfo, want *nadv
 			return requeueOnConflict(fmt.Errorf("creating NetworkAttachmentDefinition %s/%s: %w", ns.name, want.Name, err))
 		}
 		log.FromContext(ctx).Info("created NetworkAttachmentDefinition", "name", want.Name, "why", why)
-		r.Recorder.Eventf(nsRef(ns.name), corev1.EventTypeNormal, ReasonNADCreated,
+		r.Recorder.Eventf(nadRef(want), corev1.EventTypeNormal, ReasonNADCreated,
 			"virtmesh created NetworkAttachmentDefinition %q so meshed VMs can start here (%s)", want.Name, why)
 	case err != nil:
 		return reconcile.Result{}, err
@@ -237,13 +237,13 @@ func (r *NADReconciler) ensure(ctx context.Context, ns namespaceInfo, want *nadv
 		}
 		if r.reports.said.set(types.UID("namespace/"+ns.name), "foreign-nad/"+have.Name, msg) && msg != "" {
 			log.FromContext(ctx).Info("a NetworkAttachmentDefinition of the istio-cni name runs another plugin", "name", have.Name, "type", cniType(have.Spec.Config))
-			r.Recorder.Event(nsRef(ns.name), corev1.EventTypeWarning, ReasonNADNotIstioCNI, "virtmesh: "+msg)
+			r.Recorder.Event(nadRef(have), corev1.EventTypeWarning, ReasonNADNotIstioCNI, "virtmesh: "+msg)
 		}
 	case !nadUpToDate(have, want):
 		if err := r.restore(ctx, want, have.ResourceVersion); err != nil {
 			return requeueOnConflict(err)
 		}
-		r.Recorder.Eventf(nsRef(ns.name), corev1.EventTypeNormal, ReasonNADRestored,
+		r.Recorder.Eventf(nadRef(have), corev1.EventTypeNormal, ReasonNADRestored,
 			"virtmesh restored the empty config of its NetworkAttachmentDefinition %q (istio-cni reads its own configuration)", want.Name)
 	}
 	return reconcile.Result{}, nil
@@ -330,7 +330,7 @@ func (r *NADReconciler) deleteUnwanted(ctx context.Context, ns namespaceInfo, wa
 		r.unneededSince.Delete(key)
 		r.keptFor.Delete(key)
 		log.FromContext(ctx).Info("deleted NetworkAttachmentDefinition", "name", have.Name, "why", why)
-		r.Recorder.Eventf(nsRef(ns.name), corev1.EventTypeNormal, ReasonNADDeleted,
+		r.Recorder.Eventf(nadRef(have), corev1.EventTypeNormal, ReasonNADDeleted,
 			"virtmesh deleted its NetworkAttachmentDefinition %q: %s", have.Name, why)
 	}
 	// Forget NADs of this namespace that are gone (someone else deleted

@@ -149,7 +149,7 @@ var _ = Describe("--cni-nad=auto: the NAD the Istio injector really references",
 		By("keeping it for --nad-cleanup-delay (2s here), then deleting it")
 		Consistently(nadNames(ctx, ns)).WithTimeout(time.Second).Should(Equal([]string{"istio-cni"}))
 		Eventually(nadNames(ctx, ns)).WithTimeout(converge).Should(BeEmpty())
-		Eventually(eventReasons).WithArguments(ctx, "default", "Namespace", ns).WithTimeout(converge).
+		Eventually(eventReasons).WithArguments(ctx, ns, "NetworkAttachmentDefinition", "istio-cni").WithTimeout(converge).
 			Should(ContainElement(controllers.ReasonNADDeleted))
 	})
 

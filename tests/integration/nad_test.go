@@ -35,12 +35,15 @@ var _ = Describe("The NetworkAttachmentDefinition controller", func() {
 		Expect(adminClient.Get(ctx, nadKey(ns), nad)).To(Succeed())
 		Expect(nad.Labels).To(HaveKeyWithValue(mesh.ManagedByLabel, mesh.ManagedByValue))
 		Expect(nad.Spec.Config).To(BeEmpty())
-		Eventually(eventReasons).WithArguments(ctx, "default", "Namespace", ns).Should(ContainElement(controllers.ReasonNADCreated))
+		// On the NAD, in the tenant's namespace (not on the Namespace,
+		// whose Events are stored in default).
+		Eventually(eventReasons).WithArguments(ctx, ns, "NetworkAttachmentDefinition", "istio-cni").Should(ContainElement(controllers.ReasonNADCreated))
 
 		delete(nsObj.Labels, "istio-injection")
 		Expect(adminClient.Update(ctx, nsObj)).To(Succeed())
 		Eventually(nadExists).WithArguments(ctx, ns).WithTimeout(converge).Should(BeFalse())
-		Eventually(eventReasons).WithArguments(ctx, "default", "Namespace", ns).Should(ContainElement(controllers.ReasonNADDeleted))
+		Eventually(eventReasons).WithArguments(ctx, ns, "NetworkAttachmentDefinition", "istio-cni").Should(ContainElement(controllers.ReasonNADDeleted))
+		Expect(eventReasons(ctx, "default", "Namespace", ns)).To(BeEmpty(), "nothing about the NAD in default")
 	})
 
 	It("keeps its NAD while a pod that is not a VM's (Istio injected it too) references it; deletes it once none does", func(ctx SpecContext) {

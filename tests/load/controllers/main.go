@@ -19,13 +19,16 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -159,6 +162,16 @@ func run(s scale, g goals, binary, root string, timeout time.Duration, workers i
 	if len(gates) > 0 {
 		apiserverFlags["feature-gates"] = strings.Join(gates, ",")
 	}
+	auditDir, err := os.MkdirTemp("", "virtmesh-load-audit-")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(auditDir) }()
+	audit, auditFlags, err := newAuditLog(auditDir)
+	if err != nil {
+		return err
+	}
+	maps.Copy(apiserverFlags, auditFlags)
 	cp, err := controlplane.Start(controlplane.Options{CRDDirs: []string{local.CRDDir(root)}, APIServerFlags: apiserverFlags})
 	defer stopControlPlane(cp)
 	if err != nil {
@@ -252,7 +265,7 @@ func run(s scale, g goals, binary, root string, timeout time.Duration, workers i
 		missed = append(missed, fmt.Sprintf("converged in %s, goal %s", converged.Round(time.Millisecond), g.converge))
 	}
 	if g.resyncs > 0 {
-		if err := steadyWrites(cp.Config(), p, metrics, g, s.services()); err != nil {
+		if err := steadyWrites(cp.Config(), p, audit, metrics, g, s.services()); err != nil {
 			missed = append(missed, err.Error())
 		}
 		if hwm, err := memKB(p.Pid(), "VmHWM"); err == nil {
@@ -349,9 +362,10 @@ func waitConverged(ctx context.Context, admin client.Client, counts *counter, p 
 }
 
 // steadyWrites watches g.resyncs full resyncs after convergence and fails if
-// the API server saw a write (other than virtmesh's leader lease: nothing
-// else writes here meanwhile) or no resync happened.
-func steadyWrites(cfg *rest.Config, p *local.Process, metrics string, g goals, services int) error {
+// virtmesh wrote to the API server (its leader lease aside: the audit log
+// names every writer) or no resync happened. The other writers (the API
+// server's own controllers, kube-controller-manager) are listed, not counted.
+func steadyWrites(cfg *rest.Config, p *local.Process, audit *auditLog, metrics string, g goals, services int) error {
 	ctx := context.Background()
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
@@ -390,7 +404,11 @@ func steadyWrites(cfg *rest.Config, p *local.Process, metrics string, g goals, s
 	// may hold one more of some (the reconcile count varies with that).
 	wait := time.Duration(float64(g.resyncs)*1.1*float64(g.syncPeriod)) + 5*time.Second
 	fmt.Printf("watching at least %d full resyncs (%s) for API writes\n", g.resyncs, wait)
-	windowStart := time.Now().Add(-time.Second) // Event times are to the second
+	windowStart := time.Now()
+	auditOffset, err := audit.offset()
+	if err != nil {
+		return err
+	}
 	for end := time.Now().Add(wait); time.Now().Before(end); time.Sleep(time.Second) {
 		if exited, err := p.Exited(); exited {
 			return exitedError(err)
@@ -402,19 +420,29 @@ func steadyWrites(cfg *rest.Config, p *local.Process, metrics string, g goals, s
 	}
 	reconcilesAfter, _ := metricSum(metrics, "controller_runtime_reconcile_total", "")
 	byControllerAfter, _ := metricByLabel(metrics, "controller_runtime_reconcile_total", "controller")
-	writes := writesAfter - writesBefore
-	fmt.Printf("over %s: %.0f reconciles (%s; %.1f Service resyncs), %.0f API writes\n", wait, reconcilesAfter-reconcilesBefore,
-		diffByLabel(byControllerBefore, byControllerAfter),
-		(byControllerAfter["service"]-byControllerBefore["service"])/float64(max(services, 1)), writes)
+	byUser, err := audit.writesSince(auditOffset, windowStart)
+	if err != nil {
+		return err
+	}
+	virtmeshUser := fmt.Sprintf("system:serviceaccount:%s:%s", local.Namespace, local.ServiceAccount)
+	mine := len(byUser[virtmeshUser])
+	fmt.Printf("over %s: %.0f reconciles (%s; %.1f Service resyncs), %d API writes by virtmesh (%.0f by anyone, leases aside)\n",
+		wait, reconcilesAfter-reconcilesBefore, diffByLabel(byControllerBefore, byControllerAfter),
+		(byControllerAfter["service"]-byControllerBefore["service"])/float64(max(services, 1)), mine, writesAfter-writesBefore)
+	if mine == 0 && len(byUser) > 0 {
+		fmt.Printf("writes by others in the window:%s\n", describeWrites(byUser))
+	}
 	switch {
-	case writes != 0:
+	case mine != 0:
 		var what []string
 		for k, v := range byAfter {
 			if d := v - byBefore[k]; d != 0 {
 				what = append(what, fmt.Sprintf("%s: %.0f", k, d))
 			}
 		}
-		return fmt.Errorf("%.0f API writes at steady state, goal 0 (%s)%s", writes, strings.Join(what, ", "), eventsSince(ctx, cs, windowStart))
+		slices.Sort(what)
+		return fmt.Errorf("%d API writes by virtmesh at steady state, goal 0; by writer:%s\n  all writes by verb and resource: %s%s",
+			mine, describeWrites(byUser), strings.Join(what, ", "), eventsSince(ctx, cs, windowStart.Add(-time.Second))) // Event times are to the second
 	case reconcilesAfter-reconcilesBefore == 0:
 		return fmt.Errorf("no resync happened in %s", wait)
 	}
@@ -435,7 +463,7 @@ func eventsSince(ctx context.Context, cs kubernetes.Interface, t time.Time) stri
 			last = e.Series.LastObservedTime.Time
 		}
 		if !last.Before(t) {
-			out = append(out, fmt.Sprintf("\n    %s %s/%s %s %s x%d: %s", e.Source.Component, e.InvolvedObject.Kind, e.InvolvedObject.Name,
+			out = append(out, fmt.Sprintf("\n    %s %s/%s %s %s x%d: %s", cmp.Or(e.Source.Component, e.ReportingController), e.InvolvedObject.Kind, e.InvolvedObject.Name,
 				e.Type, e.Reason, e.Count, e.Message))
 		}
 	}
