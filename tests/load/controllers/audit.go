@@ -134,6 +134,30 @@ func readWrites(r io.Reader, since time.Time) (map[string][]auditEvent, error) {
 	return by, nil
 }
 
+// countWrites sums writes by verb, resource and response code.
+func countWrites(writes []auditEvent) string {
+	if len(writes) == 0 {
+		return "none"
+	}
+	n := map[string]int{}
+	for _, w := range writes {
+		what := "?"
+		if w.ObjectRef != nil {
+			what = strings.TrimSuffix(w.ObjectRef.Resource+"/"+w.ObjectRef.Subresource, "/")
+		}
+		code := 0
+		if w.ResponseStatus != nil {
+			code = w.ResponseStatus.Code
+		}
+		n[fmt.Sprintf("%s %s %d", w.Verb, what, code)]++
+	}
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(n)) {
+		out = append(out, fmt.Sprintf("%s: %d", k, n[k]))
+	}
+	return fmt.Sprintf("%d (%s)", len(writes), strings.Join(out, ", "))
+}
+
 // describeWrites lists at most 10 writes of each user, users in name order.
 func describeWrites(by map[string][]auditEvent) string {
 	var b strings.Builder

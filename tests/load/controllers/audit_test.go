@@ -37,6 +37,12 @@ func TestReadWritesByWhoseRightsAndFromSince(t *testing.T) {
 	if len(by["system:apiserver"]) != 1 || len(by["system:kube-controller-manager"]) != 1 {
 		t.Errorf("other writers = %v", by)
 	}
+	if got, want := countWrites(virtmesh), "2 (patch events 200: 1, update virtualmachineinstances/status 500: 1)"; got != want {
+		t.Errorf("countWrites = %q, want %q", got, want)
+	}
+	if got := countWrites(nil); got != "none" {
+		t.Errorf("countWrites(nil) = %q", got)
+	}
 	out := describeWrites(by)
 	for _, want := range []string{"system:apiserver: 1", "namespaces gone 200", "system:serviceaccount:virtmesh-system:virtmesh: 2"} {
 		if !strings.Contains(out, want) {

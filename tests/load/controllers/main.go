@@ -397,6 +397,12 @@ func steadyWrites(cfg *rest.Config, p *local.Process, audit *auditLog, metrics s
 	}
 	fmt.Printf("writes settled %s after convergence (%.0f more, the recorder's queued Events)\n",
 		time.Since(settleStart).Round(time.Second), writesBefore-first)
+	virtmeshUser := fmt.Sprintf("system:serviceaccount:%s:%s", local.Namespace, local.ServiceAccount)
+	sofar, err := audit.writesSince(0, time.Time{})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("virtmesh's writes so far (audit log): %s\n", countWrites(sofar[virtmeshUser]))
 	reconcilesBefore, _ := metricSum(metrics, "controller_runtime_reconcile_total", "")
 	byControllerBefore, _ := metricByLabel(metrics, "controller_runtime_reconcile_total", "controller")
 	// controller-runtime gives each informer a resync period of 0.9 to 1.1
@@ -424,7 +430,6 @@ func steadyWrites(cfg *rest.Config, p *local.Process, audit *auditLog, metrics s
 	if err != nil {
 		return err
 	}
-	virtmeshUser := fmt.Sprintf("system:serviceaccount:%s:%s", local.Namespace, local.ServiceAccount)
 	mine := len(byUser[virtmeshUser])
 	fmt.Printf("over %s: %.0f reconciles (%s; %.1f Service resyncs), %d API writes by virtmesh (%.0f by anyone, leases aside)\n",
 		wait, reconcilesAfter-reconcilesBefore, diffByLabel(byControllerBefore, byControllerAfter),
