@@ -106,9 +106,9 @@ type ExistingReconciler struct {
 }
 
 // NewExistingReconciler builds the reconciler on the manager's clients.
-func NewExistingReconciler(mgr ctrl.Manager, meshCfg mesh.Config, cfg Config, states *StateReconciler, pods *LauncherPods) *ExistingReconciler {
+func NewExistingReconciler(mgr ctrl.Manager, events *eventQueue, meshCfg mesh.Config, cfg Config, states *StateReconciler, pods *LauncherPods) *ExistingReconciler {
 	return &ExistingReconciler{Client: client.WithFieldOwner(mgr.GetClient(), FieldOwner), APIReader: mgr.GetAPIReader(), Pods: pods,
-		Recorder: mgr.GetEventRecorderFor("virtmesh-onboarding"), Mesh: meshCfg, Policy: cfg.ExistingVMIs,
+		Recorder: events.recorder(mgr.GetEventRecorderFor("virtmesh-onboarding")), Mesh: meshCfg, Policy: cfg.ExistingVMIs,
 		Concurrency: cfg.OnboardingConcurrency, RetryDelay: cfg.OnboardingRetryDelay, States: states, Now: time.Now,
 		started: map[types.NamespacedName]time.Time{}, waiting: map[types.NamespacedName]bool{}, wake: make(chan event.GenericEvent, 256),
 		created: map[types.NamespacedName]string{}}

@@ -67,9 +67,9 @@ type NADReconciler struct {
 }
 
 // NewNADReconciler builds the reconciler on the manager's client.
-func NewNADReconciler(mgr ctrl.Manager, meshCfg mesh.Config, cfg Config, pods *LauncherPods) *NADReconciler {
+func NewNADReconciler(mgr ctrl.Manager, events *eventQueue, meshCfg mesh.Config, cfg Config, pods *LauncherPods) *NADReconciler {
 	return &NADReconciler{Client: client.WithFieldOwner(mgr.GetClient(), FieldOwner), APIReader: mgr.GetAPIReader(), Pods: pods, Mesh: meshCfg, Config: cfg,
-		Recorder: mgr.GetEventRecorderFor("virtmesh-nad")}
+		Recorder: events.recorder(mgr.GetEventRecorderFor("virtmesh-nad"))}
 }
 
 // SetupWithManager watches namespaces, NADs, the VMs and VMIs whose

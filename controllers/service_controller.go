@@ -56,9 +56,9 @@ type ServiceReconciler struct {
 const createdCacheWait = 10 * time.Second
 
 // NewServiceReconciler builds the reconciler on the manager's clients.
-func NewServiceReconciler(mgr ctrl.Manager, meshCfg mesh.Config, cfg Config) *ServiceReconciler {
+func NewServiceReconciler(mgr ctrl.Manager, events *eventQueue, meshCfg mesh.Config, cfg Config) *ServiceReconciler {
 	return &ServiceReconciler{Client: client.WithFieldOwner(mgr.GetClient(), FieldOwner), APIReader: mgr.GetAPIReader(),
-		Mesh: meshCfg, Config: cfg, notifier: notifier{recorder: mgr.GetEventRecorderFor("virtmesh-service")}}
+		Mesh: meshCfg, Config: cfg, notifier: notifier{recorder: events.recorder(mgr.GetEventRecorderFor("virtmesh-service"))}}
 }
 
 // SetupWithManager watches the VMs and VMIs of every app, virtmesh's

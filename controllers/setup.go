@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -31,7 +32,19 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, meshCfg mesh.Config
 			return fmt.Errorf("indexing %T by app: %w", obj, err)
 		}
 	}
-	if err := NewServiceReconciler(mgr, meshCfg, cfg).SetupWithManager(mgr); err != nil {
+	// Every controller's Events go through one queue: Warnings first, at a
+	// rate the API server takes, drops counted (eventqueue.go).
+	events := newEventQueue()
+	if err := mgr.Add(events); err != nil {
+		return fmt.Errorf("adding the Event queue: %w", err)
+	}
+	if err := registerCollector(eventsDropped); err != nil {
+		return err
+	}
+	for _, typ := range []string{corev1.EventTypeNormal, corev1.EventTypeWarning} {
+		eventsDropped.WithLabelValues(typ) // a series from the start, for alerts
+	}
+	if err := NewServiceReconciler(mgr, events, meshCfg, cfg).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Service controller: %w", err)
 	}
 	pods, err := NewLauncherPods(mgr.GetConfig())
@@ -43,13 +56,13 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, meshCfg mesh.Config
 	}
 	var nads *NADReconciler
 	if cfg.NADMode != NADOff {
-		nads = NewNADReconciler(mgr, meshCfg, cfg, pods)
+		nads = NewNADReconciler(mgr, events, meshCfg, cfg, pods)
 	}
-	states := NewStateReconciler(mgr, meshCfg, nads, pods)
+	states := NewStateReconciler(mgr, events, meshCfg, nads, pods)
 	if err := states.SetupWithManager(mgr, pods, cfg.Workers); err != nil {
 		return fmt.Errorf("setting up the mesh state controller: %w", err)
 	}
-	if err := NewExistingReconciler(mgr, meshCfg, cfg, states, pods).SetupWithManager(ctx, mgr, pods, cfg.Workers); err != nil {
+	if err := NewExistingReconciler(mgr, events, meshCfg, cfg, states, pods).SetupWithManager(ctx, mgr, pods, cfg.Workers); err != nil {
 		return fmt.Errorf("setting up the existing-VMIs controller: %w", err)
 	}
 	collector := &meshCollector{reader: mgr.GetClient(), cache: mgr.GetCache(), mesh: meshCfg, elected: mgr.Elected(), states: states.counts}

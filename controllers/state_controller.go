@@ -59,8 +59,8 @@ type StateReconciler struct {
 }
 
 // NewStateReconciler builds the reconciler on the manager's client.
-func NewStateReconciler(mgr ctrl.Manager, meshCfg mesh.Config, nads *NADReconciler, pods *LauncherPods) *StateReconciler {
-	return &StateReconciler{Client: mgr.GetClient(), Pods: pods, Mesh: meshCfg, Recorder: mgr.GetEventRecorderFor("virtmesh-state"),
+func NewStateReconciler(mgr ctrl.Manager, events *eventQueue, meshCfg mesh.Config, nads *NADReconciler, pods *LauncherPods) *StateReconciler {
+	return &StateReconciler{Client: mgr.GetClient(), Pods: pods, Mesh: meshCfg, Recorder: events.recorder(mgr.GetEventRecorderFor("virtmesh-state")),
 		NADs: nads, states: map[types.NamespacedName]mesh.State{}}
 }
 

@@ -1,0 +1,227 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/record"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+)
+
+// eventQueue sits between virtmesh's controllers and client-go's event
+// recorder. client-go holds at most 1,000 Events waiting to be sent, sends
+// them one at a time, and beyond that drops new ones without a word,
+// Warnings as readily as anything. virtmesh starting on a cluster with
+// thousands of apps has more than that to say at once (each Service it
+// creates is told to the VMs it serves: at 20,000 VMIs the load program saw
+// 8,540 of 20,400 Events reach the API server), and a Warning lost then
+// (NeedsRestart, Broken) is never said again: the state it reports does not
+// change. So Events wait here and are handed on at a rate the API server
+// takes one request at a time, Warnings first; when too many Normal Events
+// wait, the newest Normal ones are dropped, counted in
+// virtmesh_events_dropped_total and logged (once a minute at most).
+type eventQueue struct {
+	mu       sync.Mutex
+	warnings fifo
+	normals  fifo
+	// maxWarnings and maxNormals bound what waits (memory: a few hundred
+	// bytes per Event).
+	maxWarnings, maxNormals int
+	limiter                 *rate.Limiter
+	wake                    chan struct{}
+	// dropped counts drops not yet logged, by type.
+	dropped  map[string]int
+	lastLog  time.Time
+	logEvery time.Duration
+}
+
+// Defaults: 50 Events a second is well within what one sender achieves
+// against a busy API server (about 100 a second on the load program's
+// shared 2 cores), a burst of 200 leaves client-go's own queue of 1,000
+// room, and 5,000 Normal Events are 100 s of sending.
+const (
+	eventRate       = 50
+	eventBurst      = 200
+	maxQueuedNormal = 5000
+	maxQueuedWarn   = 50000
+)
+
+var eventsDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "virtmesh_events_dropped_total",
+	Help: "Events virtmesh did not send, by type (Normal, Warning), because more were waiting to be sent than it keeps " +
+		"(5,000 Normal, 50,000 Warning; sent at 50 a second, Warnings first). What they said stays visible in " +
+		"virtmesh_vmis and kubectl virtmesh status.",
+}, []string{"type"})
+
+func newEventQueue() *eventQueue {
+	return &eventQueue{
+		maxWarnings: maxQueuedWarn,
+		maxNormals:  maxQueuedNormal,
+		limiter:     rate.NewLimiter(eventRate, eventBurst),
+		wake:        make(chan struct{}, 1),
+		dropped:     map[string]int{},
+		logEvery:    time.Minute,
+	}
+}
+
+// queuedEvent is one Event for one recorder. Every caller passes an
+// ObjectReference (built for the Event), so nothing larger is held.
+type queuedEvent struct {
+	to                   record.EventRecorder
+	object               runtime.Object
+	annotations          map[string]string
+	typ, reason, message string
+}
+
+// fifo is a queue of Events; popped slots are released as it drains.
+type fifo struct{ items []queuedEvent }
+
+func (f *fifo) len() int { return len(f.items) }
+
+func (f *fifo) push(e queuedEvent) { f.items = append(f.items, e) }
+
+func (f *fifo) pop() queuedEvent {
+	e := f.items[0]
+	f.items[0] = queuedEvent{}
+	f.items = f.items[1:]
+	if len(f.items) == 0 {
+		f.items = nil // let the drained backing array go
+	}
+	return e
+}
+
+// recorder returns an EventRecorder that queues its Events here before
+// handing them to to.
+func (q *eventQueue) recorder(to record.EventRecorder) record.EventRecorder {
+	return &queuedRecorder{q: q, to: to}
+}
+
+func (q *eventQueue) add(e queuedEvent) {
+	q.mu.Lock()
+	queue, limit := &q.normals, q.maxNormals
+	if e.typ == corev1.EventTypeWarning {
+		queue, limit = &q.warnings, q.maxWarnings
+	}
+	if queue.len() >= limit {
+		q.dropped[e.typ]++
+		q.mu.Unlock()
+		eventsDropped.WithLabelValues(e.typ).Inc()
+		return
+	}
+	queue.push(e)
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// next returns the next Event to send, Warnings first.
+func (q *eventQueue) next() (queuedEvent, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	switch {
+	case q.warnings.len() > 0:
+		return q.warnings.pop(), true
+	case q.normals.len() > 0:
+		return q.normals.pop(), true
+	}
+	return queuedEvent{}, false
+}
+
+// Start hands Events on until ctx ends, then hands on at once what still
+// waits (client-go sends what it holds while the manager stops).
+func (q *eventQueue) Start(ctx context.Context) error {
+	logger := log.FromContext(ctx).WithName("events")
+	for {
+		e, ok := q.next()
+		if !ok {
+			q.logDrops(logger.Info, time.Now())
+			select {
+			case <-q.wake:
+			case <-q.logDue():
+			case <-ctx.Done():
+				q.flush()
+				return nil
+			}
+			continue
+		}
+		if err := q.limiter.Wait(ctx); err != nil {
+			q.send(e)
+			q.flush()
+			return nil
+		}
+		q.send(e)
+		q.logDrops(logger.Info, time.Now())
+	}
+}
+
+// NeedLeaderElection: every replica hands on its own Events (only the
+// leader's controllers send any).
+func (q *eventQueue) NeedLeaderElection() bool { return false }
+
+func (q *eventQueue) send(e queuedEvent) {
+	if e.annotations != nil {
+		e.to.AnnotatedEventf(e.object, e.annotations, e.typ, e.reason, "%s", e.message)
+		return
+	}
+	e.to.Event(e.object, e.typ, e.reason, e.message)
+}
+
+func (q *eventQueue) flush() {
+	for e, ok := q.next(); ok; e, ok = q.next() {
+		q.send(e)
+	}
+}
+
+// logDue fires when unlogged drops may be logged (never when there are none).
+func (q *eventQueue) logDue() <-chan time.Time {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.dropped) == 0 {
+		return nil
+	}
+	return time.After(max(q.logEvery-time.Since(q.lastLog), 0))
+}
+
+// logDrops logs the drops since the last such line, at most once per
+// q.logEvery.
+func (q *eventQueue) logDrops(info func(string, ...any), now time.Time) {
+	q.mu.Lock()
+	if len(q.dropped) == 0 || now.Sub(q.lastLog) < q.logEvery {
+		q.mu.Unlock()
+		return
+	}
+	normal, warning := q.dropped[corev1.EventTypeNormal], q.dropped[corev1.EventTypeWarning]
+	clear(q.dropped)
+	q.lastLog = now
+	q.mu.Unlock()
+	info("dropped Events: more were waiting to be sent than virtmesh keeps (see virtmesh_events_dropped_total); "+
+		"virtmesh_vmis and kubectl virtmesh status still show every VM's state", "normal", normal, "warning", warning)
+}
+
+// queuedRecorder is the record.EventRecorder the controllers use.
+type queuedRecorder struct {
+	q  *eventQueue
+	to record.EventRecorder
+}
+
+func (r *queuedRecorder) Event(object runtime.Object, eventtype, reason, message string) {
+	r.q.add(queuedEvent{to: r.to, object: object, typ: eventtype, reason: reason, message: message})
+}
+
+func (r *queuedRecorder) Eventf(object runtime.Object, eventtype, reason, messageFmt string, args ...any) {
+	r.Event(object, eventtype, reason, fmt.Sprintf(messageFmt, args...))
+}
+
+func (r *queuedRecorder) AnnotatedEventf(object runtime.Object, annotations map[string]string, eventtype, reason, messageFmt string,
+	args ...any) {
+	r.q.add(queuedEvent{to: r.to, object: object, annotations: annotations, typ: eventtype, reason: reason,
+		message: fmt.Sprintf(messageFmt, args...)})
+}

@@ -1,0 +1,155 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/time/rate"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/record"
+)
+
+func TestEventQueueSendsWarningsFirstAndKeepsOrderWithinAType(t *testing.T) {
+	q := newEventQueue()
+	fake := record.NewFakeRecorder(100)
+	rec := q.recorder(fake)
+	ref := &corev1.ObjectReference{Kind: "VirtualMachine", Namespace: "ns", Name: "vm"}
+	rec.Event(ref, corev1.EventTypeNormal, "ServiceCreated", "n1")
+	rec.Eventf(ref, corev1.EventTypeNormal, "ServiceCreated", "n%d", 2)
+	rec.Event(ref, corev1.EventTypeWarning, "NeedsRestart", "w1")
+	rec.Event(ref, corev1.EventTypeWarning, "Broken", "w2")
+	for e, ok := q.next(); ok; e, ok = q.next() {
+		q.send(e)
+	}
+	got := drain(fake)
+	want := []string{"Warning NeedsRestart w1", "Warning Broken w2", "Normal ServiceCreated n1", "Normal ServiceCreated n2"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("sent %q, want %q", got, want)
+	}
+}
+
+func TestEventQueueDropsNormalEventsBeyondItsBoundButKeepsWarnings(t *testing.T) {
+	q := newEventQueue()
+	q.maxNormals, q.maxWarnings = 2, 3
+	fake := record.NewFakeRecorder(100)
+	rec := q.recorder(fake)
+	ref := &corev1.ObjectReference{Kind: "VirtualMachine", Namespace: "ns", Name: "vm"}
+	normalBefore := testutil.ToFloat64(eventsDropped.WithLabelValues(corev1.EventTypeNormal))
+	warningBefore := testutil.ToFloat64(eventsDropped.WithLabelValues(corev1.EventTypeWarning))
+	for i := range 5 {
+		rec.Eventf(ref, corev1.EventTypeNormal, "ServiceCreated", "n%d", i)
+	}
+	for i := range 3 {
+		rec.Eventf(ref, corev1.EventTypeWarning, "NeedsRestart", "w%d", i)
+	}
+	rec.Eventf(ref, corev1.EventTypeWarning, "NeedsRestart", "w%d", 3)
+	if d := testutil.ToFloat64(eventsDropped.WithLabelValues(corev1.EventTypeNormal)) - normalBefore; d != 3 {
+		t.Errorf("Normal drops counted %v, want 3", d)
+	}
+	if d := testutil.ToFloat64(eventsDropped.WithLabelValues(corev1.EventTypeWarning)) - warningBefore; d != 1 {
+		t.Errorf("Warning drops counted %v, want 1", d)
+	}
+	q.flush()
+	got := drain(fake)
+	want := []string{"Warning NeedsRestart w0", "Warning NeedsRestart w1", "Warning NeedsRestart w2",
+		"Normal ServiceCreated n0", "Normal ServiceCreated n1"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("sent %q, want the oldest of each type within the bounds: %q", got, want)
+	}
+}
+
+func TestEventQueueSendsAtItsRateAndFlushesWhenStopped(t *testing.T) {
+	q := newEventQueue()
+	// One Event now, then one every hour: the rest only leave by the flush.
+	q.limiter = rate.NewLimiter(rate.Every(time.Hour), 1)
+	fake := record.NewFakeRecorder(100)
+	rec := q.recorder(fake)
+	ref := &corev1.ObjectReference{Kind: "VirtualMachineInstance", Namespace: "ns", Name: "vmi"}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- q.Start(ctx) }()
+	for i := range 3 {
+		rec.Eventf(ref, corev1.EventTypeNormal, "ServiceCreated", "n%d", i)
+	}
+	select {
+	case e := <-fake.Events:
+		if e != "Normal ServiceCreated n0" {
+			t.Fatalf("first = %q", e)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first Event was not sent")
+	}
+	if got := drain(fake); len(got) != 0 {
+		t.Fatalf("sent %q beyond the rate", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got := drain(fake)
+	want := []string{"Normal ServiceCreated n1", "Normal ServiceCreated n2"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("flushed %q, want %q", got, want)
+	}
+}
+
+func TestEventQueueKeepsAnnotations(t *testing.T) {
+	q := newEventQueue()
+	fake := record.NewFakeRecorder(10)
+	fake.IncludeObject = true
+	ref := &corev1.ObjectReference{Kind: "VirtualMachine", Namespace: "ns", Name: "vm"}
+	q.recorder(fake).AnnotatedEventf(ref, map[string]string{"k": "v"}, corev1.EventTypeNormal, "R", "m %s", "x")
+	q.flush()
+	got := drain(fake)
+	if len(got) != 1 || !strings.Contains(got[0], "Normal R m x") || !strings.Contains(got[0], "map[k:v]") {
+		t.Errorf("sent %q", got)
+	}
+}
+
+func TestEventQueueLogsDropsAtMostOncePerInterval(t *testing.T) {
+	q := newEventQueue()
+	q.maxNormals = 0
+	rec := q.recorder(record.NewFakeRecorder(10))
+	ref := &corev1.ObjectReference{Kind: "VirtualMachine", Namespace: "ns", Name: "vm"}
+	var lines []string
+	info := func(msg string, kv ...any) { lines = append(lines, fmt.Sprint(kv...)) }
+	if q.logDue() != nil {
+		t.Error("a log is due with nothing dropped")
+	}
+	t0 := time.Now()
+	rec.Event(ref, corev1.EventTypeNormal, "R", "1")
+	rec.Event(ref, corev1.EventTypeNormal, "R", "2")
+	q.logDrops(info, t0)
+	rec.Event(ref, corev1.EventTypeNormal, "R", "3")
+	q.logDrops(info, t0.Add(30*time.Second))
+	if len(lines) != 1 || lines[0] != "normal2warning0" {
+		t.Fatalf("logged %q, want one line for the first 2 drops", lines)
+	}
+	q.logDrops(info, t0.Add(time.Minute))
+	if len(lines) != 2 || lines[1] != "normal1warning0" {
+		t.Fatalf("logged %q, want a second line for the third drop a minute later", lines)
+	}
+	q.logDrops(info, t0.Add(3*time.Minute))
+	if len(lines) != 2 {
+		t.Errorf("logged %q with nothing new dropped", lines)
+	}
+}
+
+func TestFIFOReleasesItsArrayWhenDrained(t *testing.T) {
+	var f fifo
+	for i := range 3 {
+		f.push(queuedEvent{message: fmt.Sprint(i)})
+	}
+	for i := range 3 {
+		if e := f.pop(); e.message != fmt.Sprint(i) {
+			t.Fatalf("pop %d = %q", i, e.message)
+		}
+	}
+	if f.items != nil {
+		t.Error("the drained queue still holds its array")
+	}
+}
