@@ -35,6 +35,9 @@ type eventQueue struct {
 	maxWarnings, maxNormals int
 	limiter                 *rate.Limiter
 	wake                    chan struct{}
+	// stopped: Start has returned; Events go straight to client-go (the
+	// manager stops the controllers that send them after this queue).
+	stopped bool
 	// dropped counts drops not yet logged, by type.
 	dropped  map[string]int
 	lastLog  time.Time
@@ -104,6 +107,11 @@ func (q *eventQueue) recorder(to record.EventRecorder) record.EventRecorder {
 
 func (q *eventQueue) add(e queuedEvent) {
 	q.mu.Lock()
+	if q.stopped {
+		q.mu.Unlock()
+		q.send(e)
+		return
+	}
 	queue, limit := &q.normals, q.maxNormals
 	if e.typ == corev1.EventTypeWarning {
 		queue, limit = &q.warnings, q.maxWarnings
@@ -136,7 +144,9 @@ func (q *eventQueue) next() (queuedEvent, bool) {
 }
 
 // Start hands Events on until ctx ends, then hands on at once what still
-// waits (client-go sends what it holds while the manager stops).
+// waits, and every later Event as it comes: the manager stops this queue
+// (not leader-elected) before the controllers, and client-go sends what it
+// holds while the manager stops.
 func (q *eventQueue) Start(ctx context.Context) error {
 	logger := log.FromContext(ctx).WithName("events")
 	for {
@@ -175,6 +185,9 @@ func (q *eventQueue) send(e queuedEvent) {
 }
 
 func (q *eventQueue) flush() {
+	q.mu.Lock()
+	q.stopped = true
+	q.mu.Unlock()
 	for e, ok := q.next(); ok; e, ok = q.next() {
 		q.send(e)
 	}

@@ -95,6 +95,12 @@ func TestEventQueueSendsAtItsRateAndFlushesWhenStopped(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("flushed %q, want %q", got, want)
 	}
+	// The manager stops the controllers after the queue: what they still
+	// say goes straight on.
+	rec.Event(ref, corev1.EventTypeWarning, "Broken", "late")
+	if got := drain(fake); fmt.Sprint(got) != "[Warning Broken late]" {
+		t.Errorf("an Event after the stop: sent %q", got)
+	}
 }
 
 func TestEventQueueKeepsAnnotations(t *testing.T) {
