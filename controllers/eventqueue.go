@@ -16,14 +16,15 @@ import (
 
 // eventQueue sits between virtmesh's controllers and client-go's event
 // recorder. client-go holds at most 1,000 Events waiting to be sent, sends
-// them one at a time, and beyond that drops new ones without a word,
-// Warnings as readily as anything. virtmesh starting on a cluster with
+// them one at a time, and beyond that drops new ones, mostly without a
+// word, Warnings as readily as anything. virtmesh starting on a cluster with
 // thousands of apps has more than that to say at once (each Service it
 // creates is told to the VMs it serves: at 20,000 VMIs the load program saw
 // 8,540 of 20,400 Events reach the API server), and a Warning lost then
 // (NeedsRestart, Broken) is never said again: the state it reports does not
 // change. So Events wait here and are handed on at a rate the API server
-// takes one request at a time, Warnings first; when too many Normal Events
+// takes one request at a time, Warnings first (but never before an earlier
+// Event about the same object); when too many Normal Events
 // wait, the newest Normal ones are dropped, counted in
 // virtmesh_events_dropped_total and logged (once a minute at most).
 type eventQueue struct {
@@ -35,6 +36,9 @@ type eventQueue struct {
 	maxWarnings, maxNormals int
 	limiter                 *rate.Limiter
 	wake                    chan struct{}
+	// normalsFor counts the queued Normal Events of each object
+	// (objectKey), so that a Warning about an object goes out after them.
+	normalsFor map[string]int
 	// stopped: Start has returned; Events go straight to client-go (the
 	// manager stops the controllers that send them after this queue).
 	stopped bool
@@ -53,6 +57,10 @@ const (
 	eventBurst      = 200
 	maxQueuedNormal = 5000
 	maxQueuedWarn   = 50000
+	// stopFlush is how many waiting Events are handed to client-go when the
+	// queue stops (Warnings first): client-go takes 1,000 at once and logs
+	// an error for each one beyond; the rest are counted as dropped.
+	stopFlush = 900
 )
 
 var eventsDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -69,6 +77,7 @@ func newEventQueue() *eventQueue {
 		limiter:     rate.NewLimiter(eventRate, eventBurst),
 		wake:        make(chan struct{}, 1),
 		dropped:     map[string]int{},
+		normalsFor:  map[string]int{},
 		logEvery:    time.Minute,
 	}
 }
@@ -80,10 +89,41 @@ type queuedEvent struct {
 	object               runtime.Object
 	annotations          map[string]string
 	typ, reason, message string
+	// key is objectKey(object).
+	key string
+}
+
+// objectKey names the object an Event is about ("" for anything but an
+// ObjectReference, which every controller passes).
+func objectKey(o runtime.Object) string {
+	ref, ok := o.(*corev1.ObjectReference)
+	if !ok || ref == nil {
+		return ""
+	}
+	return ref.Kind + "/" + ref.Namespace + "/" + ref.Name + "/" + string(ref.UID)
 }
 
 // fifo is a queue of Events; popped slots are released as it drains.
 type fifo struct{ items []queuedEvent }
+
+// take removes the Events about key, in order.
+func (f *fifo) take(key string) []queuedEvent {
+	var taken []queuedEvent
+	kept := f.items[:0]
+	for _, e := range f.items {
+		if e.key == key {
+			taken = append(taken, e)
+		} else {
+			kept = append(kept, e)
+		}
+	}
+	clear(f.items[len(kept):])
+	f.items = kept
+	if len(f.items) == 0 {
+		f.items = nil
+	}
+	return taken
+}
 
 func (f *fifo) len() int { return len(f.items) }
 
@@ -106,14 +146,16 @@ func (q *eventQueue) recorder(to record.EventRecorder) record.EventRecorder {
 }
 
 func (q *eventQueue) add(e queuedEvent) {
+	e.key = objectKey(e.object)
 	q.mu.Lock()
 	if q.stopped {
 		q.mu.Unlock()
 		q.send(e)
 		return
 	}
+	warning := e.typ == corev1.EventTypeWarning
 	queue, limit := &q.normals, q.maxNormals
-	if e.typ == corev1.EventTypeWarning {
+	if warning {
 		queue, limit = &q.warnings, q.maxWarnings
 	}
 	if queue.len() >= limit {
@@ -122,7 +164,19 @@ func (q *eventQueue) add(e queuedEvent) {
 		eventsDropped.WithLabelValues(e.typ).Inc()
 		return
 	}
+	if warning && e.key != "" && q.normalsFor[e.key] > 0 {
+		// Warnings go first, but not before what was said earlier about
+		// the same object: its Events keep their order (client-go stamps
+		// each when it is handed on).
+		for _, n := range q.normals.take(e.key) {
+			q.warnings.push(n)
+		}
+		delete(q.normalsFor, e.key)
+	}
 	queue.push(e)
+	if !warning && e.key != "" {
+		q.normalsFor[e.key]++
+	}
 	q.mu.Unlock()
 	select {
 	case q.wake <- struct{}{}:
@@ -138,15 +192,22 @@ func (q *eventQueue) next() (queuedEvent, bool) {
 	case q.warnings.len() > 0:
 		return q.warnings.pop(), true
 	case q.normals.len() > 0:
-		return q.normals.pop(), true
+		e := q.normals.pop()
+		if e.key != "" {
+			if q.normalsFor[e.key]--; q.normalsFor[e.key] <= 0 {
+				delete(q.normalsFor, e.key)
+			}
+		}
+		return e, true
 	}
 	return queuedEvent{}, false
 }
 
-// Start hands Events on until ctx ends, then hands on at once what still
-// waits, and every later Event as it comes: the manager stops this queue
-// (not leader-elected) before the controllers, and client-go sends what it
-// holds while the manager stops.
+// Start hands Events on until ctx ends. Then it hands on at once up to
+// stopFlush of those still waiting (Warnings first; client-go sends what it
+// holds while the manager stops, as far as it gets) and counts the rest as
+// dropped; every later Event goes straight to client-go (the manager stops
+// this queue, which is not leader-elected, before the controllers).
 func (q *eventQueue) Start(ctx context.Context) error {
 	logger := log.FromContext(ctx).WithName("events")
 	for {
@@ -157,14 +218,14 @@ func (q *eventQueue) Start(ctx context.Context) error {
 			case <-q.wake:
 			case <-q.logDue():
 			case <-ctx.Done():
-				q.flush()
+				q.stop(logger.Info)
 				return nil
 			}
 			continue
 		}
 		if err := q.limiter.Wait(ctx); err != nil {
 			q.send(e)
-			q.flush()
+			q.stop(logger.Info)
 			return nil
 		}
 		q.send(e)
@@ -184,13 +245,27 @@ func (q *eventQueue) send(e queuedEvent) {
 	e.to.Event(e.object, e.typ, e.reason, e.message)
 }
 
-func (q *eventQueue) flush() {
+// stop hands on at most stopFlush waiting Events, drops the rest (counted)
+// and logs the drops not logged yet.
+func (q *eventQueue) stop(info func(string, ...any)) {
 	q.mu.Lock()
 	q.stopped = true
 	q.mu.Unlock()
-	for e, ok := q.next(); ok; e, ok = q.next() {
-		q.send(e)
+	for sent := 0; ; sent++ {
+		e, ok := q.next()
+		if !ok {
+			break
+		}
+		if sent < stopFlush {
+			q.send(e)
+			continue
+		}
+		q.mu.Lock()
+		q.dropped[e.typ]++
+		q.mu.Unlock()
+		eventsDropped.WithLabelValues(e.typ).Inc()
 	}
+	q.logDrops(info, time.Now().Add(q.logEvery)) // the last word, whenever the one before
 }
 
 // logDue fires when unlogged drops may be logged (never when there are none).

@@ -20,8 +20,9 @@ func TestEventQueueSendsWarningsFirstAndKeepsOrderWithinAType(t *testing.T) {
 	ref := &corev1.ObjectReference{Kind: "VirtualMachine", Namespace: "ns", Name: "vm"}
 	rec.Event(ref, corev1.EventTypeNormal, "ServiceCreated", "n1")
 	rec.Eventf(ref, corev1.EventTypeNormal, "ServiceCreated", "n%d", 2)
-	rec.Event(ref, corev1.EventTypeWarning, "NeedsRestart", "w1")
-	rec.Event(ref, corev1.EventTypeWarning, "Broken", "w2")
+	other := &corev1.ObjectReference{Kind: "VirtualMachine", Namespace: "ns", Name: "other"}
+	rec.Event(other, corev1.EventTypeWarning, "NeedsRestart", "w1")
+	rec.Event(other, corev1.EventTypeWarning, "Broken", "w2")
 	for e, ok := q.next(); ok; e, ok = q.next() {
 		q.send(e)
 	}
@@ -43,17 +44,18 @@ func TestEventQueueDropsNormalEventsBeyondItsBoundButKeepsWarnings(t *testing.T)
 	for i := range 5 {
 		rec.Eventf(ref, corev1.EventTypeNormal, "ServiceCreated", "n%d", i)
 	}
+	other := &corev1.ObjectReference{Kind: "VirtualMachine", Namespace: "ns", Name: "other"}
 	for i := range 3 {
-		rec.Eventf(ref, corev1.EventTypeWarning, "NeedsRestart", "w%d", i)
+		rec.Eventf(other, corev1.EventTypeWarning, "NeedsRestart", "w%d", i)
 	}
-	rec.Eventf(ref, corev1.EventTypeWarning, "NeedsRestart", "w%d", 3)
+	rec.Eventf(other, corev1.EventTypeWarning, "NeedsRestart", "w%d", 3)
 	if d := testutil.ToFloat64(eventsDropped.WithLabelValues(corev1.EventTypeNormal)) - normalBefore; d != 3 {
 		t.Errorf("Normal drops counted %v, want 3", d)
 	}
 	if d := testutil.ToFloat64(eventsDropped.WithLabelValues(corev1.EventTypeWarning)) - warningBefore; d != 1 {
 		t.Errorf("Warning drops counted %v, want 1", d)
 	}
-	q.flush()
+	q.stop(func(string, ...any) {})
 	got := drain(fake)
 	want := []string{"Warning NeedsRestart w0", "Warning NeedsRestart w1", "Warning NeedsRestart w2",
 		"Normal ServiceCreated n0", "Normal ServiceCreated n1"}
@@ -109,7 +111,7 @@ func TestEventQueueKeepsAnnotations(t *testing.T) {
 	fake.IncludeObject = true
 	ref := &corev1.ObjectReference{Kind: "VirtualMachine", Namespace: "ns", Name: "vm"}
 	q.recorder(fake).AnnotatedEventf(ref, map[string]string{"k": "v"}, corev1.EventTypeNormal, "R", "m %s", "x")
-	q.flush()
+	q.stop(func(string, ...any) {})
 	got := drain(fake)
 	if len(got) != 1 || !strings.Contains(got[0], "Normal R m x") || !strings.Contains(got[0], "map[k:v]") {
 		t.Errorf("sent %q", got)
@@ -157,5 +159,57 @@ func TestFIFOReleasesItsArrayWhenDrained(t *testing.T) {
 	}
 	if f.items != nil {
 		t.Error("the drained queue still holds its array")
+	}
+}
+
+func TestEventQueueKeepsEachObjectsEventsInOrder(t *testing.T) {
+	q := newEventQueue()
+	fake := record.NewFakeRecorder(100)
+	rec := q.recorder(fake)
+	a := &corev1.ObjectReference{Kind: "VirtualMachine", Namespace: "ns", Name: "a", UID: "ua"}
+	b := &corev1.ObjectReference{Kind: "VirtualMachine", Namespace: "ns", Name: "b", UID: "ub"}
+	rec.Event(b, corev1.EventTypeNormal, "ServiceCreated", "b1")
+	rec.Event(a, corev1.EventTypeNormal, "OnboardingStarted", "a1")
+	rec.Event(b, corev1.EventTypeNormal, "ServiceUpdated", "b2")
+	rec.Event(a, corev1.EventTypeNormal, "MeshStateMeshed", "a2")
+	rec.Event(a, corev1.EventTypeWarning, "OnboardingFailed", "a3")
+	rec.Event(a, corev1.EventTypeNormal, "ServiceUpdated", "a4")
+	for e, ok := q.next(); ok; e, ok = q.next() {
+		q.send(e)
+	}
+	got := drain(fake)
+	// a's Warning goes before b's Events, after a's earlier ones.
+	want := []string{"Normal OnboardingStarted a1", "Normal MeshStateMeshed a2", "Warning OnboardingFailed a3",
+		"Normal ServiceCreated b1", "Normal ServiceUpdated b2", "Normal ServiceUpdated a4"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("sent %q, want %q", got, want)
+	}
+	if len(q.normalsFor) != 0 {
+		t.Errorf("counts left after the queue emptied: %v", q.normalsFor)
+	}
+}
+
+func TestEventQueueStopHandsOnABoundedNumberAndCountsTheRest(t *testing.T) {
+	q := newEventQueue()
+	fake := record.NewFakeRecorder(2 * stopFlush)
+	rec := q.recorder(fake)
+	ref := &corev1.ObjectReference{Kind: "VirtualMachine", Namespace: "ns", Name: "vm"}
+	for i := range stopFlush {
+		rec.Eventf(ref, corev1.EventTypeNormal, "ServiceCreated", "n%d", i)
+	}
+	other := &corev1.ObjectReference{Kind: "VirtualMachine", Namespace: "ns", Name: "other"}
+	rec.Event(other, corev1.EventTypeWarning, "NeedsRestart", "w")
+	before := testutil.ToFloat64(eventsDropped.WithLabelValues(corev1.EventTypeNormal))
+	var lines []string
+	q.stop(func(msg string, kv ...any) { lines = append(lines, fmt.Sprint(kv...)) })
+	got := drain(fake)
+	if len(got) != stopFlush || got[0] != "Warning NeedsRestart w" || got[stopFlush-1] != fmt.Sprintf("Normal ServiceCreated n%d", stopFlush-2) {
+		t.Errorf("handed on %d, the last %q; want %d, in order", len(got), got[len(got)-1], stopFlush)
+	}
+	if d := testutil.ToFloat64(eventsDropped.WithLabelValues(corev1.EventTypeNormal)) - before; d != 1 {
+		t.Errorf("counted %v dropped at the stop, want 1", d)
+	}
+	if len(lines) != 1 || lines[0] != "normal1warning0" {
+		t.Errorf("logged %q at the stop, want the drop", lines)
 	}
 }
