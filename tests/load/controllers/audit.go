@@ -46,6 +46,9 @@ func newAuditLog(dir string) (*auditLog, map[string]string, error) {
 		"audit-log-path":    a.path,
 		"audit-log-format":  "json",
 		"audit-log-mode":    "blocking", // every write is in the file when its response is sent
+		// Never rotated (the default rotates at 100 MB, which a 20,000-VMI
+		// run nears): the offsets read from would point past the end.
+		"audit-log-maxsize": "1000000",
 	}, nil
 }
 
@@ -104,6 +107,11 @@ func (a *auditLog) writesSince(offset int64, since time.Time) (map[string][]audi
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
 	defer func() { _ = f.Close() }()
+	if fi, err := f.Stat(); err != nil {
+		return nil, fmt.Errorf("audit log: %w", err)
+	} else if fi.Size() < offset {
+		return nil, fmt.Errorf("audit log %s is %d bytes, shorter than the %d read before: rotated or truncated", a.path, fi.Size(), offset)
+	}
 	if _, err := f.Seek(offset, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}

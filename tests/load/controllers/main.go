@@ -28,6 +28,7 @@ import (
 	"maps"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -132,7 +133,7 @@ func main() {
 	}
 }
 
-func run(s scale, g goals, binary, root string, timeout time.Duration, workers int, verbose bool, profile string, extra []string) error {
+func run(s scale, g goals, binary, root string, timeout time.Duration, workers int, verbose bool, profile string, extra []string) (retErr error) {
 	ctx := context.Background()
 	fmt.Printf("starting etcd, kube-apiserver (ClusterIP allocator: %s) and kube-controller-manager\n", *clusterIPAllocator)
 	// kube-apiserver's watch-cache consistency checker (feature
@@ -148,6 +149,9 @@ func run(s scale, g goals, binary, root string, timeout time.Duration, workers i
 			gates = append(gates, "DetectCacheInconsistency=false")
 		}
 	case "bitmap":
+		if *cacheChecker {
+			return errors.New("-apiserver-cache-checker: Kubernetes 1.33, which -clusterip-allocator bitmap emulates, has no cache consistency checker")
+		}
 		// MultiCIDRServiceAllocator is locked on from 1.34; emulating 1.33
 		// is the supported way to turn it off on a 1.34 kube-apiserver.
 		// (1.33 has no cache consistency checker: nothing to turn off.)
@@ -166,7 +170,13 @@ func run(s scale, g goals, binary, root string, timeout time.Duration, workers i
 	if err != nil {
 		return err
 	}
-	defer func() { _ = os.RemoveAll(auditDir) }()
+	defer func() {
+		if retErr != nil {
+			fmt.Fprintf(os.Stderr, "kube-apiserver's audit log of writes is kept: %s\n", filepath.Join(auditDir, "audit.log"))
+			return
+		}
+		_ = os.RemoveAll(auditDir)
+	}()
 	audit, auditFlags, err := newAuditLog(auditDir)
 	if err != nil {
 		return err
