@@ -39,6 +39,11 @@ type eventQueue struct {
 	// normalsFor counts the queued Normal Events of each object
 	// (objectKey), so that a Warning about an object goes out after them.
 	normalsFor map[string]int
+	// normalsIn counts the queued Normal Events of each namespace, so that
+	// one namespace (a tenant editing virtmesh's objects in a loop, say)
+	// cannot fill the queue for all: at most maxNormalsPerNamespace.
+	normalsIn              map[string]int
+	maxNormalsPerNamespace int
 	// stopped: Start has returned; Events go straight to client-go (the
 	// manager stops the controllers that send them after this queue).
 	stopped bool
@@ -56,7 +61,9 @@ const (
 	eventRate       = 50
 	eventBurst      = 200
 	maxQueuedNormal = 5000
-	maxQueuedWarn   = 50000
+	// maxQueuedNormalPerNamespace: a fifth of the queue per namespace.
+	maxQueuedNormalPerNamespace = maxQueuedNormal / 5
+	maxQueuedWarn               = 50000
 	// stopFlush is how many waiting Events are handed to client-go when the
 	// queue stops (Warnings first): client-go takes 1,000 at once and logs
 	// an error for each one beyond; the rest are counted as dropped.
@@ -66,7 +73,7 @@ const (
 var eventsDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "virtmesh_events_dropped_total",
 	Help: "Events virtmesh did not send, by type (Normal, Warning), because more were waiting to be sent than it keeps " +
-		"(5,000 Normal, 50,000 Warning; sent at 50 a second, Warnings first). What they said stays visible in " +
+		"(5,000 Normal, 1,000 of them per namespace, 50,000 Warning; sent at 50 a second, Warnings first). What they said stays visible in " +
 		"virtmesh_vmis and kubectl virtmesh status.",
 }, []string{"type"})
 
@@ -78,7 +85,10 @@ func newEventQueue() *eventQueue {
 		wake:        make(chan struct{}, 1),
 		dropped:     map[string]int{},
 		normalsFor:  map[string]int{},
-		logEvery:    time.Minute,
+		normalsIn:   map[string]int{},
+
+		maxNormalsPerNamespace: maxQueuedNormalPerNamespace,
+		logEvery:               time.Minute,
 	}
 }
 
@@ -89,8 +99,8 @@ type queuedEvent struct {
 	object               runtime.Object
 	annotations          map[string]string
 	typ, reason, message string
-	// key is objectKey(object).
-	key string
+	// key is objectKey(object); namespace is the object's.
+	key, namespace string
 }
 
 // objectKey names the object an Event is about ("" for anything but an
@@ -147,6 +157,9 @@ func (q *eventQueue) recorder(to record.EventRecorder) record.EventRecorder {
 
 func (q *eventQueue) add(e queuedEvent) {
 	e.key = objectKey(e.object)
+	if ref, ok := e.object.(*corev1.ObjectReference); ok && ref != nil {
+		e.namespace = ref.Namespace
+	}
 	q.mu.Lock()
 	if q.stopped {
 		q.mu.Unlock()
@@ -158,7 +171,7 @@ func (q *eventQueue) add(e queuedEvent) {
 	if warning {
 		queue, limit = &q.warnings, q.maxWarnings
 	}
-	if queue.len() >= limit {
+	if queue.len() >= limit || !warning && q.normalsIn[e.namespace] >= q.maxNormalsPerNamespace {
 		q.dropped[e.typ]++
 		q.mu.Unlock()
 		eventsDropped.WithLabelValues(e.typ).Inc()
@@ -169,18 +182,31 @@ func (q *eventQueue) add(e queuedEvent) {
 		// the same object: its Events keep their order (client-go stamps
 		// each when it is handed on).
 		for _, n := range q.normals.take(e.key) {
+			q.countNormal(n, -1)
 			q.warnings.push(n)
 		}
-		delete(q.normalsFor, e.key)
 	}
 	queue.push(e)
-	if !warning && e.key != "" {
-		q.normalsFor[e.key]++
+	if !warning {
+		q.countNormal(e, 1)
 	}
 	q.mu.Unlock()
 	select {
 	case q.wake <- struct{}{}:
 	default:
+	}
+}
+
+// countNormal adds d to the counts of queued Normal Events of e's object
+// and namespace (q.mu held).
+func (q *eventQueue) countNormal(e queuedEvent, d int) {
+	if e.key != "" {
+		if q.normalsFor[e.key] += d; q.normalsFor[e.key] <= 0 {
+			delete(q.normalsFor, e.key)
+		}
+	}
+	if q.normalsIn[e.namespace] += d; q.normalsIn[e.namespace] <= 0 {
+		delete(q.normalsIn, e.namespace)
 	}
 }
 
@@ -193,11 +219,7 @@ func (q *eventQueue) next() (queuedEvent, bool) {
 		return q.warnings.pop(), true
 	case q.normals.len() > 0:
 		e := q.normals.pop()
-		if e.key != "" {
-			if q.normalsFor[e.key]--; q.normalsFor[e.key] <= 0 {
-				delete(q.normalsFor, e.key)
-			}
-		}
+		q.countNormal(e, -1)
 		return e, true
 	}
 	return queuedEvent{}, false

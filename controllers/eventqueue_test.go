@@ -184,8 +184,8 @@ func TestEventQueueKeepsEachObjectsEventsInOrder(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("sent %q, want %q", got, want)
 	}
-	if len(q.normalsFor) != 0 {
-		t.Errorf("counts left after the queue emptied: %v", q.normalsFor)
+	if len(q.normalsFor) != 0 || len(q.normalsIn) != 0 {
+		t.Errorf("counts left after the queue emptied: %v %v", q.normalsFor, q.normalsIn)
 	}
 }
 
@@ -212,4 +212,48 @@ func TestEventQueueStopHandsOnABoundedNumberAndCountsTheRest(t *testing.T) {
 	if len(lines) != 1 || lines[0] != "normal1warning0" {
 		t.Errorf("logged %q at the stop, want the drop", lines)
 	}
+}
+
+func TestEventQueueBoundsEachNamespacesNormalEvents(t *testing.T) {
+	q := newEventQueue()
+	q.maxNormalsPerNamespace = 2
+	fake := record.NewFakeRecorder(100)
+	rec := q.recorder(fake)
+	noisy := &corev1.ObjectReference{Kind: "NetworkAttachmentDefinition", Namespace: "tenant-a", Name: "istio-cni"}
+	quiet := &corev1.ObjectReference{Kind: "VirtualMachine", Namespace: "tenant-b", Name: "vm"}
+	before := testutil.ToFloat64(eventsDropped.WithLabelValues(corev1.EventTypeNormal))
+	for i := range 5 {
+		rec.Eventf(noisy, corev1.EventTypeNormal, "NetworkAttachmentDefinitionRestored", "r%d", i)
+	}
+	rec.Event(quiet, corev1.EventTypeNormal, "ServiceCreated", "b")
+	rec.Event(noisy, corev1.EventTypeWarning, "NetworkAttachmentDefinitionNotIstioCNI", "w")
+	if d := testutil.ToFloat64(eventsDropped.WithLabelValues(corev1.EventTypeNormal)) - before; d != 3 {
+		t.Errorf("dropped %v of tenant-a's Normal Events, want 3", d)
+	}
+	q.stop(func(string, ...any) {})
+	got := drain(fake)
+	want := []string{"Normal NetworkAttachmentDefinitionRestored r0", "Normal NetworkAttachmentDefinitionRestored r1",
+		"Warning NetworkAttachmentDefinitionNotIstioCNI w", "Normal ServiceCreated b"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("sent %q, want %q", got, want)
+	}
+	// Sent Events free their namespace's room.
+	q2 := newEventQueue()
+	q2.maxNormalsPerNamespace = 1
+	rec2 := q2.recorder(fake)
+	rec2.Event(noisy, corev1.EventTypeNormal, "R", "1")
+	q2.send(mustNext(t, q2))
+	rec2.Event(noisy, corev1.EventTypeNormal, "R", "2")
+	if e := mustNext(t, q2); e.message != "2" {
+		t.Errorf("next = %q, want the second Event queued once the first was sent", e.message)
+	}
+}
+
+func mustNext(t *testing.T, q *eventQueue) queuedEvent {
+	t.Helper()
+	e, ok := q.next()
+	if !ok {
+		t.Fatal("nothing queued")
+	}
+	return e
 }
