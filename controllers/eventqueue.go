@@ -37,7 +37,7 @@ type eventQueue struct {
 	limiter                 *rate.Limiter
 	wake                    chan struct{}
 	// normalsFor counts the queued Normal Events of each object
-	// (objectKey), so that a Warning about an object goes out after them.
+	// (aboutObject), so that a Warning about an object goes out after them.
 	normalsFor map[string]int
 	// normalsIn counts the queued Normal Events of each namespace, so that
 	// one namespace (a tenant editing virtmesh's objects in a loop, say)
@@ -99,18 +99,18 @@ type queuedEvent struct {
 	object               runtime.Object
 	annotations          map[string]string
 	typ, reason, message string
-	// key is objectKey(object); namespace is the object's.
+	// key and namespace are aboutObject(object).
 	key, namespace string
 }
 
-// objectKey names the object an Event is about ("" for anything but an
-// ObjectReference, which every controller passes).
-func objectKey(o runtime.Object) string {
+// aboutObject names the object an Event is about and its namespace (""
+// for anything but an ObjectReference, which every controller passes).
+func aboutObject(o runtime.Object) (key, namespace string) {
 	ref, ok := o.(*corev1.ObjectReference)
 	if !ok || ref == nil {
-		return ""
+		return "", ""
 	}
-	return ref.Kind + "/" + ref.Namespace + "/" + ref.Name + "/" + string(ref.UID)
+	return ref.Kind + "/" + ref.Namespace + "/" + ref.Name + "/" + string(ref.UID), ref.Namespace
 }
 
 // fifo is a queue of Events; popped slots are released as it drains.
@@ -156,10 +156,7 @@ func (q *eventQueue) recorder(to record.EventRecorder) record.EventRecorder {
 }
 
 func (q *eventQueue) add(e queuedEvent) {
-	e.key = objectKey(e.object)
-	if ref, ok := e.object.(*corev1.ObjectReference); ok && ref != nil {
-		e.namespace = ref.Namespace
-	}
+	e.key, e.namespace = aboutObject(e.object)
 	q.mu.Lock()
 	if q.stopped {
 		q.mu.Unlock()

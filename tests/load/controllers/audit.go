@@ -83,14 +83,19 @@ type auditEvent struct {
 	StageTimestamp time.Time `json:"stageTimestamp"`
 }
 
-func (e auditEvent) String() string {
+func (e auditEvent) String() string { return e.describe(true) }
+
+// describe says "verb resource[/subresource] [namespace/name] code".
+func (e auditEvent) describe(withName bool) string {
 	what := "?"
 	if r := e.ObjectRef; r != nil {
 		what = r.Resource
 		if r.Subresource != "" {
 			what += "/" + r.Subresource
 		}
-		what += " " + strings.TrimPrefix(r.Namespace+"/"+r.Name, "/")
+		if withName {
+			what += " " + strings.TrimPrefix(r.Namespace+"/"+r.Name, "/")
+		}
 	}
 	code := 0
 	if e.ResponseStatus != nil {
@@ -149,15 +154,7 @@ func countWrites(writes []auditEvent) string {
 	}
 	n := map[string]int{}
 	for _, w := range writes {
-		what := "?"
-		if w.ObjectRef != nil {
-			what = strings.TrimSuffix(w.ObjectRef.Resource+"/"+w.ObjectRef.Subresource, "/")
-		}
-		code := 0
-		if w.ResponseStatus != nil {
-			code = w.ResponseStatus.Code
-		}
-		n[fmt.Sprintf("%s %s %d", w.Verb, what, code)]++
+		n[w.describe(false)]++
 	}
 	var out []string
 	for _, k := range slices.Sorted(maps.Keys(n)) {
