@@ -7,18 +7,24 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
+	kubevirtv1 "kubevirt.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/yaml"
 
 	"github.com/virtmesh/virtmesh/internal/app"
 	"github.com/virtmesh/virtmesh/internal/controlplane"
@@ -85,5 +91,59 @@ func newLabelledNamespace(ctx context.Context, labels map[string]string) string 
 	DeferCleanup(func(ctx SpecContext) {
 		Expect(client.IgnoreNotFound(adminClient.Delete(ctx, ns))).To(Succeed())
 	})
+	DeferCleanup(func(ctx SpecContext) { // runs first: the namespace still exists
+		if CurrentSpecReport().Failed() {
+			dumpNamespace(ctx, ns.Name)
+		}
+	})
 	return ns.Name
+}
+
+// dumpNamespace writes what a failed spec left in namespace ns to the
+// spec's output: its Events in order, and its VMIs, migrations, launcher
+// pods and Services, so a failure in CI can be understood from its log.
+func dumpNamespace(ctx context.Context, ns string) {
+	w := GinkgoWriter
+	fmt.Fprintf(w, "\n--- namespace %s after the failure ---\n", ns)
+	events := &corev1.EventList{}
+	if err := adminClient.List(ctx, events, client.InNamespace(ns)); err != nil {
+		fmt.Fprintf(w, "listing Events: %v\n", err)
+	}
+	slices.SortStableFunc(events.Items, func(a, b corev1.Event) int { return eventTime(a).Compare(eventTime(b)) })
+	for _, e := range events.Items {
+		fmt.Fprintf(w, "event %s %s %s/%s %s x%d: %s\n", eventTime(e).Format(time.RFC3339Nano), e.Type,
+			e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Reason, max(e.Count, 1), e.Message)
+	}
+	lists := []client.ObjectList{&kubevirtv1.VirtualMachineInstanceList{}, &kubevirtv1.VirtualMachineInstanceMigrationList{},
+		&corev1.PodList{}, &corev1.ServiceList{}}
+	for _, l := range lists {
+		if err := adminClient.List(ctx, l, client.InNamespace(ns)); err != nil {
+			fmt.Fprintf(w, "listing %T: %v\n", l, err)
+			continue
+		}
+		_ = meta.EachListItem(l, func(o runtime.Object) error {
+			if m, err := meta.Accessor(o); err == nil {
+				m.SetManagedFields(nil)
+			}
+			return nil
+		})
+		out, err := yaml.Marshal(l)
+		if err != nil {
+			fmt.Fprintf(w, "%T: %v\n", l, err)
+			continue
+		}
+		fmt.Fprintf(w, "%T:\n%s\n", l, out)
+	}
+	fmt.Fprintf(w, "--- end of namespace %s ---\n", ns)
+}
+
+// eventTime is when an Event last happened, as the recorder set it.
+func eventTime(e corev1.Event) time.Time {
+	switch {
+	case !e.EventTime.IsZero():
+		return e.EventTime.Time
+	case !e.LastTimestamp.IsZero():
+		return e.LastTimestamp.Time
+	}
+	return e.CreationTimestamp.Time
 }
