@@ -23,6 +23,10 @@ var (
 	missingNADDesc = prometheus.NewDesc("virtmesh_namespaces_missing_nad",
 		"Mesh namespaces whose meshed VMs cannot start for want of a NetworkAttachmentDefinition virtmesh does not create "+
 			"(a missing shared istio-cni NAD, or an OpenShift Service Mesh 2 namespace that is not a member); see the Events on the namespace.", nil, nil)
+	foreignNADDesc = prometheus.NewDesc("virtmesh_namespaces_foreign_nad",
+		"Mesh namespaces holding a NetworkAttachmentDefinition of the istio-cni name their meshed VMs' pods reference that virtmesh did "+
+			"not create and that runs another CNI plugin than istio-cni, so those VMs' traffic can bypass their proxy; see the "+
+			"NetworkAttachmentDefinitionNotIstioCNI Warning on the NAD, and virtmesh's log.", nil, nil)
 	vmisDesc = prometheus.NewDesc("virtmesh_vmis",
 		"VirtualMachineInstances by mesh state, read from their launcher pods (Meshed, Starting, Pending, NotInMesh, NotMeshable, "+
 			"NeedsRestart, NoProxy, Broken, Pinned, Onboarding, Stopped); kubectl virtmesh status lists them.", []string{"state"}, nil)
@@ -39,6 +43,9 @@ type meshCollector struct {
 	elected <-chan struct{}
 	// missingNAD counts namespaces missing a NAD (nil: NADs are not managed).
 	missingNAD func() float64
+	// foreignNAD counts namespaces with a foreign NAD of the istio-cni
+	// name running another plugin (nil: NADs are not managed).
+	foreignNAD func() float64
 	// states counts VMIs per mesh state.
 	states func() map[mesh.State]int
 }
@@ -47,6 +54,7 @@ func (c *meshCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- meshedVMIsDesc
 	ch <- meshedVMsDesc
 	ch <- missingNADDesc
+	ch <- foreignNADDesc
 	ch <- vmisDesc
 }
 
@@ -58,6 +66,9 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.missingNAD != nil {
 		ch <- prometheus.MustNewConstMetric(missingNADDesc, prometheus.GaugeValue, c.missingNAD())
+	}
+	if c.foreignNAD != nil {
+		ch <- prometheus.MustNewConstMetric(foreignNADDesc, prometheus.GaugeValue, c.foreignNAD())
 	}
 	if c.states != nil {
 		counts := c.states()

@@ -196,6 +196,7 @@ func (r *NADReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 			wanted[p.Name] = true
 		}
 	}
+	r.reports.keepForeign(ns.name, wanted)
 	res, later, err := r.deleteUnwanted(ctx, ns, wanted, why)
 	if err != nil || !res.IsZero() {
 		return res, err
@@ -218,6 +219,9 @@ func (r *NADReconciler) ensure(ctx context.Context, ns namespaceInfo, want *nadv
 	case apierrors.IsNotFound(err):
 		// Created, never applied: a NAD of that name someone else creates
 		// meanwhile makes the create fail rather than be merged into.
+		// A foreign NAD of that name is gone: one created again is warned about again.
+		r.reports.setForeign(ns.name, want.Name, false)
+		r.reports.said.set(types.UID("namespace/"+ns.name), "foreign-nad/"+want.Name, "")
 		if err := r.Client.Create(ctx, want); err != nil {
 			return requeueOnConflict(fmt.Errorf("creating NetworkAttachmentDefinition %s/%s: %w", ns.name, want.Name, err))
 		}
@@ -235,11 +239,13 @@ func (r *NADReconciler) ensure(ctx context.Context, ns namespaceInfo, want *nadv
 				"meshed VMs' pods get that instead of Istio's traffic redirection, so their traffic can bypass the proxy (mTLS, policy); "+
 				"delete it to have virtmesh create the istio-cni one", have.Name, t)
 		}
+		r.reports.setForeign(ns.name, have.Name, msg != "")
 		if r.reports.said.set(types.UID("namespace/"+ns.name), "foreign-nad/"+have.Name, msg) && msg != "" {
 			log.FromContext(ctx).Info("a NetworkAttachmentDefinition of the istio-cni name runs another plugin", "name", have.Name, "type", cniType(have.Spec.Config))
 			r.Recorder.Event(nadRef(have), corev1.EventTypeWarning, ReasonNADNotIstioCNI, "virtmesh: "+msg)
 		}
 	case !nadUpToDate(have, want):
+		r.reports.setForeign(ns.name, want.Name, false)
 		if err := r.restore(ctx, want, have.ResourceVersion); err != nil {
 			return requeueOnConflict(err)
 		}

@@ -15,7 +15,9 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -191,28 +193,164 @@ func TestWarnsAboutAForeignNADRunningAnotherPlugin(t *testing.T) {
 		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "vms", Labels: map[string]string{"istio-injection": "enabled"}}}
 		foreign := &nadv1.NetworkAttachmentDefinition{ObjectMeta: metav1.ObjectMeta{Name: DefaultNADName, Namespace: "vms"},
 			Spec: nadv1.NetworkAttachmentDefinitionSpec{Config: config}}
-		c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(ns, foreign).Build()
+		c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(ns, foreign).WithReturnManagedFields().Build()
 		cfg := DefaultConfig()
 		cfg.NADMode = NADPerNamespace
-		rec := record.NewFakeRecorder(10)
+		rec := &refRecorder{}
 		r := &NADReconciler{Client: client.WithFieldOwner(c, FieldOwner), Pods: c, Mesh: mesh.DefaultConfig(), Config: cfg, Recorder: rec}
-		for range 2 { // a resync says nothing again
+		reconcileNS := func() {
+			t.Helper()
 			if _, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKey{Name: "vms"}}); err != nil {
 				t.Fatal(err)
 			}
 		}
-		var events []string
-		for len(rec.Events) > 0 {
-			events = append(events, <-rec.Events)
+		for range 2 { // a resync says nothing again
+			reconcileNS()
 		}
-		if got := len(events) == 1 && strings.Contains(events[0], ReasonNADNotIstioCNI); got != warned {
-			t.Errorf("config %q: events %q, want a warning: %v", config, events, warned)
+		if got := len(rec.events) == 1 && rec.events[0].reason == ReasonNADNotIstioCNI; got != warned {
+			t.Errorf("config %q: events %v, want a warning: %v", config, rec.events, warned)
+		}
+		if warned {
+			// On the NAD, in its namespace, where kubectl describe and
+			// kubectl get events -n vms show it.
+			if e := rec.events[0]; e.typ != corev1.EventTypeWarning || e.ref.Kind != "NetworkAttachmentDefinition" ||
+				e.ref.Namespace != "vms" || e.ref.Name != DefaultNADName {
+				t.Errorf("config %q: the Warning is %s on %s %s/%s, want a Warning on the NAD", config, e.typ, e.ref.Kind, e.ref.Namespace, e.ref.Name)
+			}
+		}
+		// The tenant can delete the Event; the metric stays.
+		if got, want := r.reports.countForeign(), map[bool]float64{true: 1}[warned]; got != want {
+			t.Errorf("config %q: virtmesh_namespaces_foreign_nad = %v, want %v", config, got, want)
 		}
 		have := &nadv1.NetworkAttachmentDefinition{}
 		if err := c.Get(ctx, client.ObjectKeyFromObject(foreign), have); err != nil || have.Spec.Config != config {
 			t.Errorf("config %q: the tenant's NAD was changed: %v %q", config, err, have.Spec.Config)
 		}
+		if !warned {
+			continue
+		}
+		step := "the namespace leaves the mesh"
+		ns.Labels = nil
+		if err := c.Update(ctx, ns); err != nil {
+			t.Fatal(err)
+		}
+		reconcileNS()
+		if got := r.reports.countForeign(); got != 0 {
+			t.Errorf("%s: virtmesh_namespaces_foreign_nad = %v, want 0 (its VMs no longer get the NAD)", step, got)
+		}
+		step = "the namespace joins again, and the tenant deletes the NAD"
+		ns.Labels = map[string]string{"istio-injection": "enabled"}
+		if err := c.Update(ctx, ns); err != nil {
+			t.Fatal(err)
+		}
+		reconcileNS()
+		if got := r.reports.countForeign(); got != 1 {
+			t.Errorf("%s: virtmesh_namespaces_foreign_nad = %v before the delete, want 1", step, got)
+		}
+		if err := c.Delete(ctx, foreign); err != nil {
+			t.Fatal(err)
+		}
+		reconcileNS()
+		if got := r.reports.countForeign(); got != 0 {
+			t.Errorf("%s: virtmesh_namespaces_foreign_nad = %v, want 0 (virtmesh's istio-cni NAD is there now)", step, got)
+		}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(foreign), have); err != nil || !Virtmeshs(have) {
+			t.Errorf("%s: virtmesh did not create its NAD: %v %v", step, err, have.Labels)
+		}
+		step = "the tenant swaps virtmesh's NAD for another bridge one"
+		if err := c.Delete(ctx, have); err != nil {
+			t.Fatal(err)
+		}
+		again := foreign.DeepCopy()
+		again.ResourceVersion = ""
+		if err := c.Create(ctx, again); err != nil {
+			t.Fatal(err)
+		}
+		rec.events = nil
+		reconcileNS()
+		if len(rec.events) != 1 || rec.events[0].reason != ReasonNADNotIstioCNI || r.reports.countForeign() != 1 {
+			t.Errorf("%s: events %v, virtmesh_namespaces_foreign_nad = %v; want the Warning again, and 1", step, rec.events, r.reports.countForeign())
+		}
+		step = "the namespace is deleted"
+		r.reports.setForeign("vms", DefaultNADName, true)
+		if err := c.Delete(ctx, ns); err != nil {
+			t.Fatal(err)
+		}
+		reconcileNS()
+		if got := r.reports.countForeign(); got != 0 {
+			t.Errorf("%s: virtmesh_namespaces_foreign_nad = %v, want 0", step, got)
+		}
 	}
+}
+
+// The Events about virtmesh's own NAD are on the NAD, in its namespace.
+func TestNADEventsAreOnTheNAD(t *testing.T) {
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "vms", Labels: map[string]string{"istio-injection": "enabled"}}}
+	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(ns).WithReturnManagedFields().Build()
+	cfg := DefaultConfig()
+	cfg.NADMode = NADPerNamespace
+	rec := &refRecorder{}
+	r := &NADReconciler{Client: client.WithFieldOwner(c, FieldOwner), Pods: c, Mesh: mesh.DefaultConfig(), Config: cfg, Recorder: rec}
+	reconcileNS := func() {
+		t.Helper()
+		if _, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKey{Name: "vms"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reconcileNS()
+	nad := &nadv1.NetworkAttachmentDefinition{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "vms", Name: DefaultNADName}, nad); err != nil {
+		t.Fatal(err)
+	}
+	nad.Spec.Config = `{"cniVersion":"0.3.1","type":"bridge"}` // someone edits virtmesh's NAD
+	if err := c.Update(ctx, nad); err != nil {
+		t.Fatal(err)
+	}
+	reconcileNS()
+	var reasons []string
+	for _, e := range rec.events {
+		reasons = append(reasons, e.reason)
+		if e.typ != corev1.EventTypeNormal || e.ref.Kind != "NetworkAttachmentDefinition" || e.ref.Namespace != "vms" || e.ref.Name != DefaultNADName {
+			t.Errorf("%s is %s on %s %s/%s, want Normal on the NAD vms/%s", e.reason, e.typ, e.ref.Kind, e.ref.Namespace, e.ref.Name, DefaultNADName)
+		}
+	}
+	if !slices.Equal(reasons, []string{ReasonNADCreated, ReasonNADRestored}) {
+		t.Errorf("Events %q, want %q", reasons, []string{ReasonNADCreated, ReasonNADRestored})
+	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(nad), nad); err != nil || nad.Spec.Config != "" {
+		t.Errorf("virtmesh's NAD was not restored: %v %q", err, nad.Spec.Config)
+	}
+}
+
+// refRecorder records Events with the object they are about.
+type refRecorder struct {
+	events []refEvent
+}
+
+type refEvent struct {
+	ref               corev1.ObjectReference
+	typ, reason, msg string
+}
+
+func (r *refRecorder) Event(o runtime.Object, typ, reason, msg string) {
+	ref, ok := o.(*corev1.ObjectReference)
+	if !ok {
+		if m, err := meta.Accessor(o); err == nil {
+			ref = &corev1.ObjectReference{Kind: o.GetObjectKind().GroupVersionKind().Kind, Namespace: m.GetNamespace(), Name: m.GetName()}
+		} else {
+			ref = &corev1.ObjectReference{}
+		}
+	}
+	r.events = append(r.events, refEvent{ref: *ref, typ: typ, reason: reason, msg: msg})
+}
+
+func (r *refRecorder) Eventf(o runtime.Object, typ, reason, format string, args ...any) {
+	r.Event(o, typ, reason, fmt.Sprintf(format, args...))
+}
+
+func (r *refRecorder) AnnotatedEventf(o runtime.Object, _ map[string]string, typ, reason, format string, args ...any) {
+	r.Eventf(o, typ, reason, format, args...)
 }
 
 // Only the coming and going of a NAD an injector references as its shared

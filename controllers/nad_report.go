@@ -22,11 +22,60 @@ import (
 const MaistraMemberLabel = "maistra.io/member-of"
 
 // nadReports remembers what was last said about each namespace, so a resync
-// says nothing again, and which namespaces lack the NAD their VMs need.
+// says nothing again, which namespaces lack the NAD their VMs need, and
+// which hold a NAD of a wanted name that is not virtmesh's and runs another
+// CNI plugin than istio-cni.
 type nadReports struct {
 	said    warnings
 	mu      sync.Mutex
 	missing map[string]bool
+	// foreign: namespace -> names of such NADs.
+	foreign map[string]map[string]bool
+}
+
+// setForeign records whether NAD name in namespace ns, one virtmesh wants
+// there, is someone else's running another CNI plugin.
+func (n *nadReports) setForeign(ns, name string, foreign bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !foreign {
+		delete(n.foreign[ns], name)
+		if len(n.foreign[ns]) == 0 {
+			delete(n.foreign, ns)
+		}
+		return
+	}
+	if n.foreign == nil {
+		n.foreign = map[string]map[string]bool{}
+	}
+	if n.foreign[ns] == nil {
+		n.foreign[ns] = map[string]bool{}
+	}
+	n.foreign[ns][name] = true
+}
+
+// keepForeign forgets the foreign NADs of namespace ns whose names virtmesh
+// no longer wants there (the namespace left the mesh, or its injector
+// changed): meshed VMs no longer get them.
+func (n *nadReports) keepForeign(ns string, wanted map[string]bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for name := range n.foreign[ns] {
+		if !wanted[name] {
+			delete(n.foreign[ns], name)
+		}
+	}
+	if len(n.foreign[ns]) == 0 {
+		delete(n.foreign, ns)
+	}
+}
+
+// countForeign is the number of namespaces holding such a NAD
+// (virtmesh_namespaces_foreign_nad).
+func (n *nadReports) countForeign() float64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return float64(len(n.foreign))
 }
 
 func (n *nadReports) setMissing(ns string, missing bool) {
@@ -45,6 +94,7 @@ func (n *nadReports) setMissing(ns string, missing bool) {
 // forget drops what was said about a namespace that is gone.
 func (n *nadReports) forget(ns string) {
 	n.setMissing(ns, false)
+	n.keepForeign(ns, nil)
 	n.said.forget(types.UID("namespace/" + ns))
 }
 

@@ -71,6 +71,7 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, meshCfg mesh.Config
 			return fmt.Errorf("setting up the NetworkAttachmentDefinition controller: %w", err)
 		}
 		collector.missingNAD = nads.reports.countMissing
+		collector.foreignNAD = nads.reports.countForeign
 	}
 	return registerCollector(collector)
 }

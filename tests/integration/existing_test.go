@@ -493,9 +493,9 @@ var _ = Describe("VMs running before their namespace joined the mesh", func() {
 			HaveField("Annotations", Not(HaveKey(mesh.OnboardingAnnotation)))))
 		Eventually(statusOf(ctx, ns, "db")).WithTimeout(converge).Should(And(inState(mesh.Pinned),
 			HaveField("Reason", ContainSubstring("onboarding it by live migration failed"))))
-		reasons, err := eventReasons(ctx, ns, "VirtualMachine", "db")
-		Expect(err).NotTo(HaveOccurred())
-		Expect(reasons).To(ContainElements(controllers.ReasonOnboardingFailed, controllers.ReasonOnboardingAbandoned))
+		// Events are sent after the write they report, from a queue.
+		Eventually(eventReasons).WithArguments(ctx, ns, "VirtualMachine", "db").
+			Should(ContainElements(controllers.ReasonOnboardingFailed, controllers.ReasonOnboardingAbandoned))
 		Eventually(onboardingCount).WithArguments("abandoned").Should(BeNumerically(">=", 1))
 		Consistently(onboardingMigrations).WithArguments(ctx, ns).WithTimeout(3*time.Second).
 			Should(HaveLen(mesh.MaxOnboardingAttempts), "an abandoned VMI is not onboarded again by itself")
@@ -574,7 +574,7 @@ var _ = Describe("VMs running before their namespace joined the mesh", func() {
 		}
 		Eventually(vmiNamed(ctx, ns, "db")).WithTimeout(converge).Should(And(pinnedVMI,
 			HaveField("Annotations", Not(HaveKey(mesh.OnboardingAnnotation)))))
-		Expect(eventMessages(ctx, ns, "VirtualMachine", "db", controllers.ReasonOnboardingFailed)).To(ContainElement(
+		Eventually(eventMessages).WithArguments(ctx, ns, "VirtualMachine", "db", controllers.ReasonOnboardingFailed).Should(ContainElement(
 			And(ContainSubstring("deleted before it ended"), ContainSubstring(mesh.ExistingVMIsLabel+"=pin"))))
 		Consistently(onboardingMigrations).WithArguments(ctx, ns).WithTimeout(3 * time.Second).Should(BeEmpty())
 	})
@@ -661,6 +661,23 @@ var _ = Describe("VMs running before their namespace joined the mesh", func() {
 		By("the API server refuses each of virtmesh's migrations: after the last attempt it pins the VMI again, and its Warning says the VM is still in that pod")
 		refuseRealMigrationsIn(ctx, ns)
 		mgr = startManager(managerConfig())
+		// Step by step (each attempt waits out its backoff), so a failure
+		// says which step stalled.
+		for attempt := 1; attempt < mesh.MaxOnboardingAttempts; attempt++ {
+			Eventually(func(g Gomega) {
+				vmi, err := vmiNamed(ctx, ns, "db")()
+				g.Expect(err).NotTo(HaveOccurred())
+				if _, onboarding := vmi.Annotations[mesh.OnboardingAnnotation]; !onboarding && vmi.Annotations[mesh.PinnedAnnotation] != "" {
+					return // on to the pin already
+				}
+				o, err := onboardingOf(vmi)
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(o.Attempt).To(BeNumerically(">=", attempt))
+				if o.Attempt == attempt {
+					g.Expect(o.LastFailure).To(ContainSubstring("the API server refused to create it"))
+				}
+			}).WithTimeout(converge).Should(Succeed(), "attempt %d refused", attempt)
+		}
 		Eventually(vmiNamed(ctx, ns, "db")).WithTimeout(converge).Should(pinnedVMI)
 		Eventually(func() []string {
 			return eventMessages(ctx, ns, "VirtualMachine", "db", controllers.ReasonOnboardingAbandoned)
@@ -792,12 +809,13 @@ var _ = Describe("VMs running before their namespace joined the mesh", func() {
 		// Retried after 2 s, then 4 s (the suite's delay), not every few milliseconds.
 		Eventually(vmiNamed(ctx, ns, "db")).WithTimeout(converge).Should(And(pinnedVMI,
 			HaveField("Annotations", HaveKeyWithValue(mesh.PinnedAnnotation, HavePrefix(mesh.PinAbandonedPrefix)))))
-		// One Warning per attempt: each was tried once.
+		// One Warning per attempt: each was tried once. (Events are sent
+		// after the write they report, from a queue.)
+		Eventually(eventMessages).WithArguments(ctx, ns, "VirtualMachine", "db", controllers.ReasonOnboardingAbandoned).Should(
+			ContainElement(ContainSubstring("kubectl virtmesh onboard db -n " + ns)))
 		Expect(eventMessages(ctx, ns, "VirtualMachine", "db", controllers.ReasonOnboardingFailed)).To(HaveLen(mesh.MaxOnboardingAttempts - 1))
 		Expect(eventMessages(ctx, ns, "VirtualMachine", "db", controllers.ReasonOnboardingFailed)).To(
 			ContainElement(ContainSubstring("the API server refused to create it")))
-		Expect(eventMessages(ctx, ns, "VirtualMachine", "db", controllers.ReasonOnboardingAbandoned)).To(
-			ContainElement(ContainSubstring("kubectl virtmesh onboard db -n " + ns)))
 		Expect(onboardingMigrations(ctx, ns)).To(BeEmpty())
 	})
 

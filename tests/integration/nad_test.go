@@ -83,6 +83,7 @@ var _ = Describe("The NetworkAttachmentDefinition controller", func() {
 			g.Expect(adminClient.Get(ctx, nadKey(ns), nad)).To(Succeed())
 			g.Expect(nad.Spec.Config).To(BeEmpty())
 		}).WithContext(ctx).WithTimeout(converge).Should(Succeed())
+		Eventually(eventReasons).WithArguments(ctx, ns, "NetworkAttachmentDefinition", "istio-cni").Should(ContainElement(controllers.ReasonNADRestored))
 
 		Expect(adminClient.Delete(ctx, nad)).To(Succeed())
 		Eventually(func(g Gomega) {
@@ -112,6 +113,32 @@ var _ = Describe("The NetworkAttachmentDefinition controller", func() {
 		delete(nsObj.Labels, "istio-injection")
 		Expect(adminClient.Update(ctx, nsObj)).To(Succeed())
 		Consistently(same).WithContext(ctx).WithTimeout(3 * time.Second).Should(Succeed())
+	})
+
+	It("warns on a NAD of that name it did not create that runs another CNI plugin, and counts the namespace in a metric the tenant cannot delete", func(ctx SpecContext) {
+		foreignNADs := func() (float64, error) { return metricValue("virtmesh_namespaces_foreign_nad") }
+		before, err := foreignNADs()
+		Expect(err).NotTo(HaveOccurred())
+		ns := newNamespace(ctx)
+		bridge := &nadv1.NetworkAttachmentDefinition{ObjectMeta: metav1.ObjectMeta{Name: controllers.DefaultNADName, Namespace: ns},
+			Spec: nadv1.NetworkAttachmentDefinitionSpec{Config: `{"cniVersion":"0.3.1","name":"istio-cni","type":"bridge","bridge":"br0"}`}}
+		Expect(adminClient.Create(ctx, bridge)).To(Succeed())
+		setNamespaceLabels(ctx, ns, enabledNS)
+		Eventually(func() []string {
+			return eventMessages(ctx, ns, "NetworkAttachmentDefinition", controllers.DefaultNADName, controllers.ReasonNADNotIstioCNI)
+		}).WithTimeout(converge).Should(ContainElement(ContainSubstring(`runs the CNI plugin "bridge"`)))
+		Eventually(foreignNADs).WithTimeout(converge).Should(Equal(before + 1))
+		got := &nadv1.NetworkAttachmentDefinition{}
+		Expect(adminClient.Get(ctx, nadKey(ns), got)).To(Succeed())
+		Expect(got.ResourceVersion).To(Equal(bridge.ResourceVersion), "the tenant's NAD is never touched")
+
+		By("the tenant deletes it: virtmesh creates its own, and the namespace is no longer counted")
+		Expect(adminClient.Delete(ctx, bridge)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(adminClient.Get(ctx, nadKey(ns), got)).To(Succeed())
+			g.Expect(got.Labels).To(HaveKeyWithValue(mesh.ManagedByLabel, mesh.ManagedByValue))
+		}).WithTimeout(converge).Should(Succeed())
+		Eventually(foreignNADs).WithTimeout(converge).Should(Equal(before))
 	})
 
 	It("creates the NAD for a VMI that opts in by itself, and removes it when the VMI goes", func(ctx SpecContext) {
