@@ -329,7 +329,7 @@ type refRecorder struct {
 }
 
 type refEvent struct {
-	ref               corev1.ObjectReference
+	ref              corev1.ObjectReference
 	typ, reason, msg string
 }
 
