@@ -117,20 +117,48 @@ func (a *auditLog) writesSince(offset int64, since time.Time) (map[string][]audi
 	} else if fi.Size() < offset {
 		return nil, fmt.Errorf("audit log %s is %d bytes, shorter than the %d read before: rotated or truncated", a.path, fi.Size(), offset)
 	}
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("audit log: %w", err)
-	}
-	return readWrites(f, since)
+	return readWritesAt(f, offset, since)
 }
 
+// readWritesAt is readWrites from offset on. An offset taken while
+// kube-apiserver was writing a line falls inside it: that line, an event
+// from before the offset, is skipped.
+func readWritesAt(f io.ReadSeeker, offset int64, since time.Time) (map[string][]auditEvent, error) {
+	start := max(offset-1, 0)
+	if _, err := f.Seek(start, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("audit log: %w", err)
+	}
+	r := bufio.NewReaderSize(f, 64*1024)
+	if offset > 0 {
+		prev, err := r.ReadByte()
+		if err != nil {
+			return nil, fmt.Errorf("audit log: %w", err)
+		}
+		if prev != '\n' {
+			if _, err := r.ReadBytes('\n'); err != nil && err != io.EOF {
+				return nil, fmt.Errorf("audit log: %w", err)
+			}
+		}
+	}
+	return readWrites(r, since)
+}
+
+// readWrites reads the audit events of r, one JSON object a line. A last
+// line without its newline is one kube-apiserver is still writing: skipped.
 func readWrites(r io.Reader, since time.Time) (map[string][]auditEvent, error) {
 	by := map[string][]auditEvent{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64*1024), 16*1024*1024)
-	for sc.Scan() {
+	br := bufio.NewReaderSize(r, 64*1024)
+	for {
+		line, err := br.ReadBytes('\n')
+		if err == io.EOF {
+			break // "" at the end, or a line being written
+		}
+		if err != nil {
+			return nil, fmt.Errorf("audit log: %w", err)
+		}
 		var e auditEvent
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			return nil, fmt.Errorf("audit log line %q: %w", truncate(sc.Text(), 200), err)
+		if err := json.Unmarshal(line, &e); err != nil {
+			return nil, fmt.Errorf("audit log line %q: %w", truncate(string(line), 200), err)
 		}
 		if e.Stage != "ResponseComplete" && e.Stage != "Panic" || e.StageTimestamp.Before(since) {
 			continue
@@ -140,9 +168,6 @@ func readWrites(r io.Reader, since time.Time) (map[string][]auditEvent, error) {
 			user = e.ImpersonatedUser.Username // whose rights the write used
 		}
 		by[user] = append(by[user], e)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("audit log: %w", err)
 	}
 	return by, nil
 }

@@ -82,3 +82,36 @@ func TestDescribeWritesListsAtMostTenPerUser(t *testing.T) {
 		t.Errorf("no count of the rest:\n%s", out)
 	}
 }
+
+// An offset taken while a line was being written falls inside it; a last
+// line without its newline is still being written. Both are skipped, and
+// every whole line from the offset on is read.
+func TestReadWritesAtAnOffsetInsideALine(t *testing.T) {
+	lines := strings.SplitAfter(auditLines, "\n")
+	log := auditLines + `{"kind":"Event","stage":"ResponseComplete","verb":"cre` // being written
+	for _, c := range []struct {
+		name   string
+		offset int64
+		want   int // writes read
+	}{
+		{"at the start", 0, 5},
+		{"at a line's start", int64(len(lines[0])), 4},
+		{"inside a line: that line is skipped", int64(len(lines[0]) + 10), 3},
+		{"on a line's last byte, its newline", int64(len(lines[0]) - 1), 4},
+		{"at the partial last line", int64(len(auditLines)), 0},
+		{"inside the partial last line", int64(len(auditLines) + 5), 0},
+	} {
+		by, err := readWritesAt(strings.NewReader(log), c.offset, time.Time{})
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		n := 0
+		for _, w := range by {
+			n += len(w)
+		}
+		if n != c.want {
+			t.Errorf("%s (offset %d): %d writes, want %d: %v", c.name, c.offset, n, c.want, by)
+		}
+	}
+}
