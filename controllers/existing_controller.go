@@ -912,7 +912,9 @@ func (r *ExistingReconciler) reserve(ctx context.Context, vmi *kubevirtv1.Virtua
 				return false, err
 			}
 			p, _ := mesh.ExistingPolicy(info.labels, r.Policy)
-			onboarding[ns] = p == mesh.ExistingOnboard
+			// A terminating namespace's VMs are being deleted, and virtmesh
+			// does nothing there: its onboardings hold no slot.
+			onboarding[ns] = p == mesh.ExistingOnboard && info.exists && !info.terminating
 		}
 		if onboarding[ns] {
 			byNamespace[ns] = append(byNamespace[ns], &running.Items[i])

@@ -157,3 +157,52 @@ func TestBrokenBeforePin(t *testing.T) {
 		t.Errorf("standalone VMI that cannot migrate any more: %q", got)
 	}
 }
+
+// Slots are held by running onboardings in namespaces with the onboard
+// policy, one per namespace, checked against their migrations; not by
+// those of a namespace being deleted (its VMs are going, and virtmesh does
+// nothing there).
+func TestReserveCountsNoTerminatingNamespace(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC)
+	onboardNS := map[string]string{"istio-injection": "enabled", mesh.ExistingVMIsLabel: string(mesh.ExistingOnboard)}
+	var objs []client.Object
+	onboarding := func(ns string, migrationRuns bool) *kubevirtv1.VirtualMachineInstance {
+		v := &kubevirtv1.VirtualMachineInstance{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: ns, UID: types.UID("uid-" + ns)},
+			Status: kubevirtv1.VirtualMachineInstanceStatus{Phase: kubevirtv1.Running}}
+		o := onboard.Attempt(v, 1, mesh.OnboardedByController, now.Add(-time.Minute))
+		v.Annotations = map[string]string{mesh.OnboardingAnnotation: o.Encode()}
+		objs = append(objs, v)
+		if migrationRuns {
+			objs = append(objs, onboard.Migration(v, o.Migration))
+		}
+		return v
+	}
+	for _, ns := range []string{"a", "b", "c"} {
+		objs = append(objs, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: onboardNS}})
+	}
+	onboarding("a", true)
+	onboarding("b", true)
+	next := onboarding("c", false) // to be created once it has a slot
+	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(objs...).
+		WithIndex(&kubevirtv1.VirtualMachineInstance{}, onboardingIndex, onboardingRunning).Build()
+	r := &ExistingReconciler{Client: c, APIReader: c, Recorder: &refRecorder{}, Policy: mesh.ExistingPin, Concurrency: 2,
+		Now: func() time.Time { return now }, started: map[types.NamespacedName]time.Time{}, waiting: map[types.NamespacedName]bool{}}
+	if free, err := r.reserve(ctx, next); err != nil || free {
+		t.Fatalf("reserve with a and b onboarding = %v, %v; want no free slot (--onboarding-concurrency=2)", free, err)
+	}
+	b := &corev1.Namespace{}
+	if err := c.Get(ctx, client.ObjectKey{Name: "b"}, b); err != nil {
+		t.Fatal(err)
+	}
+	b.Finalizers = []string{"kubernetes"}
+	if err := c.Update(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(ctx, b); err != nil { // terminating: the finalizer keeps it
+		t.Fatal(err)
+	}
+	if free, err := r.reserve(ctx, next); err != nil || !free {
+		t.Fatalf("reserve with b terminating = %v, %v; want the slot its onboarding held", free, err)
+	}
+}

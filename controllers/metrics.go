@@ -24,9 +24,10 @@ var (
 		"Mesh namespaces whose meshed VMs cannot start for want of a NetworkAttachmentDefinition virtmesh does not create "+
 			"(a missing shared istio-cni NAD, or an OpenShift Service Mesh 2 namespace that is not a member); see the Events on the namespace.", nil, nil)
 	foreignNADDesc = prometheus.NewDesc("virtmesh_namespaces_foreign_nad",
-		"Mesh namespaces holding a NetworkAttachmentDefinition of the istio-cni name their meshed VMs' pods reference that virtmesh did "+
-			"not create and that runs another CNI plugin than istio-cni, so those VMs' traffic can bypass their proxy; see the "+
-			"NetworkAttachmentDefinitionNotIstioCNI Warning on the NAD, and virtmesh's log.", nil, nil)
+		"Mesh namespaces holding, under the name of the per-namespace istio-cni NAD virtmesh would create there, a "+
+			"NetworkAttachmentDefinition virtmesh did not create that lets meshed VMs' traffic bypass their proxy (another CNI "+
+			"plugin, or istio-cni excluding the namespace); see the NetworkAttachmentDefinitionNotIstioCNI Warning on the NAD, "+
+			"virtmesh's log, and virtmesh_foreign_nads_found_total.", nil, nil)
 	vmisDesc = prometheus.NewDesc("virtmesh_vmis",
 		"VirtualMachineInstances by mesh state, read from their launcher pods (Meshed, Starting, Pending, NotInMesh, NotMeshable, "+
 			"NeedsRestart, NoProxy, Broken, Pinned, Onboarding, Stopped); kubectl virtmesh status lists them.", []string{"state"}, nil)

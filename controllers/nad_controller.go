@@ -101,6 +101,41 @@ func (r *NADReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return b.Complete(r)
 }
 
+// foreignSaid is what is remembered as said about a foreign NAD: its
+// message and its UID, so the same NAD is reported once, and one created in
+// its place again.
+func foreignSaid(msg string, uid types.UID) string {
+	if msg == "" {
+		return ""
+	}
+	return msg + "\x00" + string(uid)
+}
+
+// excludesNamespace reports whether an istio-cni config (a plugin, or the
+// istio-cni plugin of a list) excludes namespace ns: istio-cni then sets up
+// no redirection for its pods.
+func excludesNamespace(config, ns string) bool {
+	type plugin struct {
+		Type       string `json:"type"`
+		Kubernetes struct {
+			ExcludeNamespaces []string `json:"exclude_namespaces"`
+		} `json:"kubernetes"`
+	}
+	var c struct {
+		plugin
+		Plugins []plugin `json:"plugins"`
+	}
+	if json.Unmarshal([]byte(config), &c) != nil {
+		return false
+	}
+	for _, p := range append(c.Plugins, c.plugin) {
+		if p.Type == "istio-cni" && slices.Contains(p.Kubernetes.ExcludeNamespaces, ns) {
+			return true
+		}
+	}
+	return false
+}
+
 // cniType is the plugin type a NAD's config names ("" if none or unreadable).
 func cniType(config string) string {
 	var c struct {
@@ -234,14 +269,22 @@ func (r *NADReconciler) ensure(ctx context.Context, ns namespaceInfo, want *nadv
 		// Someone else's: never touched, but one that runs another plugin
 		// than istio-cni lets meshed VMs' traffic bypass their proxy.
 		msg := ""
-		if t := cniType(have.Spec.Config); t != "" && t != "istio-cni" {
+		switch t := cniType(have.Spec.Config); {
+		case t != "" && t != "istio-cni":
 			msg = fmt.Sprintf("NetworkAttachmentDefinition %q here was not created by virtmesh and runs the CNI plugin %q, not istio-cni: "+
 				"meshed VMs' pods get that instead of Istio's traffic redirection, so their traffic can bypass the proxy (mTLS, policy); "+
 				"delete it to have virtmesh create the istio-cni one", have.Name, t)
+		case t == "istio-cni" && excludesNamespace(have.Spec.Config, ns.name):
+			msg = fmt.Sprintf("NetworkAttachmentDefinition %q here was not created by virtmesh and runs istio-cni with a configuration "+
+				"whose kubernetes.exclude_namespaces names this namespace: istio-cni sets up no traffic redirection for its pods, so "+
+				"meshed VMs' traffic can bypass the proxy (mTLS, policy); delete it to have virtmesh create the istio-cni one", have.Name)
 		}
 		r.reports.setForeign(ns.name, have.Name, msg != "")
-		if r.reports.said.set(types.UID("namespace/"+ns.name), "foreign-nad/"+have.Name, msg) && msg != "" {
-			log.FromContext(ctx).Info("a NetworkAttachmentDefinition of the istio-cni name runs another plugin", "name", have.Name, "type", cniType(have.Spec.Config))
+		// Said once per NAD: one deleted and created again is another.
+		if r.reports.said.set(types.UID("namespace/"+ns.name), "foreign-nad/"+have.Name, foreignSaid(msg, have.UID)) && msg != "" {
+			log.FromContext(ctx).Info("a NetworkAttachmentDefinition of the istio-cni name lets meshed VMs' traffic bypass the proxy",
+				"name", have.Name, "type", cniType(have.Spec.Config), "uid", have.UID)
+			foreignNADsFound.Inc()
 			r.Recorder.Event(nadRef(have), corev1.EventTypeWarning, ReasonNADNotIstioCNI, "virtmesh: "+msg)
 		}
 	case !nadUpToDate(have, want):

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -189,6 +190,9 @@ func TestWarnsAboutAForeignNADRunningAnotherPlugin(t *testing.T) {
 		`{"cniVersion":"0.3.1","type":"bridge","bridge":"br0"}`:        true,
 		`{"cniVersion":"0.3.1","name":"istio-cni","type":"istio-cni"}`: false,
 		``: false,
+		`{"cniVersion":"0.3.1","type":"istio-cni","kubernetes":{"exclude_namespaces":["istio-system","vms"]}}`: true,
+		`{"cniVersion":"0.3.1","type":"istio-cni","kubernetes":{"exclude_namespaces":["istio-system"]}}`:       false,
+		`{"cniVersion":"0.3.1","plugins":[{"type":"istio-cni","kubernetes":{"exclude_namespaces":["vms"]}}]}`:  true,
 	} {
 		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "vms", Labels: map[string]string{"istio-injection": "enabled"}}}
 		foreign := &nadv1.NetworkAttachmentDefinition{ObjectMeta: metav1.ObjectMeta{Name: DefaultNADName, Namespace: "vms"},
@@ -247,6 +251,24 @@ func TestWarnsAboutAForeignNADRunningAnotherPlugin(t *testing.T) {
 		if got := r.reports.countForeign(); got != 1 {
 			t.Errorf("%s: virtmesh_namespaces_foreign_nad = %v before the delete, want 1", step, got)
 		}
+		if len(rec.events) != 2 || rec.events[1].reason != ReasonNADNotIstioCNI {
+			t.Errorf("%s: events %v, want the Warning again on rejoining", step, rec.events)
+		}
+		step = "the tenant deletes the NAD and creates it again between two looks"
+		if err := c.Delete(ctx, foreign); err != nil {
+			t.Fatal(err)
+		}
+		foreign.ResourceVersion, foreign.UID = "", "second"
+		if err := c.Create(ctx, foreign); err != nil {
+			t.Fatal(err)
+		}
+		before := testutil.ToFloat64(foreignNADsFound)
+		reconcileNS()
+		if len(rec.events) != 3 || rec.events[2].reason != ReasonNADNotIstioCNI || testutil.ToFloat64(foreignNADsFound) != before+1 {
+			t.Errorf("%s: events %v, virtmesh_foreign_nads_found_total +%v; want the Warning again, +1", step, rec.events,
+				testutil.ToFloat64(foreignNADsFound)-before)
+		}
+		step = "the namespace joins again, and the tenant deletes the NAD"
 		if err := c.Delete(ctx, foreign); err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,6 +22,16 @@ import (
 // MaistraMemberLabel marks a namespace that is a member of an OpenShift
 // Service Mesh 2 control plane (Maistra creates its NAD only there).
 const MaistraMemberLabel = "maistra.io/member-of"
+
+// foreignNADsFound counts foreign NADs found letting meshed VMs' traffic
+// bypass the proxy. The gauge virtmesh_namespaces_foreign_nad falls back
+// when such a NAD is deleted, though pods set up with it keep bypassing the
+// proxy until they are replaced; the counter keeps that it happened.
+var foreignNADsFound = prometheus.NewCounter(prometheus.CounterOpts{
+	Name: "virtmesh_foreign_nads_found_total",
+	Help: "NetworkAttachmentDefinitions of the istio-cni name, not created by virtmesh, found letting meshed VMs' traffic bypass " +
+		"their proxy (another CNI plugin, or istio-cni excluding the namespace); each NAD counted once per virtmesh process.",
+})
 
 // nadReports remembers what was last said about each namespace, so a resync
 // says nothing again, which namespaces lack the NAD their VMs need, and
@@ -56,13 +68,16 @@ func (n *nadReports) setForeign(ns, name string, foreign bool) {
 
 // keepForeign forgets the foreign NADs of namespace ns whose names virtmesh
 // no longer wants there (the namespace left the mesh, or its injector
-// changed): meshed VMs no longer get them.
+// changed): meshed VMs no longer get them. Each is reported again should
+// the namespace want it again.
 func (n *nadReports) keepForeign(ns string, wanted map[string]bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for name := range n.foreign[ns] {
 		if !wanted[name] {
 			delete(n.foreign[ns], name)
+			// Said again should the namespace want it again.
+			n.said.set(types.UID("namespace/"+ns), "foreign-nad/"+name, "")
 		}
 	}
 	if len(n.foreign[ns]) == 0 {

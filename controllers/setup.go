@@ -41,6 +41,9 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, meshCfg mesh.Config
 	if err := registerCollector(eventsDropped); err != nil {
 		return err
 	}
+	if err := registerCollector(foreignNADsFound); err != nil {
+		return err
+	}
 	for _, typ := range []string{corev1.EventTypeNormal, corev1.EventTypeWarning} {
 		eventsDropped.WithLabelValues(typ) // a series from the start, for alerts
 	}

@@ -682,7 +682,9 @@ var _ = Describe("VMs running before their namespace joined the mesh", func() {
 		Eventually(func() []string {
 			return eventMessages(ctx, ns, "VirtualMachine", "db", controllers.ReasonOnboardingAbandoned)
 		}).WithTimeout(converge).Should(ContainElement(And(ContainSubstring("Before the pin it was Broken"),
-			ContainSubstring("virtctl migrate db"))))
+			ContainSubstring("virtctl migrate db"), ContainSubstring("the API server refused to create it"))))
+		Expect(eventMessages(ctx, ns, "VirtualMachine", "db", controllers.ReasonOnboardingFailed)).To(And(
+			HaveLen(mesh.MaxOnboardingAttempts-1), HaveEach(ContainSubstring("the API server refused to create it"))), "each attempt was refused once")
 	})
 
 	It("onboard: annotations virtmesh would not act on take no slot: another migration's name, a finished VMI's, a paused VMI's", func(ctx SpecContext) {

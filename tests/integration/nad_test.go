@@ -117,28 +117,34 @@ var _ = Describe("The NetworkAttachmentDefinition controller", func() {
 
 	It("warns on a NAD of that name it did not create that runs another CNI plugin, and counts the namespace in a metric the tenant cannot delete", func(ctx SpecContext) {
 		foreignNADs := func() (float64, error) { return metricValue("virtmesh_namespaces_foreign_nad") }
+		found := func() (float64, error) { return metricValue("virtmesh_foreign_nads_found_total") }
 		before, err := foreignNADs()
 		Expect(err).NotTo(HaveOccurred())
+		foundBefore, err := found()
+		Expect(err).NotTo(HaveOccurred())
 		ns := newNamespace(ctx)
+		tenant := tenantIn(ctx, ns) // a namespace editor may write NADs
 		bridge := &nadv1.NetworkAttachmentDefinition{ObjectMeta: metav1.ObjectMeta{Name: controllers.DefaultNADName, Namespace: ns},
 			Spec: nadv1.NetworkAttachmentDefinitionSpec{Config: `{"cniVersion":"0.3.1","name":"istio-cni","type":"bridge","bridge":"br0"}`}}
-		Expect(adminClient.Create(ctx, bridge)).To(Succeed())
+		Expect(tenant.Create(ctx, bridge)).To(Succeed())
 		setNamespaceLabels(ctx, ns, enabledNS)
 		Eventually(func() []string {
 			return eventMessages(ctx, ns, "NetworkAttachmentDefinition", controllers.DefaultNADName, controllers.ReasonNADNotIstioCNI)
 		}).WithTimeout(converge).Should(ContainElement(ContainSubstring(`runs the CNI plugin "bridge"`)))
 		Eventually(foreignNADs).WithTimeout(converge).Should(Equal(before + 1))
+		Expect(found()).To(Equal(foundBefore + 1))
 		got := &nadv1.NetworkAttachmentDefinition{}
 		Expect(adminClient.Get(ctx, nadKey(ns), got)).To(Succeed())
 		Expect(got.ResourceVersion).To(Equal(bridge.ResourceVersion), "the tenant's NAD is never touched")
 
 		By("the tenant deletes it: virtmesh creates its own, and the namespace is no longer counted")
-		Expect(adminClient.Delete(ctx, bridge)).To(Succeed())
+		Expect(tenant.Delete(ctx, bridge)).To(Succeed())
 		Eventually(func(g Gomega) {
 			g.Expect(adminClient.Get(ctx, nadKey(ns), got)).To(Succeed())
 			g.Expect(got.Labels).To(HaveKeyWithValue(mesh.ManagedByLabel, mesh.ManagedByValue))
 		}).WithTimeout(converge).Should(Succeed())
 		Eventually(foreignNADs).WithTimeout(converge).Should(Equal(before))
+		Expect(found()).To(Equal(foundBefore+1), "the counter keeps that one was found")
 	})
 
 	It("creates the NAD for a VMI that opts in by itself, and removes it when the VMI goes", func(ctx SpecContext) {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -28,6 +29,8 @@ import (
 
 	"github.com/virtmesh/virtmesh/internal/app"
 	"github.com/virtmesh/virtmesh/internal/controlplane"
+	"github.com/virtmesh/virtmesh/internal/mesh"
+	"github.com/virtmesh/virtmesh/internal/onboard"
 	"github.com/virtmesh/virtmesh/internal/testkit/local"
 )
 
@@ -47,6 +50,10 @@ func TestIntegration(t *testing.T) {
 
 var _ = BeforeSuite(func(ctx SpecContext) {
 	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	// A real API server, and virtmesh's Events sent from a rate-limited
+	// queue after the write they report: no wait is as short as Gomega's
+	// 1 s default.
+	SetDefaultEventuallyTimeout(converge)
 
 	By("starting etcd, kube-apiserver and kube-controller-manager")
 	var err error
@@ -91,13 +98,26 @@ func newLabelledNamespace(ctx context.Context, labels map[string]string) string 
 	DeferCleanup(func(ctx SpecContext) {
 		Expect(client.IgnoreNotFound(adminClient.Delete(ctx, ns))).To(Succeed())
 	})
-	DeferCleanup(func(ctx SpecContext) { // runs first: the namespace still exists
-		if CurrentSpecReport().Failed() {
-			dumpNamespace(ctx, ns.Name)
-		}
-	})
+	specNamespaces = append(specNamespaces, ns.Name)
 	return ns.Name
 }
+
+// specNamespaces are the namespaces the running spec created.
+var specNamespaces []string
+
+var _ = BeforeEach(func() { specNamespaces = nil })
+
+// A failed spec's namespaces are dumped after it, before any of its
+// cleanups (which delete pods, VMIs and admission policies) run.
+var _ = AfterEach(func(ctx SpecContext) {
+	if !CurrentSpecReport().Failed() {
+		return
+	}
+	for _, ns := range specNamespaces {
+		dumpNamespace(ctx, ns)
+	}
+	dumpOnboardings(ctx)
+})
 
 // dumpNamespace writes what a failed spec left in namespace ns to the
 // spec's output: its Events in order, and its VMIs, migrations, launcher
@@ -114,8 +134,19 @@ func dumpNamespace(ctx context.Context, ns string) {
 		fmt.Fprintf(w, "event %s %s %s/%s %s x%d: %s\n", eventTime(e).Format(time.RFC3339Nano), e.Type,
 			e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Reason, max(e.Count, 1), e.Message)
 	}
-	lists := []client.ObjectList{&kubevirtv1.VirtualMachineInstanceList{}, &kubevirtv1.VirtualMachineInstanceMigrationList{},
-		&corev1.PodList{}, &corev1.ServiceList{}}
+	// Events about the Namespace itself are stored in default.
+	nsEvents := &corev1.EventList{}
+	if err := adminClient.List(ctx, nsEvents, client.InNamespace(metav1.NamespaceDefault)); err != nil {
+		fmt.Fprintf(w, "listing Events in default: %v\n", err)
+	}
+	for _, e := range nsEvents.Items {
+		if e.InvolvedObject.Kind == "Namespace" && e.InvolvedObject.Name == ns {
+			fmt.Fprintf(w, "event (in default) %s %s Namespace/%s %s x%d: %s\n", eventTime(e).Format(time.RFC3339Nano), e.Type,
+				ns, e.Reason, max(e.Count, 1), e.Message)
+		}
+	}
+	lists := []client.ObjectList{&kubevirtv1.VirtualMachineList{}, &kubevirtv1.VirtualMachineInstanceList{},
+		&kubevirtv1.VirtualMachineInstanceMigrationList{}, &corev1.PodList{}, &corev1.ServiceList{}, &nadv1.NetworkAttachmentDefinitionList{}}
 	for _, l := range lists {
 		if err := adminClient.List(ctx, l, client.InNamespace(ns)); err != nil {
 			fmt.Fprintf(w, "listing %T: %v\n", l, err)
@@ -135,6 +166,33 @@ func dumpNamespace(ctx context.Context, ns string) {
 		fmt.Fprintf(w, "%T:\n%s\n", l, out)
 	}
 	fmt.Fprintf(w, "--- end of namespace %s ---\n", ns)
+}
+
+// dumpOnboardings lists, cluster-wide, what may hold an onboarding slot:
+// VMIs carrying an onboarding annotation and virtmesh's migrations that
+// have not ended.
+func dumpOnboardings(ctx context.Context) {
+	w := GinkgoWriter
+	fmt.Fprintln(w, "--- onboardings in the cluster ---")
+	vmis := &kubevirtv1.VirtualMachineInstanceList{}
+	if err := adminClient.List(ctx, vmis); err != nil {
+		fmt.Fprintf(w, "listing VMIs: %v\n", err)
+	}
+	for _, v := range vmis.Items {
+		if a, ok := v.Annotations[mesh.OnboardingAnnotation]; ok {
+			fmt.Fprintf(w, "VMI %s/%s (deleting: %v): %s\n", v.Namespace, v.Name, v.DeletionTimestamp != nil, a)
+		}
+	}
+	ms := &kubevirtv1.VirtualMachineInstanceMigrationList{}
+	if err := adminClient.List(ctx, ms, client.HasLabels{onboard.MigrationLabel}); err != nil {
+		fmt.Fprintf(w, "listing migrations: %v\n", err)
+	}
+	for _, m := range ms.Items {
+		if !m.IsFinal() {
+			fmt.Fprintf(w, "migration %s/%s of VMI %s: phase %q\n", m.Namespace, m.Name, m.Spec.VMIName, m.Status.Phase)
+		}
+	}
+	fmt.Fprintln(w, "--- end of onboardings ---")
 }
 
 // eventTime is when an Event last happened, as the recorder set it.
