@@ -47,6 +47,10 @@ type eventQueue struct {
 	// stopped: Start has returned; Events go straight to client-go (the
 	// manager stops the controllers that send them after this queue).
 	stopped bool
+	// gone, when set, says whether a namespace is gone or being deleted:
+	// the API server refuses an Event there (and client-go logs an error
+	// for each), so such Events are not sent.
+	gone func(ctx context.Context, namespace string) bool
 	// dropped counts drops not yet logged, by type.
 	dropped  map[string]int
 	lastLog  time.Time
@@ -240,6 +244,10 @@ func (q *eventQueue) Start(ctx context.Context) error {
 				q.stop(logger.Info)
 				return nil
 			}
+			continue
+		}
+		if e.namespace != "" && q.gone != nil && q.gone(ctx, e.namespace) {
+			logger.V(1).Info("not sent: its namespace is gone or being deleted", "namespace", e.namespace, "reason", e.reason)
 			continue
 		}
 		if err := q.limiter.Wait(ctx); err != nil {

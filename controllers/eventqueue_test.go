@@ -257,3 +257,42 @@ func mustNext(t *testing.T, q *eventQueue) queuedEvent {
 	}
 	return e
 }
+
+// Events about objects in a namespace that is gone or being deleted are not
+// sent (the API server would refuse them), and cost no rate.
+func TestEventQueueSendsNothingIntoANamespaceBeingDeleted(t *testing.T) {
+	q := newEventQueue()
+	q.limiter = rate.NewLimiter(rate.Every(time.Hour), 2) // two sends, then none for an hour
+	q.gone = func(_ context.Context, ns string) bool { return ns == "deleted" }
+	fake := record.NewFakeRecorder(100)
+	rec := q.recorder(fake)
+	dead := &corev1.ObjectReference{Kind: "VirtualMachine", Namespace: "deleted", Name: "vm"}
+	alive := &corev1.ObjectReference{Kind: "VirtualMachine", Namespace: "live", Name: "vm"}
+	cluster := &corev1.ObjectReference{Kind: "Namespace", Name: "deleted"} // stored in default
+	for i := range 3 {
+		rec.Eventf(dead, corev1.EventTypeWarning, "NeedsRestart", "dead%d", i)
+	}
+	rec.Event(alive, corev1.EventTypeNormal, "ServiceCreated", "alive")
+	rec.Event(cluster, corev1.EventTypeNormal, "SharedNetworkAttachmentDefinitionMissing", "about the namespace")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- q.Start(ctx) }()
+	var got []string
+	for len(got) < 2 {
+		select {
+		case e := <-fake.Events:
+			got = append(got, e)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("sent %q; the two Events outside the deleted namespace did not go out at the rate of two", got)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, drain(fake)...)
+	want := []string{"Normal ServiceCreated alive", "Normal SharedNetworkAttachmentDefinitionMissing about the namespace"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("sent %q, want %q", got, want)
+	}
+}

@@ -35,6 +35,10 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, meshCfg mesh.Config
 	// Every controller's Events go through one queue: Warnings first, at a
 	// rate the API server takes, drops counted (eventqueue.go).
 	events := newEventQueue()
+	events.gone = func(ctx context.Context, namespace string) bool {
+		ns, err := getNamespace(ctx, mgr.GetClient(), namespace)
+		return err == nil && (!ns.exists || ns.terminating)
+	}
 	if err := mgr.Add(events); err != nil {
 		return fmt.Errorf("adding the Event queue: %w", err)
 	}
