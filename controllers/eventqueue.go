@@ -47,7 +47,7 @@ type eventQueue struct {
 	// stopped: Start has returned; Events go straight to client-go (the
 	// manager stops the controllers that send them after this queue).
 	stopped bool
-	// gone, when set, says whether a namespace is gone or being deleted:
+	// gone, when set, says whether a namespace is being deleted:
 	// the API server refuses an Event there (and client-go logs an error
 	// for each), so such Events are not sent.
 	gone func(ctx context.Context, namespace string) bool
@@ -247,7 +247,7 @@ func (q *eventQueue) Start(ctx context.Context) error {
 			continue
 		}
 		if e.namespace != "" && q.gone != nil && q.gone(ctx, e.namespace) {
-			logger.V(1).Info("not sent: its namespace is gone or being deleted", "namespace", e.namespace, "reason", e.reason)
+			logger.V(1).Info("not sent: its namespace is being deleted", "namespace", e.namespace, "reason", e.reason)
 			continue
 		}
 		if err := q.limiter.Wait(ctx); err != nil {

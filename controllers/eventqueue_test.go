@@ -258,7 +258,7 @@ func mustNext(t *testing.T, q *eventQueue) queuedEvent {
 	return e
 }
 
-// Events about objects in a namespace that is gone or being deleted are not
+// Events about objects in a namespace being deleted are not
 // sent (the API server would refuse them), and cost no rate.
 func TestEventQueueSendsNothingIntoANamespaceBeingDeleted(t *testing.T) {
 	q := newEventQueue()

@@ -36,8 +36,10 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, meshCfg mesh.Config
 	// rate the API server takes, drops counted (eventqueue.go).
 	events := newEventQueue()
 	events.gone = func(ctx context.Context, namespace string) bool {
+		// Terminating, as the cache shows it. One the cache does not hold
+		// may be too new for it yet: its Events are sent.
 		ns, err := getNamespace(ctx, mgr.GetClient(), namespace)
-		return err == nil && (!ns.exists || ns.terminating)
+		return err == nil && ns.exists && ns.terminating
 	}
 	if err := mgr.Add(events); err != nil {
 		return fmt.Errorf("adding the Event queue: %w", err)
